@@ -1,0 +1,3 @@
+"""AffectLens: explain human emotion in video, locally."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,146 @@
+"""The one configuration object.
+
+Sources, lowest to highest precedence: defaults < TOML file < environment (``AFFECTLENS_*``)
+< command-line flags (passed as keyword arguments). The TOML file is
+``$AFFECTLENS_CONFIG`` when set, else ``~/.config/affectlens/config.toml`` when it exists.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "AFFECTLENS_"
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    return Path(os.environ.get(var) or Path.home() / fallback)
+
+
+def default_config_file() -> Path:
+    explicit = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    return _xdg("XDG_CONFIG_HOME", ".config") / "affectlens" / "config.toml"
+
+
+class Settings(BaseSettings):
+    """Model choices and paths, device, sampling, limits, storage and server."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", validate_default=True
+    )
+
+    # storage
+    data_dir: Path = Field(
+        default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share") / "affectlens",
+        description="Analyses, chat threads and the chromadb index.",
+    )
+    model_dir: Path = Field(
+        default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache") / "affectlens" / "models",
+        description="Where the embedded models are assembled.",
+    )
+
+    # compute
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = Field(default=0, ge=0, description="CPU threads for models; 0 = all cores.")
+
+    # media
+    frame_rate: float = Field(default=2.0, gt=0, le=30, description="Frames sampled per second.")
+    max_file_mb: float = Field(default=500.0, gt=0)
+    max_duration_s: float = Field(default=600.0, gt=0)
+    max_frames: int = Field(default=240, gt=0, description="Cap on sampled frames per clip.")
+
+    # perception models
+    asr_model: str = Field(
+        default="whisper-base",
+        description="'whisper-base' (embedded) or any faster-whisper model id or directory.",
+    )
+    asr_compute_type: str = "int8"
+    face_backend: Literal["mediapipe", "pyfeat"] = "mediapipe"
+    pyfeat_weights_dir: Path | None = None
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str | None = Field(
+        default=None, description="open_clip pretrained tag (needs internet) or a local file."
+    )
+    ser_model: str | None = Field(
+        default=None, description="Speech-emotion model directory (transformers); off when unset."
+    )
+
+    # LLM
+    llm_backend: Literal["embedded", "openai", "transformers"] = "embedded"
+    llm_model: str = Field(
+        default="qwen2.5-1.5b",
+        description="Embedded: 'qwen2.5-1.5b', 'qwen2.5-0.5b' or a GGUF path; "
+        "openai: the served model name; transformers: a local model directory.",
+    )
+    llm_base_url: str = "http://127.0.0.1:8000/v1"
+    llm_api_key: SecretStr = SecretStr("not-needed")
+    llm_multimodal: bool = False
+    llm_context: int = Field(default=4096, ge=512)
+    llm_max_tokens: int = Field(default=384, ge=16)
+    llm_temperature: float = Field(default=0.0, ge=0)
+    llm_seed: int = 0
+    verify_max_rounds: int = Field(default=2, ge=0, le=5)
+    judge_backend: Literal["embedded", "openai", "transformers"] | None = None
+    judge_model: str | None = None
+
+    # server
+    host: str = "127.0.0.1"
+    port: int = Field(default=7860, ge=1, le=65535)
+    auth: str | None = Field(default=None, description="'user:password' for basic auth.")
+    max_upload_mb: float = Field(default=200.0, gt=0)
+
+    @field_validator("data_dir", "model_dir", "pyfeat_weights_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=default_config_file())
+        return (init_settings, env_settings, toml)
+
+    @property
+    def resolved_device(self) -> str:
+        """'cuda' when asked for or available (auto), else 'cpu'."""
+        if self.device != "auto":
+            return self.device
+        try:
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        except Exception:  # torch missing or broken: the CPU still works
+            return "cpu"
+
+    @property
+    def cpu_threads(self) -> int:
+        return self.threads or os.cpu_count() or 1
+
+
+def load_settings(**flags: Any) -> Settings:
+    """Settings from every source; ``flags`` are command-line values (``None`` = not given)."""
+    return Settings(**{k: v for k, v in flags.items() if v is not None})
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (from file and environment only)."""
+    return Settings()

@@ -1,0 +1,80 @@
+"""The agent's data: cues the LLM sees, the reading it returns, the stored analysis.
+
+Contract shared with chat, UI and evals: extend, do not rename.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from tools.evidence import FaceEvidence, MediaInfo, SceneEvidence, SpeechEvidence, ToneEvidence
+
+Modality = Literal["face", "speech", "voice", "scene"]
+MODALITIES: tuple[Modality, ...] = ("face", "speech", "voice", "scene")
+
+
+class Cue(BaseModel):
+    """One textual observation with an id the explanation cites (F1, S2, V1, C1 ...)."""
+
+    id: str
+    modality: Modality
+    start: float
+    end: float
+    name: str = Field(description="What was measured: 'AU12', 'pitch_mean_hz', 'transcript' ...")
+    value: float | str | None = None
+    unit: str = ""
+    scale: str = ""
+    text: str = Field(description="One plain sentence, as shown to the LLM.")
+
+
+class ModalityAccount(BaseModel):
+    modality: Modality
+    status: Literal["ok", "missing", "failed"]
+    summary: str = Field(description="What this modality says about the emotion, citing cues.")
+
+
+class EmotionReading(BaseModel):
+    """What the LLM returns (through a JSON schema)."""
+
+    dominant: str = Field(description="Dominant basic emotion.")
+    secondary: str | None = Field(default=None, description="Secondary basic emotion, if any.")
+    label: str = Field(description="Compound label, adverb + adjective: 'happily surprised'.")
+    probabilities: dict[str, float] = Field(
+        default_factory=dict, description="Basic emotion -> probability."
+    )
+    valence: float = Field(default=0.0, ge=-1, le=1)
+    arousal: float = Field(default=0.0, ge=-1, le=1)
+    confidence: float = Field(default=0.5, ge=0, le=1)
+    explanation: list[str] = Field(
+        default_factory=list, description="Sentences, each citing cue ids in brackets: [F1]."
+    )
+    conflicts: list[str] = Field(default_factory=list, description="Cue ids that disagree.")
+    modalities: list[ModalityAccount] = []
+
+
+class VerificationReport(BaseModel):
+    rounds: int = 0
+    problems: list[str] = Field(default_factory=list, description="Problems left at the end.")
+    fixed: list[str] = Field(default_factory=list, description="Problems found and repaired.")
+    grounded: bool = False
+
+
+class AnalysisResult(BaseModel):
+    id: str
+    created: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    media: MediaInfo
+    face: FaceEvidence | None = None
+    speech: SpeechEvidence | None = None
+    voice: ToneEvidence | None = None
+    scene: SceneEvidence | None = None
+    cues: list[Cue] = []
+    knowledge: list[str] = Field(default_factory=list, description="Knowledge entry ids used.")
+    reading: EmotionReading | None = None
+    verification: VerificationReport = Field(default_factory=VerificationReport)
+    timings: dict[str, float] = Field(default_factory=dict, description="Stage -> seconds.")
+    models: dict[str, str] = Field(default_factory=dict, description="Role -> model and version.")
+    settings: dict = Field(default_factory=dict)
+    error: str | None = None

@@ -1,0 +1,1 @@
+"""Perception tools: plain functions from decoded media to pydantic evidence. No LLM inside."""

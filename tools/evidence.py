@@ -1,0 +1,156 @@
+"""What the tools return: pydantic evidence with timestamps (seconds from the clip's start).
+
+This module is the contract between the tools and the agent. Every evidence object says
+whether its modality is usable (``status``), why not (``reason``), which model produced it and
+how long it took.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Status = Literal["ok", "missing", "failed"]
+
+
+class Evidence(BaseModel):
+    status: Status = "ok"
+    reason: str | None = Field(default=None, description="Why the modality is missing or failed.")
+    model: str = ""
+    model_version: str = ""
+    device: str = "cpu"
+    seconds: float = 0.0
+
+
+# media ---------------------------------------------------------------------------------------
+class MediaInfo(BaseModel):
+    file_name: str
+    size_bytes: int
+    container: str = ""
+    duration_s: float = 0.0
+    has_audio: bool = False
+    has_video: bool = False
+    is_image: bool = False
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    audio_sample_rate: int | None = None
+    frames_sampled: int = 0
+    frame_rate: float | None = Field(default=None, description="Sampling rate actually used.")
+
+
+# speech --------------------------------------------------------------------------------------
+class Word(BaseModel):
+    start: float
+    end: float
+    text: str
+    probability: float
+
+
+class Segment(BaseModel):
+    start: float
+    end: float
+    text: str
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    words: list[Word] = []
+
+
+class SpeechEvidence(Evidence):
+    language: str | None = None
+    language_probability: float | None = None
+    segments: list[Segment] = []
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text.strip() for s in self.segments).strip()
+
+
+# face ----------------------------------------------------------------------------------------
+class Box(BaseModel):
+    """Face box in pixels of the sampled frame."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    confidence: float
+
+
+class FaceFrame(BaseModel):
+    """The dominant face in one sampled frame (None fields when no face)."""
+
+    t: float
+    faces: int = 0
+    box: Box | None = None
+    aus: dict[str, float] = Field(default_factory=dict, description="AU code -> intensity 0-1.")
+    expressions: dict[str, float] = Field(
+        default_factory=dict, description="basic emotion -> probability (sums to 1)."
+    )
+
+
+class AUEvent(BaseModel):
+    """An action unit active over a span: onset, peak and offset times."""
+
+    au: str  # "AU12"
+    name: str  # "lip corner puller"
+    onset: float
+    peak: float
+    offset: float
+    peak_intensity: float
+    mean_intensity: float
+
+
+class FaceEvidence(Evidence):
+    backend: str = ""
+    frames: list[FaceFrame] = []
+    max_faces: int = 0
+    au_events: list[AUEvent] = []
+    expression_mean: dict[str, float] = Field(default_factory=dict)
+    dominant_expression: str | None = None
+
+
+# scene ---------------------------------------------------------------------------------------
+class LabelScore(BaseModel):
+    label: str
+    score: float
+
+
+class SceneFrame(BaseModel):
+    t: float
+    emotions: list[LabelScore] = []
+    contexts: list[LabelScore] = []
+
+
+class SceneEvidence(Evidence):
+    frames: list[SceneFrame] = []
+    emotion_top: list[LabelScore] = []
+    context_top: list[LabelScore] = []
+
+
+# voice ---------------------------------------------------------------------------------------
+class ToneWindow(BaseModel):
+    """Prosody over one window of voiced audio."""
+
+    start: float
+    end: float
+    pitch_hz: float | None = None
+    loudness: float | None = None  # eGeMAPS loudness (sone)
+    arousal: float | None = None
+
+
+class ToneEvidence(Evidence):
+    features: dict[str, float] = Field(
+        default_factory=dict,
+        description="Clip-level prosody: name -> value, units in the name (pitch_mean_hz ...).",
+    )
+    windows: list[ToneWindow] = []
+    arousal: float | None = Field(default=None, ge=-1, le=1)
+    valence: float | None = Field(default=None, ge=-1, le=1)
+    rationale: list[str] = Field(default_factory=list, description="Which rules set arousal/valence.")
+    emotion_scores: list[LabelScore] = Field(
+        default_factory=list, description="Speech-emotion model output, when one is configured."
+    )
