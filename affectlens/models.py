@@ -318,7 +318,7 @@ def status(name: str, model_dir: Path, *, deep: bool = False) -> ModelStatus:
     for rel, out in outputs.items():
         if not out.is_file():
             state = "missing"
-            problems.append(f"{rel} not assembled: run `affectlens models assemble`")
+            problems.append(_why_missing(model, rel))
             continue
         size += out.stat().st_size
         expected = sums.get(_part_key(model.files[rel][0]) if model.in_place else rel)
@@ -332,6 +332,15 @@ def status(name: str, model_dir: Path, *, deep: bool = False) -> ModelStatus:
                 else f"{rel} fails its checksum: reinstall {model.files[rel][0].requirement}"
             )
     return ModelStatus(name, state, path, size, "; ".join(problems), problems)
+
+
+def _why_missing(model: EmbeddedModel, rel: str) -> str:
+    try:
+        for part in model.files[rel]:
+            part.locate()
+    except ModelError as exc:
+        return str(exc)
+    return f"{rel} not assembled: run `affectlens models assemble`"
 
 
 def assemble_all(model_dir: Path, *, force: bool = False) -> list[ModelStatus]:
