@@ -40,6 +40,10 @@ class MediaInfo(BaseModel):
     audio_sample_rate: int | None = None
     frames_sampled: int = 0
     frame_rate: float | None = Field(default=None, description="Sampling rate actually used.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Problems met while decoding (truncated file, undecodable stream).",
+    )
 
 
 # speech --------------------------------------------------------------------------------------
