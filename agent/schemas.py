@@ -78,3 +78,8 @@ class AnalysisResult(BaseModel):
     models: dict[str, str] = Field(default_factory=dict, description="Role -> model and version.")
     settings: dict = Field(default_factory=dict)
     error: str | None = None
+    source: str | None = Field(
+        default=None,
+        description="Absolute path of the analysed file, so chat can re-run a tool on a time "
+        "window; None when unknown.",
+    )
