@@ -1,0 +1,207 @@
+"""Shared fixtures: the real test media in ../shared/data and media derived from it with ffmpeg.
+
+Derived files are built once per test session into a temporary folder (never into the repo):
+
+==========================  ============================================================
+fixture                     what it is
+==========================  ============================================================
+shared_data                 ``<repo>/../shared/data`` (resolved)
+settings                    ``Settings`` with ``data_dir`` under ``tmp_path``
+face_clip                   pyfeat/single_face.mp4 (2.4 s, one face, near-silent mp3 audio)
+pexels_clip                 pyfeat/WolfgangLanger_Pexels.mp4 (19.7 s, digitally silent audio)
+face_image                  pyfeat/single_face.jpg
+derived                     dict of the derived files below, by name
+audio_wav/mp3/m4a           the English speech (``SPEECH_EN``) as audio-only files
+silent_clip                 a face video with an all-zero audio track
+video_only_clip             a face video without an audio stream
+noise_clip                  a video whose audio is loud non-speech (no_face.mp4's track)
+truncated_mp4               the first 40% of an mp4's bytes
+zero_byte_mp4               an empty file named .mp4
+random_mp4                  random bytes named .mp4
+text_mp4                    a text file renamed .mp4
+transcodes                  {"webm"|"mkv"|"avi"|"mov": path}: single_face.mp4 re-encoded
+speech_en_wav / _de / _fr   espeak-ng sentences (``SPEECH_EN`` / ``_DE`` / ``_FR``), 16-bit wav
+talking_clip                the face video looped under ``SPEECH_EN``: a talking-face clip
+two_voices_clip             ``SPEECH_EN`` then 1.5 s silence then a slower, lower rendition
+vfr_clip                    variable frame rate video (30 fps, then 10 fps)
+huge_clip                   4000 x 3000 video, 1 s
+tricky_name_clip            single_face.mp4 copied to ``-x:y%03d.mp4`` (option/protocol-like)
+==========================  ============================================================
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from affectlens.settings import Settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+
+SPEECH_EN = (
+    "Yesterday I went to the market and bought fresh apples, warm bread "
+    "and a bunch of yellow flowers for my sister."
+)
+SPEECH_DE = "Guten Morgen, ich möchte heute mit dem Zug nach Berlin fahren und meine Familie besuchen."
+SPEECH_FR = "Bonjour, je voudrais prendre le train pour Paris demain matin avec mes enfants."
+
+
+def ffmpeg(*args: str | Path) -> None:
+    """Run ffmpeg quietly; fail the test session loudly if it fails."""
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", *map(str, args)]
+    subprocess.run(cmd, check=True, timeout=120)
+
+
+def espeak(text: str, out: Path, voice: str = "en", speed: int = 160, pitch: int = 50) -> Path:
+    subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(out), text],
+        check=True,
+        timeout=60,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared test data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def face_clip(shared_data: Path) -> Path:
+    return shared_data / "pyfeat" / "single_face.mp4"
+
+
+@pytest.fixture(scope="session")
+def pexels_clip(shared_data: Path) -> Path:
+    return shared_data / "pyfeat" / "WolfgangLanger_Pexels.mp4"
+
+
+@pytest.fixture(scope="session")
+def face_image(shared_data: Path) -> Path:
+    return shared_data / "pyfeat" / "single_face.jpg"
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def speech_en_wav(media_dir: Path) -> Path:
+    return espeak(SPEECH_EN, media_dir / "speech_en.wav")
+
+
+@pytest.fixture(scope="session")
+def speech_de_wav(media_dir: Path) -> Path:
+    return espeak(SPEECH_DE, media_dir / "speech_de.wav", voice="de")
+
+
+@pytest.fixture(scope="session")
+def speech_fr_wav(media_dir: Path) -> Path:
+    return espeak(SPEECH_FR, media_dir / "speech_fr.wav", voice="fr")
+
+
+@pytest.fixture(scope="session")
+def talking_clip(media_dir: Path, face_clip: Path, speech_en_wav: Path) -> Path:
+    """The real face video looped for as long as the English sentence lasts."""
+    out = media_dir / "talking.mp4"
+    ffmpeg("-stream_loop", "-1", "-i", face_clip, "-i", speech_en_wav, "-map", "0:v:0",
+           "-map", "1:a:0", "-shortest", "-c:v", "libx264", "-preset", "ultrafast",
+           "-c:a", "aac", "-b:a", "96k", out)  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="session")
+def two_voices_clip(media_dir: Path, speech_en_wav: Path) -> Path:
+    """The sentence, a pause, then a slow low-pitched rendition: prosody that changes in time."""
+    slow = espeak(SPEECH_EN, media_dir / "speech_en_slow.wav", speed=110, pitch=20)
+    out = media_dir / "two_voices.wav"
+    ffmpeg("-i", speech_en_wav, "-f", "lavfi", "-i", "anullsrc=r=22050:cl=mono", "-i", slow,
+           "-filter_complex",
+           "[1:a]atrim=duration=1.5[gap];[0:a][gap][2:a]concat=n=3:v=0:a=1[a]",
+           "-map", "[a]", out)  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="session")
+def derived(media_dir: Path, shared_data: Path, face_clip: Path, speech_en_wav: Path) -> dict:
+    """Every derived file, built once: audio-only, silent, video-only, broken files."""
+    d = media_dir
+    files: dict[str, Path] = {}
+    for ext, codec in (("wav", ["-c:a", "pcm_s16le"]), ("mp3", ["-c:a", "libmp3lame"]),
+                       ("m4a", ["-c:a", "aac"])):  # fmt: skip
+        files[f"audio_{ext}"] = d / f"speech.{ext}"
+        ffmpeg("-i", speech_en_wav, "-ar", "44100", *codec, files[f"audio_{ext}"])
+    files["silent_clip"] = d / "silent.mp4"
+    ffmpeg("-i", face_clip, "-f", "lavfi", "-i", "anullsrc=r=44100:cl=stereo", "-map", "0:v:0",
+           "-map", "1:a:0", "-shortest", "-c:v", "copy", "-c:a", "aac", files["silent_clip"])
+    files["video_only_clip"] = d / "video_only.mp4"
+    ffmpeg("-i", face_clip, "-an", "-c:v", "copy", files["video_only_clip"])
+    files["noise_clip"] = shared_data / "pyfeat" / "no_face.mp4"
+
+    data = face_clip.read_bytes()
+    files["truncated_mp4"] = d / "truncated.mp4"
+    files["truncated_mp4"].write_bytes(data[: int(len(data) * 0.4)])
+    files["zero_byte_mp4"] = d / "zero.mp4"
+    files["zero_byte_mp4"].write_bytes(b"")
+    files["random_mp4"] = d / "random.mp4"
+    files["random_mp4"].write_bytes(np.random.default_rng(0).bytes(200_000))
+    files["text_mp4"] = d / "notes.mp4"
+    files["text_mp4"].write_text("This is not a video, only a text file renamed .mp4.\n" * 50)
+
+    files["vfr_clip"] = d / "vfr.mp4"
+    ffmpeg("-i", face_clip, "-vf", "setpts='if(lt(N,30),PTS,PTS*3)'", "-fps_mode", "vfr", "-an",
+           "-c:v", "libx264", "-preset", "ultrafast", files["vfr_clip"])
+    files["huge_clip"] = d / "huge.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=4000x3000:rate=5", "-t", "1", "-c:v", "libx264",
+           "-preset", "ultrafast", files["huge_clip"])
+    files["tricky_name_clip"] = d / "-x:y%03d.mp4"
+    shutil.copy(face_clip, files["tricky_name_clip"])
+    return files
+
+
+@pytest.fixture(scope="session")
+def transcodes(media_dir: Path, face_clip: Path) -> dict[str, Path]:
+    """single_face.mp4 (video + audio) re-encoded into other common containers."""
+    codecs = {
+        "webm": ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k",
+                 "-c:a", "libopus"],
+        "mkv": ["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"],
+        "avi": ["-c:v", "mpeg4", "-q:v", "5", "-c:a", "libmp3lame"],
+        "mov": ["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"],
+    }  # fmt: skip
+    out = {}
+    for ext, args in codecs.items():
+        out[ext] = media_dir / f"face.{ext}"
+        ffmpeg("-i", face_clip, *args, out[ext])
+    return out
+
+
+def _derived_fixture(name: str):
+    @pytest.fixture(scope="session", name=name)
+    def _fixture(derived: dict) -> Path:
+        return derived[name]
+
+    _fixture.__doc__ = f"The derived file ``{name}`` (see the module docstring)."
+    return _fixture
+
+
+for _name in ("audio_wav", "audio_mp3", "audio_m4a", "silent_clip", "video_only_clip",
+              "noise_clip", "truncated_mp4", "zero_byte_mp4", "random_mp4", "text_mp4",
+              "vfr_clip", "huge_clip", "tricky_name_clip"):  # fmt: skip
+    globals()[_name] = _derived_fixture(_name)
