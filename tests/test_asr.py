@@ -1,0 +1,109 @@
+"""tools.asr with the embedded faster-whisper base model on real and synthesised speech."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from affectlens.models import ModelError, model_path
+from affectlens.settings import Settings
+from conftest import SPEECH_DE, SPEECH_EN, SPEECH_FR
+from tools.asr import transcribe
+from tools.media import load
+
+
+@pytest.fixture(scope="module")
+def asr_settings(tmp_path_factory) -> Settings:
+    s = Settings(data_dir=tmp_path_factory.mktemp("asr"))
+    try:
+        model_path("whisper-base", s.model_dir)
+    except ModelError as exc:
+        pytest.skip(f"embedded ASR model not assembled ({exc}); run `affectlens models assemble`")
+    return s
+
+
+def _words(text: str) -> list[str]:
+    return re.sub(r"[^\w\s']", " ", text.lower()).split()
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    """Word error rate: word-level Levenshtein distance over the reference length."""
+    ref, hyp = _words(reference), _words(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1] / max(len(ref), 1)
+
+
+def test_wer_helper() -> None:
+    assert wer("the cat sat", "the cat sat") == 0
+    assert wer("the cat sat", "the bat sat down") == pytest.approx(2 / 3)
+
+
+def test_english_speech_on_a_face_clip(talking_clip: Path, asr_settings: Settings) -> None:
+    media = load(talking_clip, asr_settings)
+    ev = transcribe(media, asr_settings)
+    assert ev.status == "ok", ev.reason
+    assert ev.language == "en" and ev.language_probability > 0.5
+    # at most 2 of the 21 words wrong (synthetic voice, base model)
+    bound = 2 / len(_words(SPEECH_EN))
+    assert wer(SPEECH_EN, ev.text) <= bound, ev.text
+    words = [w for s in ev.segments for w in s.words]
+    assert len(words) >= len(_words(SPEECH_EN)) - 2
+    starts = [w.start for w in words]
+    assert starts == sorted(starts)
+    assert all(w.start <= w.end for w in words)
+    assert 0 <= starts[0] and words[-1].end <= media.info.duration_s + 0.1
+    assert all(0 <= w.probability <= 1 for w in words)
+    assert ev.model == "whisper-base" and "faster-whisper" in ev.model_version
+    assert ev.device == "cpu" and ev.seconds > 0
+    rtf = ev.seconds / media.info.duration_s
+    print(f"\nASR: {media.info.duration_s:.1f} s of speech in {ev.seconds:.2f} s (RTF {rtf:.2f})")
+
+
+@pytest.mark.parametrize(
+    ("fixture", "sentence", "language", "max_wer"),
+    [("speech_de_wav", SPEECH_DE, "de", 0.35), ("speech_fr_wav", SPEECH_FR, "fr", None)],
+)
+def test_other_languages(fixture, sentence, language, max_wer, request, asr_settings) -> None:
+    media = load(request.getfixturevalue(fixture), asr_settings)
+    ev = transcribe(media, asr_settings)
+    assert ev.status == "ok" and ev.language == language, (ev.language, ev.text)
+    if max_wer is not None:  # espeak's French is hard for the base model: language only
+        assert wer(sentence, ev.text) <= max_wer, ev.text
+
+
+def test_window_keeps_clip_time(talking_clip: Path, asr_settings: Settings) -> None:
+    media = load(talking_clip, asr_settings)
+    ev = transcribe(media.window(2.5, 10.0), asr_settings)
+    assert ev.status == "ok"
+    assert min(w.start for s in ev.segments for w in s.words) >= 2.5
+    assert "sister" in ev.text.lower() and "yesterday" not in ev.text.lower()
+
+
+@pytest.mark.parametrize(
+    ("fixture", "reason"),
+    [
+        ("silent_clip", "silent"),
+        ("pexels_clip", "silent"),  # its audio track is digital silence
+        ("video_only_clip", "no audio"),
+        ("noise_clip", "no speech"),  # no_face.mp4: loud sound, no voice
+        ("face_image", "no audio"),
+    ],
+)
+def test_no_speech_is_missing(fixture, reason, request, asr_settings: Settings) -> None:
+    ev = transcribe(load(request.getfixturevalue(fixture), asr_settings), asr_settings)
+    assert ev.status == "missing" and reason in ev.reason
+    assert ev.segments == [] and ev.language is None
+
+
+def test_broken_model_is_failed_not_raised(talking_clip: Path, tmp_path: Path) -> None:
+    (tmp_path / "model.bin").write_bytes(b"not a model")
+    s = Settings(data_dir=tmp_path / "data", asr_model=str(tmp_path))
+    ev = transcribe(load(talking_clip, s), s)
+    assert ev.status == "failed" and "speech recognition failed" in ev.reason
+    assert ev.model == str(tmp_path)
