@@ -161,7 +161,7 @@ def test_geometry_is_scale_and_rotation_invariant(settings):
     image = load(PYFEAT / "0-f15-hao-ph.jpg", settings).frames[0].image
     from affectlens.models import model_path
 
-    models = _mediapipe_models(str(model_path("facex", settings.model_dir)), 1)
+    models = _mediapipe_models(str(model_path("facex", settings.model_dir)))
     faces = models.detect(image)
     points = models.landmarks(image, faces[0])
     assert points is not None and points.shape == (478, 3)

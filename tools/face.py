@@ -102,7 +102,7 @@ def _dominant(faces: list[_Detection], previous: _Detection | None) -> _Detectio
 class _Mediapipe:
     """The mediapipe graphs and the facex interpreter, loaded once; not thread-safe -> lock."""
 
-    def __init__(self, facex_path: str, threads: int) -> None:
+    def __init__(self, facex_path: str) -> None:
         import mediapipe as mp
         from ai_edge_litert.interpreter import Interpreter
 
@@ -196,8 +196,8 @@ class _Mediapipe:
 
 
 @lru_cache(maxsize=2)
-def _mediapipe_models(facex_path: str, threads: int) -> _Mediapipe:
-    return _Mediapipe(facex_path, threads)
+def _mediapipe_models(facex_path: str) -> _Mediapipe:
+    return _Mediapipe(facex_path)
 
 
 # summaries -----------------------------------------------------------------------------------
@@ -267,7 +267,7 @@ def _analyze_mediapipe(frames: list[Frame], settings: Settings, single_image: bo
         device="cpu",  # the mediapipe and TFLite wheels run on the CPU
     )
     try:
-        models = _mediapipe_models(str(model_path("facex", settings.model_dir)), settings.cpu_threads)
+        models = _mediapipe_models(str(model_path("facex", settings.model_dir)))
     except Exception as exc:  # missing package or model file: say which
         ev.status, ev.reason = "failed", f"face models could not be loaded: {exc}"
         return ev
@@ -355,7 +355,9 @@ def _analyze_pyfeat(frames: list[Frame], settings: Settings, single_image: bool)
                 row = fex.iloc[dets.index(face)]
                 ff.box = face.box()
                 ff.aus = {c: round(float(np.clip(row[c], 0, 1)), 3) for c in fex.au_columns}
-                probs = {to_basic(c.lower()) or c.lower(): float(row[c]) for c in fex.emotion_columns}
+                probs = {
+                    to_basic(c.lower()) or c.lower(): float(row[c]) for c in fex.emotion_columns
+                }
                 total = sum(probs.values()) or 1.0
                 ff.expressions = {k: round(v / total, 4) for k, v in probs.items()}
                 previous = face
@@ -377,6 +379,7 @@ def analyze_face(media: Media, settings: Settings) -> FaceEvidence:
         try:
             ev = run(media.frames, settings, single_image)
         except Exception as exc:  # a tool never raises into the graph
-            ev = FaceEvidence(backend=backend, status="failed", reason=f"{type(exc).__name__}: {exc}")
+            reason = f"{type(exc).__name__}: {exc}"
+            ev = FaceEvidence(backend=backend, status="failed", reason=reason)
     ev.seconds = round(time.perf_counter() - start, 3)
     return ev
