@@ -5,7 +5,7 @@ each AU is one *measure* (a distance or height on the face, divided by the inter
 distance so it does not depend on the face's size), compared with the same person's neutral
 value and mapped to an intensity in [0, 1]::
 
-    intensity = clip(direction * (measure - neutral) / full_scale, 0, 1)
+    intensity = clip((direction * (measure - neutral) - dead_zone) / full_scale, 0, 1)
 
 Pose: landmarks are used in 3D (mediapipe's z is on the x scale) and rotated into a face frame
 (x: right eye centre -> left eye centre, y: subnasale -> forehead, orthogonalised), so heights
@@ -105,6 +105,7 @@ class AUSpec:
     direction: int  # +1: the AU increases the measure; -1: it decreases it
     full_scale: float  # change of the measure (IOD units) that counts as intensity 1
     fixed_neutral: bool = False  # neutral is the same for everyone (closed lips)
+    dead_zone: float = 0.0  # change ignored before the AU starts (another AU's side effect)
 
 
 AU_SPECS: tuple[AUSpec, ...] = (
@@ -117,7 +118,8 @@ AU_SPECS: tuple[AUSpec, ...] = (
     AUSpec("AU15", "lip corner depressor", "corner_lift", -1, 0.08),
     AUSpec("AU25", "lips part", "lip_gap", +1, 0.20, fixed_neutral=True),
     AUSpec("AU26", "jaw drop", "jaw", +1, 0.20),
-    AUSpec("AU43", "eyes closed", "eye_open", -1, 0.15),
+    # A smile's cheek raise (AU6) narrows the eyes by ~0.06 EAR: not a closure.
+    AUSpec("AU43", "eyes closed", "eye_open", -1, 0.15, dead_zone=0.06),
 )
 AU_NAMES: dict[str, str] = {s.code: s.name for s in AU_SPECS} | {"AU45": "blink"}
 
@@ -157,6 +159,6 @@ def intensities(m: dict[str, float], neutral: dict[str, float]) -> dict[str, flo
     out: dict[str, float] = {}
     for s in AU_SPECS:
         ref = POPULATION_NEUTRAL[s.measure] if s.fixed_neutral else neutral[s.measure]
-        value = s.direction * (m[s.measure] - ref) / s.full_scale
+        value = (s.direction * (m[s.measure] - ref) - s.dead_zone) / s.full_scale
         out[s.code] = round(float(np.clip(value, 0.0, 1.0)), 3)
     return out
