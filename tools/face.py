@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata
@@ -32,6 +33,9 @@ from tools.evidence import AUEvent, Box, FaceEvidence, FaceFrame
 
 if TYPE_CHECKING:
     from tools.media import Frame, Media
+
+# mediapipe 0.10.14 calls a protobuf API that protobuf 5 deprecates, once per graph: harmless.
+warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
 
 MAX_FACES = 6  # faces counted per frame; more is a crowd, not a conversation
 MIN_DETECTION_CONFIDENCE = 0.5
