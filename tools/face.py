@@ -285,21 +285,27 @@ def _analyze_mediapipe(frames: list[Frame], settings: Settings, single_image: bo
             image = np.ascontiguousarray(frame.image)
             # A detection counts as a face only when the face mesh finds one in it: the
             # detectors alone fire on face-like clouds and text (no_face.mp4).
-            meshes = [(d, models.landmarks(image, d)) for d in models.detect(image)]
-            confirmed = {id(d): lm for d, lm in meshes if lm is not None}
-            faces = [d for d, _ in meshes if id(d) in confirmed]
-            ff = FaceFrame(t=frame.t, faces=len(faces))
-            if faces:
-                face = _dominant(faces, previous)
-                ff.box = face.box()
-                points[i] = lm = confirmed[id(face)]
+            found = [
+                (d, lm)
+                for d in models.detect(image)
+                if (lm := models.landmarks(image, d)) is not None
+            ]
+            ff = FaceFrame(t=frame.t, faces=len(found))
+            previous = _dominant([d for d, _ in found], previous) if found else None
+            if previous is not None:
+                ff.box = previous.box()
+                points[i] = lm = next(p for d, p in found if d is previous)
                 ff.expressions = {
                     to_basic(k) or k: v for k, v in models.expressions(image, lm).items()
                 }
-            previous = face if faces else None
             out.append(ff)
 
-    measured = {i: geo.measures(lm) for i, lm in points.items()}
+    measured = {}
+    for i, lm in points.items():
+        try:
+            measured[i] = geo.measures(lm)
+        except ValueError:  # degenerate mesh (eyes on one point): no AUs for that frame
+            continue
     neutral = geo.baseline(list(measured.values()))
     for i, m in measured.items():
         out[i].aus = geo.intensities(m, neutral)

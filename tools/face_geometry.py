@@ -54,6 +54,8 @@ def face_frame(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
     x = (l_eye - r_eye) / iod
     up = pts[FOREHEAD] - pts[SUBNASALE]
     up = up - x * (up @ x)
+    if np.linalg.norm(up) < 1e-6 * iod:
+        raise ValueError("degenerate landmarks: no vertical face axis")
     y = up / np.linalg.norm(up)
     z = np.cross(x, y)
     rot = np.stack([x, y, z])
