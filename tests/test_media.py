@@ -229,3 +229,35 @@ def test_truncated_streamable_mp4(pexels_clip: Path, tmp_path: Path, settings) -
     assert media.frames[-1].t < media.info.duration_s
     with pytest.raises(UnreadableMedia, match="truncated"):
         load(little, settings)
+
+
+def test_rotated_phone_video(face_clip: Path, tmp_path: Path, settings: Settings) -> None:
+    """A rotation tag (as phones write) is applied: sizes swap, pixels turn, nothing garbles."""
+    rotated = tmp_path / "rotated.mp4"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(face_clip), "-c", "copy",
+         "-metadata:s:v", "rotate=90", str(rotated)],
+        check=True, timeout=60,
+    )  # fmt: skip
+    upright, turned = load(face_clip, settings), load(rotated, settings)
+    assert (turned.info.width, turned.info.height) == (360, 640)
+    image = turned.frames[2].image.astype(int)
+    assert image.shape == (640, 360, 3)
+    # the frame is the upright one turned a quarter (the way ffmpeg's players show it)
+    diffs = sorted(
+        np.abs(image - np.rot90(upright.frames[2].image, k=k).astype(int)).mean() for k in (1, -1)
+    )
+    assert diffs[0] < 3 < 20 < diffs[1]
+
+
+def test_png_image_and_mjpeg_video(face_image: Path, face_clip: Path, tmp_path, settings) -> None:
+    """A PNG is an image; a motion-JPEG video (a still-picture codec) is still a video."""
+    png, mjpeg = tmp_path / "face.png", tmp_path / "mjpeg.mkv"
+    for args in (["-i", str(face_image), str(png)],
+                 ["-i", str(face_clip), "-an", "-c:v", "mjpeg", str(mjpeg)]):  # fmt: skip
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", *args], check=True, timeout=60)
+    image = load(png, settings)
+    assert image.info.is_image and image.frames[0].image.shape == (562, 572, 3)
+    video = load(mjpeg, settings)
+    assert not video.info.is_image and video.info.video_codec == "mjpeg"
+    assert len(video.frames) == 5

@@ -232,7 +232,8 @@ def probe(path: str | Path, settings: Settings) -> MediaInfo:
         and (
             format_name in _IMAGE_FORMATS
             or format_name.endswith("_pipe")
-            or (video.get("codec_name") in _IMAGE_CODECS and int(video.get("nb_frames") or 1) <= 1)
+            # a still-picture codec in a container, holding exactly one frame
+            or (video.get("codec_name") in _IMAGE_CODECS and str(video.get("nb_frames")) == "1")
         )
     )
     durations = [_float(fmt.get("duration"))] + [_float(s.get("duration")) for s in streams]
