@@ -50,7 +50,9 @@ SPEECH_EN = (
     "Yesterday I went to the market and bought fresh apples, warm bread "
     "and a bunch of yellow flowers for my sister."
 )
-SPEECH_DE = "Guten Morgen, ich möchte heute mit dem Zug nach Berlin fahren und meine Familie besuchen."
+SPEECH_DE = (
+    "Guten Morgen, ich möchte heute mit dem Zug nach Berlin fahren und meine Familie besuchen."
+)
 SPEECH_FR = "Bonjour, je voudrais prendre le train pour Paris demain matin avec mes enfants."
 
 

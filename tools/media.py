@@ -1,9 +1,9 @@
 """Open a clip once: validate it, decode 16 kHz mono audio and sample frames with timestamps.
 
 Every tool reads the same decoded ``Media``, so a file is probed and decoded exactly once.
-ffprobe/ffmpeg run as subprocesses with argv lists (never a shell), ``-nostdin`` (ffmpeg) and no stdin at all, a timeout,
-only the ``file`` protocol, and the path prefixed ``file:`` so an untrusted name such as
-``-i.mp4`` or ``a:b.mp4`` is never read as an option or a protocol. Frames are scaled down
+ffprobe/ffmpeg run as subprocesses with argv lists (never a shell), no stdin (``-nostdin``),
+a timeout, only the ``file`` protocol, and the path prefixed ``file:`` so an untrusted name
+such as ``-i.mp4`` or ``a:b.mp4`` is never read as an option or a protocol. Frames are scaled down
 inside ffmpeg (long side <= ``MAX_SIDE``) and capped at ``settings.max_frames``, so memory stays
 bounded whatever the resolution or length.
 """

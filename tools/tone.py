@@ -12,39 +12,36 @@ Clip-level arousal and valence compare the clip with population norms. Each rule
 adds its weight; the sum is clipped to [-1, 1] (arousal) and [-0.6, 0.6] (valence: prosody
 carries valence only weakly, Scherer 2003). Thresholds are for adult connected speech.
 
-==========  =============================  ====================  ======  ==========================
-rule        feature                        fires when            weight  evidence
-==========  =============================  ====================  ======  ==========================
-A-pitch+    pitch_median_hz                > 250 Hz              +0.3    high F0 in anger, fear, joy
-                                                                         (J&L 2003); adult means
-                                                                         ~120 Hz men, ~210 Hz women
-                                                                         (Titze 1994)
-A-pitch-    pitch_median_hz                < 90 Hz               -0.2    low F0 in sadness (J&L 2003)
-A-range+    pitch_range_st (P20-P80)       > 6 semitones         +0.3    much F0 variability in
-                                                                         high-arousal states (J&L)
-A-range-    pitch_range_st                 < 2 semitones         -0.3    monotone: sadness, boredom
-A-rate+     speech_rate_syl_s              > 5.5 syllables/s     +0.3    fast rate in anger, fear,
-                                                                         joy (J&L 2003); typical
-                                                                         4-5 syl/s (de Jong 2009)
-A-rate-     speech_rate_syl_s              < 3.0 syllables/s     -0.3    slow rate in sadness
-A-pause-    pause_ratio                    > 0.35                -0.2    many/long pauses in sadness
-                                                                         (J&L 2003; Scherer 2003)
-A-effort+   hammarberg_index_db            < 8 dB                +0.2    more high-frequency energy
-                                                                         with vocal effort (J&L
-                                                                         2003; Scherer 2003)
-A-effort-   hammarberg_index_db            > 28 dB               -0.2    steep spectrum, lax voice
-V-harsh     jitter_local_pct / hnr_db      > 2.5 % or < 5 dB     -0.2    harsh, irregular voice in
-                                                                         anger, fear, disgust
-                                                                         (Scherer 2003)
-V-bright    range, rate, hnr               > 5 st, >= 4 syl/s,   +0.3    happiness: wide F0 range,
-                                           >= 8 dB (not harsh)           lively rate, clear voice
-                                                                         (J&L 2003)
-V-low       range and (rate or pauses)     < 2.5 st and (< 3.5   -0.3    sadness profile (J&L 2003)
-                                           syl/s or pauses >0.35)
-==========  =============================  ====================  ======  ==========================
+=========  ==========================================  ======  ============================
+rule       fires when                                  weight  why (literature)
+=========  ==========================================  ======  ============================
+A-pitch+   pitch_median_hz > 250 Hz                    +0.3    high F0 in anger, fear, joy
+                                                               (J&L); adult means ~120 Hz
+                                                               men, ~210 Hz women (Titze)
+A-pitch-   pitch_median_hz < 90 Hz                     -0.2    low F0 in sadness (J&L)
+A-range+   pitch_range_st (P20-P80) > 6 semitones      +0.3    much F0 variability with high
+                                                               arousal (J&L)
+A-range-   pitch_range_st < 2 semitones                -0.3    monotone: sadness, boredom
+A-rate+    speech_rate_syl_s > 5.5 syllables/s         +0.3    fast in anger, fear, joy (J&L);
+                                                               typical 4-5 syl/s (de Jong)
+A-rate-    speech_rate_syl_s < 3.0 syllables/s         -0.3    slow in sadness (J&L)
+A-pause-   pause_ratio > 0.35                          -0.2    many, long pauses in sadness
+                                                               (J&L; Scherer)
+A-effort+  hammarberg_index_db < 8 dB                  +0.2    strong high frequencies with
+                                                               vocal effort (J&L; Scherer)
+A-effort-  hammarberg_index_db > 28 dB                 -0.2    steep spectrum: lax voice
+V-harsh    jitter_local_pct > 2.5 % or hnr_db < 5 dB   -0.2    harsh, irregular voice in
+                                                               anger, fear, disgust (Scherer)
+V-bright   pitch_range_st > 5, speech_rate_syl_s >= 4  +0.3    happiness: wide F0 range,
+           and hnr_db >= 8 (and not harsh)                     lively rate, clear voice (J&L)
+V-low      pitch_range_st < 2.5 and (speech_rate       -0.3    sadness profile (J&L)
+           < 3.5 syl/s or pause_ratio > 0.35)
+=========  ==========================================  ======  ============================
 
-J&L 2003: Juslin & Laukka, Psychological Bulletin 129(5), Table 7. Scherer 2003: Speech
-Communication 40, Table 3. No rule firing means prosody within the typical range: 0.
+J&L: Juslin & Laukka 2003, Psychological Bulletin 129(5) (cue summary for discrete emotions).
+Scherer: Scherer 2003, Speech Communication 40 (vocal affect expression review). de Jong:
+de Jong & Wempe 2009, Behavior Research Methods 41(2). Titze: Titze 1994, Principles of Voice
+Production. No rule firing means prosody within the typical range: 0.
 
 Windows (``WINDOW_S`` long) are relative to the clip's own speaker: a window's arousal is
 ``tanh((dp + dl) / 2)`` with ``dp`` its median pitch minus the clip median in units of
@@ -91,7 +88,8 @@ def _smile():
     def make(level):
         return opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=level)
 
-    return make(opensmile.FeatureLevel.Functionals), make(opensmile.FeatureLevel.LowLevelDescriptors)
+    levels = opensmile.FeatureLevel
+    return make(levels.Functionals), make(levels.LowLevelDescriptors)
 
 
 def _versions() -> str:
