@@ -107,3 +107,15 @@ def test_broken_model_is_failed_not_raised(talking_clip: Path, tmp_path: Path) -
     ev = transcribe(load(talking_clip, s), s)
     assert ev.status == "failed" and "speech recognition failed" in ev.reason
     assert ev.model == str(tmp_path)
+
+
+def test_model_and_compute_type_choice(tmp_path: Path, asr_settings: Settings) -> None:
+    from tools.asr import compute_type, resolve_model
+
+    assert resolve_model(asr_settings) == str(model_path("whisper-base", asr_settings.model_dir))
+    assert resolve_model(Settings(data_dir=tmp_path, asr_model=str(tmp_path))) == str(tmp_path)
+    assert resolve_model(Settings(data_dir=tmp_path, asr_model="small.en")) == "small.en"
+    assert compute_type(asr_settings, "cpu") == "int8"
+    assert compute_type(asr_settings, "cuda") == "float16"  # int8 is the CPU default
+    explicit = Settings(data_dir=tmp_path, asr_compute_type="int8_float16")
+    assert compute_type(explicit, "cuda") == "int8_float16"
