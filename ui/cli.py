@@ -62,6 +62,189 @@ def models_record(names: list[str] = typer.Argument(None)) -> None:
     typer.echo(f"wrote {models.CHECKSUMS_FILE}")
 
 
+@app.command()
+def ui(
+    host: Optional[str] = typer.Option(None, "--host", help="Interface to bind (default 127.0.0.1)."),
+    port: Optional[int] = typer.Option(None, "--port", help="Port (default 7860)."),
+    auth: Optional[str] = typer.Option(None, "--auth", help="'user:password' for basic auth."),
+    max_upload_mb: Optional[float] = typer.Option(None, "--max-upload-mb", help="Upload limit."),
+    llm_model: Optional[str] = typer.Option(None, "--llm-model", help="LLM to reason with."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where analyses are stored."),
+) -> None:
+    """Start the web app (Gradio): analyse a clip, read the cited result, chat, evals."""
+    from ui.app import serve
+
+    settings = _settings(host=host, port=port, auth=auth, max_upload_mb=max_upload_mb,
+                         llm_model=llm_model, data_dir=data_dir)
+    serve(settings, block=True)
+
+
+@app.command()
+def bench(
+    lengths: str = typer.Option("5,15,30,60", "--lengths", help="Clip lengths in seconds."),
+    runs: int = typer.Option(3, "--runs", min=1, help="Warm runs per length (median)."),
+    out: Optional[Path] = typer.Option(Path("bench.json"), "--out", help="JSON report."),
+    llm_model: Optional[str] = typer.Option(None, "--llm-model", help="LLM to reason with."),
+    devices: Optional[str] = typer.Option(
+        None, "--devices", help="'cpu', 'cuda' or 'cpu,cuda' (default: cpu, plus cuda if present)."),
+    markdown: Optional[Path] = typer.Option(
+        None, "--markdown", help="Also update the table in this Markdown file (docs/bench.md)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Clip cache and bench store."),
+) -> None:
+    """Time every stage on real clips of several lengths, cold and warm; print the table."""
+    from evals import bench as bn
+
+    try:
+        secs = tuple(float(x) for x in lengths.split(",") if x.strip())
+    except ValueError:
+        raise typer.BadParameter(f"--lengths must be numbers separated by commas: {lengths!r}")
+    devs = tuple(d.strip() for d in devices.split(",") if d.strip()) if devices else None
+    if devs and not set(devs) <= {"cpu", "cuda"}:
+        raise typer.BadParameter(f"--devices takes cpu and/or cuda, not {devices!r}")
+    settings = _settings(llm_model=llm_model, data_dir=data_dir)
+    try:
+        bn.main(settings, secs, runs, out, devs, markdown)
+    except bn.BenchError as exc:
+        typer.echo(f"benchmark failed: {exc}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command("eval")
+def eval_cmd(
+    dataset: Optional[Path] = typer.Argument(
+        None, help="Dataset folder with manifest.jsonl/.csv, or a MELD/EMER label CSV."),
+    out: Path = typer.Option(Path("eval-results"), "--out", help="Folder for results.json + report."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N samples."),
+    robustness: bool = typer.Option(
+        False, "--robustness", help="Also re-reason without audio / video / transcript."),
+    judge: bool = typer.Option(True, "--judge/--no-judge", help="Score explanations with the LLM judge."),
+    judge_backend: Optional[str] = typer.Option(
+        None, "--judge-backend", help="embedded | openai | transformers (default: the LLM's)."),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Judge model."),
+    llm_model: Optional[str] = typer.Option(None, "--llm-model", help="LLM to reason with."),
+    resamples: int = typer.Option(1000, "--resamples", min=0, help="Bootstrap resamples."),
+    seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+    report_only: Optional[Path] = typer.Option(
+        None, "--report-only", help="Only rebuild the report from DIR/results.json."),
+    model_dir: Optional[Path] = ModelDir,
+) -> None:
+    """Evaluate recognition, explanations, grounding, calibration (and robustness) on a dataset;
+    write results.json and report.md with plots."""
+    from evals.report import write_report
+
+    if report_only is not None:
+        try:
+            typer.echo(f"report: {write_report(report_only)}")
+        except FileNotFoundError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1)
+        return
+    if dataset is None:
+        raise typer.BadParameter("give a DATASET (or --report-only DIR)")
+    if judge_backend not in (None, "embedded", "openai", "transformers"):
+        raise typer.BadParameter(f"--judge-backend: embedded, openai or transformers, not {judge_backend!r}")
+    from evals.datasets import DatasetError, load_dataset
+    from evals.runner import run_eval
+
+    settings = _settings(judge_backend=judge_backend, judge_model=judge_model,
+                         llm_model=llm_model, model_dir=model_dir)
+    try:
+        data = load_dataset(dataset)
+    except DatasetError as exc:
+        typer.echo(f"dataset error: {exc}", err=True)
+        raise typer.Exit(2)
+    results = run_eval(data, settings, out, limit=limit, robustness=robustness, use_judge=judge,
+                       resamples=resamples, seed=seed, progress=typer.echo)
+    m = results["metrics"]
+    typer.echo(f"scored {m['scored']}/{m['n']}")
+    for name, fig in m.get("headline", {}).items():
+        typer.echo(f"  {name:26s} {fig['value']:.3f}  [{fig['lo']:.3f}, {fig['hi']:.3f}]"
+                   if fig["value"] == fig["value"] and fig["lo"] == fig["lo"]
+                   else f"  {name:26s} {fig['value']}")
+    typer.echo(f"report: {Path(out) / 'report.md'}")
+
+
+@app.command()
+def analyze(
+    clip: Path = typer.Argument(..., help="Video, audio file or photo."),
+    as_json: bool = typer.Option(False, "--json", help="Print the full AnalysisResult JSON."),
+    llm_model: Optional[str] = typer.Option(None, "--llm-model", help="LLM to reason with."),
+    frame_rate: Optional[float] = typer.Option(None, "--frame-rate", help="Frames per second."),
+    without: list[str] = typer.Option(
+        [], "--without", help="Leave a modality out: face, speech, voice, scene (repeatable)."),
+    no_save: bool = typer.Option(False, "--no-save", help="Do not store the result."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where analyses are stored."),
+    model_dir: Optional[Path] = ModelDir,
+) -> None:
+    """Explain the emotion in one clip: compound label, cited explanation, per-modality status."""
+    from rich.console import Console
+
+    from agent.run import analyze as run_analyze
+    from agent.schemas import MODALITIES
+    from tools.media import MediaError
+
+    bad = [m for m in without if m not in MODALITIES]
+    if bad:
+        raise typer.BadParameter(f"--without takes {', '.join(MODALITIES)}, not {', '.join(bad)}")
+    settings = _settings(llm_model=llm_model, frame_rate=frame_rate, data_dir=data_dir,
+                         model_dir=model_dir)
+    err = Console(stderr=True)
+
+    def progress(stage: str, status: str, seconds: float) -> None:
+        if not as_json and status != "start":
+            err.print(f"[dim]{stage:10s} {status:6s} {seconds:6.1f} s[/dim]")
+
+    try:
+        result = run_analyze(clip, settings, on_stage=progress, without=without, save=not no_save)
+    except MediaError as exc:
+        err.print(f"[red]cannot analyse {clip}:[/red] {exc}")
+        raise typer.Exit(2)
+    if as_json:
+        typer.echo(result.model_dump_json(indent=1))
+    else:
+        _print_result(result, Console())
+    raise typer.Exit(0 if result.reading is not None else 1)
+
+
+def _print_result(result, console) -> None:
+    """Label, numbers, the explanation with every cited cue written out, modalities, timings."""
+    import re
+
+    from rich.table import Table
+
+    from agent.textualise import cue_line
+
+    r = result.reading
+    console.rule(f"[bold]{result.media.file_name}[/bold]  ({result.id})")
+    if r is None:
+        console.print(f"[red]no reading:[/red] {result.error}")
+    else:
+        console.print(f"[bold green]{r.label}[/bold green]  confidence {r.confidence:.2f}  "
+                      f"valence {r.valence:+.2f}  arousal {r.arousal:+.2f}")
+        top = sorted(r.probabilities.items(), key=lambda kv: -kv[1])[:3]
+        console.print("probabilities: " + ", ".join(f"{k} {v:.2f}" for k, v in top))
+        cues = {c.id: c for c in result.cues}
+        console.print("\n[bold]Explanation[/bold]")
+        for sentence in r.explanation:
+            console.print(f"  {sentence}", markup=False)
+            for cid in dict.fromkeys(re.findall(r"[A-Z]\d+", " ".join(
+                    re.findall(r"\[([^\]]+)\]", sentence)))):
+                line = cue_line(cues[cid]) if cid in cues else f"{cid}: not a cue of this clip"
+                console.print(f"    [dim]{line}[/dim]", highlight=False)
+        if r.conflicts:
+            console.print("conflicting cues: " + ", ".join(r.conflicts))
+    v = result.verification
+    console.print(f"\nverification: {'grounded' if v.grounded else 'NOT grounded'}, "
+                  f"{v.rounds} round(s), {len(v.fixed)} fixed, {len(v.problems)} left")
+    for p in v.problems:
+        console.print(f"  [yellow]- {p}[/yellow]", markup=True, highlight=False)
+    table = Table("modality", "status", "account", show_lines=False)
+    for acc in (r.modalities if r else []):
+        table.add_row(acc.modality, acc.status, acc.summary)
+    console.print(table)
+    console.print("timings: " + ", ".join(f"{k} {s:.1f}s" for k, s in result.timings.items()))
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,196 @@
+"""The UI's pieces without a browser: the result card (escaping, cited chips), the plots, key
+frames drawn on real video, error messages, auth, and two sessions through gradio_client."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from agent.schemas import AnalysisResult, Cue, EmotionReading, ModalityAccount  # noqa: E402
+from tools.evidence import (  # noqa: E402
+    Box,
+    FaceEvidence,
+    FaceFrame,
+    MediaInfo,
+    Segment,
+    SpeechEvidence,
+    ToneEvidence,
+    ToneWindow,
+)
+from ui import components as cp  # noqa: E402
+from ui import plots  # noqa: E402
+
+HOSTILE = '<img src=x onerror="alert(1)">'
+
+
+def _result(file_name: str = "clip.mp4", transcript: str = "I am so glad.") -> AnalysisResult:
+    """A complete result as the analysis graph stores it (values from a real run's shape)."""
+    frames = [
+        FaceFrame(t=t, faces=1, box=Box(x=40, y=30, w=60, h=70, confidence=0.9),
+                  aus={"AU06": 0.2 + 0.1 * t, "AU12": 0.3 + 0.1 * t},
+                  expressions={"happiness": 0.6, "neutral": 0.3, "surprise": 0.1})
+        for t in (0.0, 0.5, 1.0, 1.5, 2.0)
+    ]
+    cues = [
+        Cue(id="F1", modality="face", start=0.5, end=2.0, name="AU12", value=0.5, unit="",
+            scale="0-1", text="F1 00:00.5-00:02.0 AU12 lip corner puller, intensity 0.50"),
+        Cue(id="S1", modality="speech", start=0.2, end=1.8, name="transcript",
+            value=transcript, text=f'S1 said: "{transcript}"'),
+    ]
+    reading = EmotionReading(
+        dominant="happiness", secondary="surprise", label="surprisedly happy",
+        probabilities={"happiness": 0.7, "surprise": 0.2, "neutral": 0.1},
+        valence=0.6, arousal=0.4, confidence=0.8,
+        explanation=["The lip corner puller rises [F1].", f"The speaker says {transcript} [S1, X9]."],
+        modalities=[ModalityAccount(modality="face", status="ok", summary="A smile [F1].")],
+    )
+    return AnalysisResult(
+        id="20260101-000000-clip-abc123",
+        media=MediaInfo(file_name=file_name, size_bytes=1000, duration_s=2.4, has_video=True,
+                        has_audio=True, width=640, height=360),
+        face=FaceEvidence(frames=frames, backend="mediapipe"),
+        speech=SpeechEvidence(segments=[Segment(start=0.2, end=1.8, text=transcript)]),
+        voice=ToneEvidence(status="ok", windows=[ToneWindow(start=0, end=1, pitch_hz=180,
+                                                            loudness=0.4)]),
+        cues=cues, reading=reading,
+    )
+
+
+def test_card_escapes_untrusted_text_and_renders_chips():
+    html = cp.result_card(_result(file_name=HOSTILE + ".mp4", transcript=HOSTILE))
+    assert "<img" not in html and "&lt;img src=x" in html
+    assert 'id="result-label">surprisedly happy<' in html
+    # the cited cue becomes a chip whose hover text gives time, modality and value
+    assert 'title="00:00.5-00:02.0 · face · AU12: 0.5 (0-1)"' in html
+    assert 'class="chip-detail"><b>00:00.5-00:02.0</b> face' in html
+    # a cited id that no cue has is shown as unknown, not dropped
+    assert 'chip-unknown" title="no such cue">X9<' in html
+    assert "confidence <b>80%</b>" in html
+    for m in ("face", "speech", "voice", "scene"):
+        assert f"</span>{m}</td>" in html
+
+
+def test_card_without_reading_shows_the_reason():
+    result = _result().model_copy(update={"reading": None, "error": "LLM <timeout>"})
+    html = cp.result_card(result)
+    assert "No reading: LLM &lt;timeout&gt;" in html
+
+
+def test_progress_and_error_box_escape():
+    html = cp.progress_html([("probe", "done", 1.23), ("face", "start", 0.5)], 2.0)
+    assert "probe the file" in html and "1.2 s" in html and "stage-start" in html
+    assert "&lt;b&gt;" in cp.error_box("<b>bad</b>")
+
+
+def test_timeline_marks_cited_cues_and_circumplex_places_the_reading():
+    result = _result()
+    fig = plots.timeline(result)
+    axes = fig.axes
+    assert len(axes) >= 5
+    assert len(axes[4].collections) == 2  # one lane per cited cue
+    # F1 and S1 are cited (X9 is unknown) -> two spans on each of the four rows
+    spans = [p for p in axes[0].patches if p.get_alpha() == pytest.approx(0.06)]
+    assert len(spans) == 2
+    assert [c.id for c in plots.cited_cues(result)] == ["F1", "S1"]
+    assert {ln.get_label() for ln in axes[0].get_lines()} == {"AU06", "AU12"}
+    circ = plots.circumplex(result.reading)
+    offsets = np.concatenate([c.get_offsets() for c in circ.axes[0].collections])
+    assert any(np.allclose(o, (0.6, 0.4)) for o in offsets)
+
+
+def test_timeline_explains_missing_modalities():
+    result = _result().model_copy(update={
+        "face": FaceEvidence(status="failed", reason="no face found"), "voice": None,
+        "speech": None})
+    fig = plots.timeline(result)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert "face: failed (no face found)" in texts and "no voice evidence" in texts
+
+
+def test_key_frames_draw_the_face_box_on_real_video(face_clip, tmp_path):
+    from tools.media import probe
+    from affectlens.settings import Settings
+
+    info = probe(face_clip, Settings(data_dir=tmp_path))
+    result = _result().model_copy(update={"media": info})
+    items = cp.key_frames(result, face_clip, tmp_path / "frames")
+    assert 1 <= len(items) <= cp.KEY_FRAMES
+    from PIL import Image
+
+    img = np.asarray(Image.open(items[0][0]).convert("RGB")).astype(int)
+    orange = (abs(img[..., 0] - 228) < 40) & (abs(img[..., 1] - 87) < 40) & (img[..., 2] < 100)
+    assert orange.sum() > 50  # the box outline is there
+    assert "happiness 60%" in items[0][1]
+    assert [f for f, _ in cp.stored_key_frames(tmp_path / "frames")] == [f for f, _ in items]
+
+
+def test_friendly_messages_never_show_a_traceback():
+    from affectlens.models import ModelError
+    from tools.media import UnreadableMedia
+    from ui.app import _friendly
+
+    assert _friendly(UnreadableMedia("x.mp4: not a readable media file")) == (
+        "x.mp4: not a readable media file")
+    assert "affectlens models assemble" in _friendly(ModelError("qwen2.5-1.5b missing"))
+    msg = _friendly(ZeroDivisionError("division by zero"))
+    assert "ZeroDivisionError" in msg and "Traceback" not in msg and "division" not in msg
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def served(tmp_path):
+    """The real app on a free port (auth on), closed after the test."""
+    from affectlens.settings import Settings
+    from ui.app import serve
+
+    settings = Settings(data_dir=tmp_path / "data", port=_free_port(), auth="ann:secret",
+                        llm_model="qwen2.5-0.5b")
+    app, url = serve(settings, block=False, quiet=True)
+    yield app, url, settings
+    app.close()
+
+
+def test_serve_requires_auth_and_lists_no_history(served):
+    import httpx
+
+    app, url, settings = served
+    assert url.startswith("http://127.0.0.1:")
+    assert httpx.get(url + "config").status_code in (401, 403)
+    from gradio_client import Client
+
+    client = Client(url, auth=("ann", "secret"), verbose=False)
+    choices, note = client.predict(api_name="/list_past")
+    assert "No analyses stored yet" in note
+
+
+@pytest.mark.slow
+def test_two_sessions_see_only_their_own_analysis(served, shared_data):
+    """Two clients analyse different real inputs; each sees its own label and id."""
+    from gradio_client import Client, handle_file
+
+    app, url, settings = served
+    inputs = [shared_data / "pyfeat" / "single_face.mp4", shared_data / "pyfeat" / "0-f1-su-ph.jpg"]
+    clients = [Client(url, auth=("ann", "secret"), verbose=False) for _ in inputs]
+    jobs = [c.submit({"video": handle_file(str(p))}, None, api_name="/analyse")
+            for c, p in zip(clients, inputs)]
+    outs = [job.result(timeout=600) for job in jobs]
+    ids = []
+    for out, path in zip(outs, inputs):
+        progress, error, card = out[0], out[1], out[2]
+        assert error == "", error
+        assert path.name in card
+        assert "probe the file" in progress and "reasoning" in progress
+        ids.append(out[-1])
+    assert ids[0] != ids[1] and all(ids)
+    assert inputs[1].name not in outs[0][2] and inputs[0].name not in outs[1][2]

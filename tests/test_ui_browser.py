@@ -1,0 +1,117 @@
+"""End to end in headless Chromium: upload the real sample clip, watch the stages, read the
+result card and timeline, ask the chat, then upload a corrupt file and read the error.
+
+Uses Debian's /usr/bin/chromium (no browser download). Screenshots go to test-artifacts/ui/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "samples" / "sample.mp4"
+ARTIFACTS = ROOT / "test-artifacts" / "ui"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("ffmpeg") is None,
+                       reason="needs /usr/bin/chromium and ffmpeg"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """The real app, fast LLM, analyses stored in a temporary data dir."""
+    from affectlens.settings import Settings
+    from ui.app import serve
+
+    data = tmp_path_factory.mktemp("ui-data")
+    settings = Settings(data_dir=data, port=_free_port(), llm_model="qwen2.5-0.5b")
+    t0 = time.perf_counter()
+    app, url = serve(settings, block=False, quiet=True)
+    print(f"\ncreate_app + launch: {time.perf_counter() - t0:.2f} s")
+    yield url
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.goto(app_url)
+        pg.wait_for_selector("#clip", timeout=30_000)
+        yield pg
+        browser.close()
+
+
+def _upload(page, path: Path) -> None:
+    page.locator("#clip input[type=file]").set_input_files(str(path))
+    # the clip is uploaded once the player (or its error) replaces the drop zone
+    page.wait_for_function(
+        "() => !document.querySelector('#clip input[type=file]') || "
+        "document.querySelector('#clip video')", timeout=60_000)
+
+
+def test_analyse_read_and_chat(page):
+    _upload(page, SAMPLE)
+    page.click("#analyse-btn")
+    # the stage list names stages while they run
+    page.wait_for_selector("#progress .stage", timeout=60_000)
+    assert "probe the file" in page.inner_text("#progress")
+    page.screenshot(path=str(ARTIFACTS / "1-progress.png"))
+    label = page.wait_for_selector("#result-label", timeout=240_000)
+    text = label.inner_text().strip()
+    assert re.fullmatch(r"[a-z]+( [a-z]+)?", text.lower()), text
+    progress = page.inner_text("#progress")
+    for stage in ("face", "speech", "reasoning", "verification"):
+        assert stage in progress, progress
+    assert page.locator("#timeline img, #timeline svg").count() >= 1
+    assert page.locator("#circumplex img, #circumplex svg").count() >= 1
+    assert page.locator("#card .chip").count() >= 1  # the explanation cites cues
+    page.screenshot(path=str(ARTIFACTS / "2-result.png"), full_page=True)
+
+    # chat: a streamed answer that cites cue ids
+    page.fill("#question textarea", "Which cues show the emotion? Cite them.")
+    page.click("#ask-btn")
+    page.wait_for_function(
+        "() => { const m = document.querySelectorAll('#chat .message.bot, #chat [data-testid=bot]');"
+        " return m.length && /\\[[A-Z][0-9]+/.test(m[m.length-1].innerText); }",
+        timeout=180_000)
+    page.locator("#chat").screenshot(path=str(ARTIFACTS / "3-chat.png"))
+
+
+def test_corrupt_file_shows_a_readable_error(page, tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(os.urandom(64 * 1024))
+    page.reload()
+    page.wait_for_selector("#clip", timeout=30_000)
+    _upload(page, bad)
+    page.click("#analyse-btn")
+    box = page.wait_for_selector("#error .error-box", timeout=60_000)
+    message = box.inner_text()
+    assert "broken.mp4" in message and "Traceback" not in message
+    assert "not a readable media file" in message
+    page.screenshot(path=str(ARTIFACTS / "4-error.png"))

@@ -1,0 +1,445 @@
+"""The Gradio app: analyse a clip, read the cited result, chat about it, reopen past analyses,
+run evals.
+
+``create_app(settings)`` builds the Blocks (nothing heavy is loaded: the models load lazily on
+the first analysis); ``serve(settings)`` launches it with the settings' host, port, auth and
+upload limit. Each browser session keeps its analysis id in ``gr.State``, so two users never see
+each other's result or chat.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+# Analytics off before gradio is imported (it reads this at import time).
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+
+import gradio as gr  # noqa: E402
+
+from affectlens.settings import Settings  # noqa: E402
+from agent.schemas import AnalysisResult  # noqa: E402
+from ui import components as cp  # noqa: E402
+from ui import plots  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+DATASETS_DIR = Path(__file__).resolve().parents[1] / "evals" / "datasets"
+POLL_S = 0.4
+CSS = """
+.gradio-container {max-width: 1380px !important}
+#title h1 {margin-bottom: 0} #title p {margin-top: 2px; color: #666}
+.card {border: 1px solid #ddd; border-radius: 10px; padding: 14px 18px; background: #fff}
+.card-meta {color: #777; font-size: 0.85em}
+.card-meta code {font-size: 0.95em}
+.card-label {font-size: 2em; font-weight: 700; margin: 4px 0; text-transform: capitalize}
+.card-figures {display: flex; gap: 18px; align-items: center; flex-wrap: wrap}
+.card-probs {margin: 6px 0 2px} .prob {background: #f1f1f1; border-radius: 8px;
+  padding: 1px 8px; margin-right: 6px; font-size: 0.85em}
+.card h4 {margin: 12px 0 4px}
+.explanation {margin: 0; padding-left: 18px} .explanation li {margin: 4px 0; line-height: 1.6}
+.chip {position: relative; display: inline-block; cursor: help; border: 2px solid #888;
+  border-radius: 10px; padding: 0 6px; margin: 0 2px; font-size: 0.8em; font-weight: 600;
+  background: #fafafa; line-height: 1.4}
+.chip-unknown {border-style: dashed; color: #a00}
+.chip-detail {display: none; position: absolute; left: 0; top: 1.7em; z-index: 20; width: 320px;
+  background: #fff7e0; border: 1px solid #e8d9a8; border-radius: 6px; padding: 4px 8px;
+  font-weight: 400; font-size: 0.95em; color: #333; box-shadow: 0 2px 6px rgba(0,0,0,.15)}
+.chip:hover .chip-detail, .chip:focus .chip-detail {display: block}
+.badge {border-radius: 8px; padding: 1px 8px; font-size: 0.8em; font-weight: 600}
+.badge-ok {background: #dff3e0; color: #1c6b2a} .badge-missing {background: #eee; color: #555}
+.badge-failed {background: #fde2e0; color: #9b1c1c}
+.modalities {width: 100%; margin-top: 12px; border-collapse: collapse; font-size: 0.9em}
+.modalities td {border-top: 1px solid #eee; padding: 4px 6px; vertical-align: top}
+.modalities td:first-child, .modalities td:last-child {white-space: nowrap}
+.dot {display: inline-block; width: 9px; height: 9px; border-radius: 50%; margin-right: 6px}
+.card-error, .error-box {background: #fde2e0; color: #7a1212; border-radius: 8px;
+  padding: 10px 14px; margin: 6px 0}
+.stages {list-style: none; padding: 0; margin: 0} .stage {padding: 2px 0}
+.stage .icon {display: inline-block; width: 1.6em} .stage .secs {float: right; color: #777}
+.stage-failed {color: #9b1c1c} .stage-start {font-weight: 600}
+.elapsed {color: #777; font-size: 0.85em; margin-top: 4px}
+.problems {margin-top: 8px; color: #555; font-size: 0.9em}
+"""
+
+
+# --- wiring to the rest of the project (imported lazily: the page starts without models) ----
+def _friendly(exc: BaseException) -> str:
+    """A short message for the page; the traceback goes to the server log only."""
+    from affectlens.models import ModelError
+    from tools.media import MediaError
+
+    try:
+        from agent.llm import LLMError
+    except Exception:  # noqa: BLE001 - the LLM module may be broken; still report the error
+        LLMError = ()  # type: ignore[assignment]  # noqa: N806
+    if isinstance(exc, MediaError):
+        return str(exc)
+    if isinstance(exc, ModelError):
+        return f"A model is missing or broken: {exc} (run `affectlens models assemble`)."
+    if LLMError and isinstance(exc, LLMError):
+        return f"The language model failed: {exc}"
+    log.error("unexpected error in the UI", exc_info=exc)
+    return f"Unexpected error ({type(exc).__name__}); the details are in the server log."
+
+
+def _store(settings: Settings):
+    from agent.store import AnalysisStore
+
+    return AnalysisStore(settings)
+
+
+def _frames_dir(settings: Settings, analysis_id: str) -> Path:
+    return settings.data_dir / "ui" / "frames" / analysis_id
+
+
+def _gallery(items: list[tuple[str, str]]) -> list[tuple[Any, str]]:
+    from PIL import Image
+
+    return [(Image.open(f).copy(), caption) for f, caption in items]
+
+
+def _views(result: AnalysisResult, frames: list[tuple[str, str]]) -> tuple:
+    """card, circumplex, timeline, key frames for one result."""
+    return (
+        cp.result_card(result),
+        plots.circumplex(result.reading),
+        plots.timeline(result),
+        _gallery(frames),
+    )
+
+
+# --- chat ------------------------------------------------------------------------------------
+def _chat_module():
+    try:
+        from agent import chat
+    except ImportError:
+        return None
+    return chat
+
+
+def _history(analysis_id: str, settings: Settings) -> list[dict]:
+    chat = _chat_module()
+    if chat is None or not hasattr(chat, "history"):
+        return []
+    try:
+        turns = chat.history(analysis_id, settings=settings)
+    except Exception as exc:  # noqa: BLE001 - history is a nicety; the result still opens
+        log.warning("no chat history for %s: %s", analysis_id, exc)
+        return []
+    out = []
+    for t in turns or []:
+        role = t.get("role") if isinstance(t, dict) else getattr(t, "role", None)
+        content = t.get("content") if isinstance(t, dict) else getattr(t, "content", None)
+        if role in ("user", "assistant") and content:
+            out.append({"role": role, "content": str(content)})
+    return out
+
+
+def _answer_text(answer: Any) -> str:
+    for attr in ("text", "answer", "content"):
+        value = getattr(answer, attr, None)
+        if isinstance(value, str):
+            return value
+    return str(answer)
+
+
+def chat_stream(analysis_id: str, question: str, settings: Settings) -> Iterator[str]:
+    """The answer so far, growing as the chat streams tokens; the final text lists the cues it
+    cites with their time, modality and value."""
+    chat = _chat_module()
+    if chat is None:
+        yield "Chat is not available in this installation (agent.chat is missing)."
+        return
+    text = ""
+    for piece in chat.ask_stream(analysis_id, question, settings):
+        if isinstance(piece, str):
+            text += piece
+            yield text
+        else:  # the final ChatAnswer (possibly repaired)
+            yield _answer_text(piece) + _cited_footer(getattr(piece, "cues", []))
+
+
+def _cited_footer(cues: list) -> str:
+    if not cues:
+        return ""
+    lines = [f"- **{c.id}** {cp.fmt_time(c.start)}-{cp.fmt_time(c.end)} · {c.modality} · "
+             f"{c.name}: {cp.cue_value(c)}" for c in cues]
+    return "\n\n<small>cited</small>\n\n" + "\n".join(lines)
+
+
+# --- evals -----------------------------------------------------------------------------------
+def dataset_choices() -> list[str]:
+    if not DATASETS_DIR.is_dir():
+        return []
+    return sorted(str(p.relative_to(DATASETS_DIR.parents[1])) for p in DATASETS_DIR.iterdir()
+                  if p.is_dir())
+
+
+def _eval_runner():
+    try:
+        from evals import runner
+    except ImportError:
+        return None
+    return runner if hasattr(runner, "run_eval") else None  # pragma: no branch
+
+
+# --- the app ---------------------------------------------------------------------------------
+def create_app(settings: Settings) -> gr.Blocks:
+    """The Blocks with its handlers bound to ``settings``; launch with ``serve``."""
+    with gr.Blocks(title="AffectLens", analytics_enabled=False) as app:
+        analysis_id = gr.State(None)  # per browser session
+        with gr.Column(elem_id="title"):
+            gr.Markdown("# AffectLens\nWhich emotion does this clip show, and why? "
+                        "Every claim cites the measured cue it rests on.")
+        with gr.Tabs() as tabs:
+            with gr.Tab("Analyse", id="analyse"):
+                with gr.Row():
+                    with gr.Column(scale=4):
+                        video = gr.Video(label="Clip (upload or record)",
+                                         sources=["upload", "webcam"], height=300,
+                                         elem_id="clip")
+                        run_btn = gr.Button("Analyse", variant="primary", elem_id="analyse-btn")
+                        progress = gr.HTML(elem_id="progress")
+                        error = gr.HTML(elem_id="error")
+                    with gr.Column(scale=6):
+                        card = gr.HTML('<div class="card card-meta">Upload a clip and press '
+                                       "<b>Analyse</b>.</div>", elem_id="card")
+                        with gr.Row():
+                            circ = gr.Plot(label="Valence / arousal", elem_id="circumplex",
+                                           scale=2)
+                            frames = gr.Gallery(label="Key frames (detected face)", columns=2,
+                                                height=330, elem_id="frames", scale=3)
+                with gr.Row():
+                    with gr.Column(scale=6):
+                        timeline = gr.Plot(label="Timeline (cited cues shaded)",
+                                           elem_id="timeline")
+                    with gr.Column(scale=4):
+                        chatbot = gr.Chatbot(label="Ask about this analysis", height=420,
+                                             elem_id="chat", feedback_options=None,
+                                             placeholder="Analyse a clip, then ask e.g. "
+                                             "“Which cue shows the smile?”")
+                        with gr.Row():
+                            question = gr.Textbox(show_label=False, scale=5,
+                                                  placeholder="Ask a question", elem_id="question")
+                            ask_btn = gr.Button("Ask", scale=1, elem_id="ask-btn")
+
+            with gr.Tab("History", id="history"):
+                with gr.Row():
+                    past = gr.Dropdown(label="Past analyses", choices=[], scale=5,
+                                       elem_id="past")
+                    refresh_btn = gr.Button("Refresh", scale=1)
+                    open_btn = gr.Button("Open", variant="primary", scale=1, elem_id="open-btn")
+                history_note = gr.HTML()
+
+            with gr.Tab("Evals", id="evals"):
+                with gr.Row():
+                    dataset = gr.Dropdown(label="Dataset", choices=dataset_choices(),
+                                          value=(dataset_choices() or [None])[0], scale=3)
+                    dataset_path = gr.Textbox(label="…or a dataset folder", scale=3)
+                    eval_btn = gr.Button("Run eval", variant="primary", scale=1)
+                eval_note = gr.HTML(
+                    "" if _eval_runner() else
+                    '<div class="error-box">The eval runner (<code>evals.runner.run_eval</code>) '
+                    "is not installed yet; use <code>affectlens eval</code> when it is.</div>")
+                metrics = gr.Dataframe(label="Metrics", interactive=False)
+                eval_plots = gr.Gallery(label="Plots", columns=3, height=320)
+                report = gr.File(label="Report")
+
+        # --- handlers ---------------------------------------------------------------------
+        def analyse(path: str | None, current: str | None):
+            empty = (None, None, None, [])
+            if not path:
+                gr.Warning("Choose a clip first.")
+                yield ("", cp.error_box("no file chosen"), gr.skip(), *empty[1:], gr.skip(),
+                       current)
+                return
+            events: queue.Queue = queue.Queue()
+            box: dict[str, Any] = {}
+
+            def work() -> None:
+                from agent.run import analyze
+
+                try:
+                    box["result"] = analyze(
+                        path, settings, on_stage=lambda s, st, sec: events.put((s, st, sec)))
+                except BaseException as exc:  # noqa: BLE001 - shown to the user below
+                    box["error"] = exc
+
+            worker = threading.Thread(target=work, name="affectlens-analyse", daemon=True)
+            t0 = time.perf_counter()
+            worker.start()
+            stages: dict[str, tuple[str, float, float]] = {}  # stage -> status, secs, started
+            loading = cp.result_card_placeholder("Analysing…")
+            first = True
+            while worker.is_alive() or not events.empty():
+                try:
+                    while True:
+                        stage, status, secs = events.get_nowait()
+                        prev = stages.get(stage)
+                        started = prev[2] if prev else time.perf_counter()
+                        stages[stage] = (status, secs, started)
+                except queue.Empty:
+                    pass
+                now = time.perf_counter()
+                rows = [(s, st, sec if st != "start" else now - began)
+                        for s, (st, sec, began) in stages.items()]
+                if first:
+                    yield (cp.progress_html(rows, now - t0), "", loading, *empty[1:], [], None)
+                    first = False
+                else:
+                    yield (cp.progress_html(rows, now - t0), *(gr.skip(),) * 7)
+                worker.join(POLL_S)
+            rows = [(s, st, sec) for s, (st, sec, _) in stages.items()]
+            total = time.perf_counter() - t0
+            if "error" in box:
+                message = _friendly(box["error"])
+                gr.Warning(message)
+                yield (cp.progress_html(rows, total, "(stopped)"), cp.error_box(message),
+                       cp.result_card_placeholder("No result."), *empty[1:], [], None)
+                return
+            result: AnalysisResult = box["result"]
+            try:
+                keys = cp.key_frames(result, path, _frames_dir(settings, result.id))
+            except Exception as exc:  # noqa: BLE001 - frames are an illustration, not the result
+                log.warning("key frames failed: %s", exc)
+                keys = []
+            note = f"(done: {result.reading.label})" if result.reading else "(no reading)"
+            yield (cp.progress_html(rows, total, note), "", *_views(result, keys), [], result.id)
+
+        outputs = [progress, error, card, circ, timeline, frames, chatbot, analysis_id]
+        run_btn.click(analyse, [video, analysis_id], outputs, concurrency_limit=1,
+                      concurrency_id="analysis")
+
+        def ask(q: str, messages: list[dict], current: str | None):
+            q = (q or "").strip()
+            messages = list(messages or [])
+            if not q:
+                yield messages, ""
+                return
+            messages.append({"role": "user", "content": q})
+            if not current:
+                messages.append({"role": "assistant",
+                                 "content": "Analyse a clip (or open one in History) first."})
+                yield messages, ""
+                return
+            messages.append({"role": "assistant", "content": "…"})
+            yield messages, ""
+            try:
+                for text in chat_stream(current, q, settings):
+                    messages[-1] = {"role": "assistant", "content": text or "…"}
+                    yield messages, ""
+            except Exception as exc:  # noqa: BLE001 - a failed answer must not break the page
+                messages[-1] = {"role": "assistant", "content": f"⚠ {_friendly(exc)}"}
+                yield messages, ""
+
+        for trigger in (ask_btn.click, question.submit):
+            trigger(ask, [question, chatbot, analysis_id], [chatbot, question],
+                    concurrency_limit=1, concurrency_id="llm")
+
+        def list_past():
+            try:
+                items = _store(settings).list()
+            except Exception as exc:  # noqa: BLE001
+                return gr.update(choices=[]), cp.error_box(_friendly(exc))
+            choices = [(f"{a.created:%Y-%m-%d %H:%M} · {a.label or '(no label)'} · "
+                        f"{a.file_name}", a.id) for a in items]
+            note = "" if choices else '<div class="card-meta">No analyses stored yet.</div>'
+            return gr.update(choices=choices, value=choices[0][1] if choices else None), note
+
+        refresh_btn.click(list_past, None, [past, history_note])
+        app.load(list_past, None, [past, history_note])
+
+        def reopen(chosen: str | None, current: str | None):
+            if not chosen:
+                return (gr.skip(),) * 6 + (current, cp.error_box("pick an analysis"),
+                                           gr.skip())
+            try:
+                result = _store(settings).get(chosen)
+            except Exception as exc:  # noqa: BLE001 - missing or unreadable file
+                return (gr.skip(),) * 6 + (current, cp.error_box(_friendly(exc)), gr.skip())
+            keys = cp.stored_key_frames(_frames_dir(settings, result.id))
+            return ("", "", *_views(result, keys), _history(result.id, settings), result.id, "",
+                    gr.Tabs(selected="analyse"))
+
+        open_btn.click(reopen, [past, analysis_id],
+                       [progress, error, card, circ, timeline, frames, chatbot, analysis_id,
+                        history_note, tabs])
+
+        def run_eval(choice: str | None, typed: str, progress=gr.Progress()):
+            runner = _eval_runner()
+            if runner is None:
+                raise gr.Error("The eval runner is not installed yet.")
+            folder = Path(typed.strip()).expanduser() if typed and typed.strip() else (
+                DATASETS_DIR.parents[1] / choice if choice else None)
+            if folder is None or not folder.is_dir():
+                raise gr.Error(f"Not a dataset folder: {folder}")
+            progress(0, desc="loading the dataset")
+            try:
+                return _eval_outputs(runner, folder, settings, progress)
+            except gr.Error:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise gr.Error(_friendly(exc)) from exc
+
+        eval_btn.click(run_eval, [dataset, dataset_path], [metrics, eval_plots, report, eval_note],
+                       concurrency_limit=1, concurrency_id="analysis")
+    return app
+
+
+def _eval_outputs(runner, folder: Path, settings: Settings, progress) -> tuple:
+    """Run ``evals.runner.run_eval`` and turn its results into a table, plots and a download."""
+    from evals.datasets import load_dataset
+
+    dataset = load_dataset(folder)
+    total = max(len(dataset.samples), 1)
+    out_dir = settings.data_dir / "ui" / "evals" / f"{folder.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    done = [0]
+
+    def say(message: str) -> None:
+        done[0] += message.startswith("[")
+        progress((min(done[0], total) - 1, total), desc=message)
+
+    results = runner.run_eval(dataset, settings, out_dir, progress=say)
+    m = results.get("metrics", {})
+    rows = [[name, _num(ci.get("value")), _num(ci.get("lo")), _num(ci.get("hi"))]
+            for name, ci in (m.get("headline") or {}).items()]
+    table = {"headers": ["metric", "value", "95% low", "95% high"], "data": rows or [["-"] * 4]}
+    plots_ = _gallery([(str(p), p.stem) for p in sorted(out_dir.glob("*.png"))])
+    report = next((str(p) for p in (out_dir / "report.md", out_dir / "results.json")
+                   if p.is_file()), None)
+    note = (f'<div class="card-meta">{m.get("scored", 0)} of {m.get("n", 0)} samples scored '
+            f'({m.get("failed", 0)} failed); report in {cp.escape(str(out_dir))}</div>')
+    return table, plots_, report, note
+
+
+def _num(x: Any) -> str:
+    try:
+        return "-" if x is None or x != x else f"{float(x):.3f}"
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def serve(settings: Settings, *, block: bool = True, quiet: bool = False) -> tuple[gr.Blocks, str]:
+    """Launch on ``settings.host:port`` with its auth and upload limit; returns (app, url)."""
+    app = create_app(settings)
+    auth = None
+    if settings.auth:
+        user, sep, password = settings.auth.partition(":")
+        if not sep or not user:
+            raise ValueError("settings.auth must be 'user:password'")
+        auth = (user, password)
+    app.queue(default_concurrency_limit=2)
+    app.launch(
+        server_name=settings.host, server_port=settings.port, auth=auth,
+        max_file_size=int(settings.max_upload_mb * 1024 * 1024), prevent_thread_lock=not block,
+        quiet=quiet, css=CSS, theme=gr.themes.Soft(), footer_links=[], ssr_mode=False,
+        show_error=False, allowed_paths=[str(settings.data_dir / "ui")],
+    )
+    return app, app.local_url

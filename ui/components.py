@@ -1,0 +1,229 @@
+"""HTML pieces of the page (result card, cue chips, stage progress) and the key frames.
+
+Everything that came from the media or a model (file names, transcripts, explanations, reasons)
+is untrusted: it goes through ``html.escape`` before it reaches the page.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from html import escape
+from pathlib import Path
+
+import numpy as np
+
+from agent.schemas import MODALITIES, AnalysisResult, Cue
+from ui.plots import MODALITY_COLOURS
+
+STAGE_NAMES = {
+    "probe": "probe the file",
+    "face": "face: action units and expressions",
+    "speech": "speech: transcription",
+    "voice": "voice: prosody",
+    "scene": "scene",
+    "textualise": "textualise cues",
+    "retrieve": "retrieve knowledge",
+    "reason": "reasoning (LLM)",
+    "verify": "verification",
+    "store": "store",
+}
+_CITATION = re.compile(r"\[([A-Z]\d+(?:\s*[,;]\s*[A-Z]?\d+)*)\]")
+_ID = re.compile(r"[A-Z]\d+")
+KEY_FRAMES = 4
+
+
+def fmt_time(t: float) -> str:
+    """Seconds as mm:ss.s, the format the cues use."""
+    m, s = divmod(max(t, 0.0), 60)
+    return f"{int(m):02d}:{s:04.1f}"
+
+
+def cue_value(cue: Cue) -> str:
+    if cue.value is None:
+        return ""
+    value = f"{cue.value:.3g}" if isinstance(cue.value, float) else str(cue.value)
+    if len(value) > 80:
+        value = value[:79] + "…"
+    return f"{value} {cue.unit}".strip() + (f" ({cue.scale})" if cue.scale else "")
+
+
+def chip(cue: Cue | None, cue_id: str) -> str:
+    """A cue id as a chip: hovering (title) or focusing it reveals time, modality and value."""
+    if cue is None:  # cited but unknown: verification flags it, the page shows it plainly
+        return f'<span class="chip chip-unknown" title="no such cue">{escape(cue_id)}</span>'
+    span = f"{fmt_time(cue.start)}-{fmt_time(cue.end)}"
+    detail = f"{span} · {cue.modality} · {cue.name}: {cue_value(cue)}"
+    colour = MODALITY_COLOURS.get(cue.modality, "#888")
+    return (
+        f'<span class="chip" tabindex="0" style="border-color:{colour}" title="{escape(detail)}">'
+        f'{escape(cue.id)}<span class="chip-detail"><b>{escape(span)}</b> '
+        f"{escape(cue.modality)} · {escape(cue.text)}</span></span>"
+    )
+
+
+def with_chips(sentence: str, cues: dict[str, Cue]) -> str:
+    """Escape a sentence and turn each bracketed citation into chips."""
+    out, last = [], 0
+    for m in _CITATION.finditer(sentence):
+        out.append(escape(sentence[last : m.start()]))
+        out.append("".join(chip(cues.get(i), i) for i in _ID.findall(m.group(1))))
+        last = m.end()
+    out.append(escape(sentence[last:]))
+    return "".join(out)
+
+
+def _status_badge(status: str) -> str:
+    return f'<span class="badge badge-{escape(status)}">{escape(status)}</span>'
+
+
+def result_card(result: AnalysisResult) -> str:
+    """The reading: label, confidence, valence/arousal, cited explanation, modality status."""
+    media = result.media
+    cues = {c.id: c for c in result.cues}
+    head = (
+        f'<div class="card-meta">{escape(media.file_name)} · {media.duration_s:.1f} s'
+        f" · analysis <code>{escape(result.id)}</code></div>"
+    )
+    reading = result.reading
+    if reading is None:
+        reason = result.error or "the model returned no reading"
+        return (
+            f'<div class="card">{head}<div class="card-error">No reading: {escape(reason)}</div>'
+            f"{_modalities(result)}</div>"
+        )
+    conf = round(reading.confidence * 100)
+    probs = sorted(reading.probabilities.items(), key=lambda kv: kv[1], reverse=True)[:4]
+    prob_html = "".join(
+        f'<span class="prob">{escape(k)} {v:.0%}</span>' for k, v in probs if v > 0
+    )
+    explanation = "".join(f"<li>{with_chips(s, cues)}</li>" for s in reading.explanation)
+    ver = result.verification
+    grounded = (
+        '<span class="badge badge-ok">grounded</span>'
+        if ver.grounded
+        else '<span class="badge badge-failed">not fully grounded</span>'
+    )
+    problems = "".join(f"<li>{escape(p)}</li>" for p in ver.problems)
+    conflicts = " ".join(chip(cues.get(i), i) for i in reading.conflicts)
+    return (
+        f'<div class="card">{head}'
+        f'<div class="card-label" id="result-label">{escape(reading.label)}</div>'
+        f'<div class="card-figures"><span>confidence <b>{conf}%</b></span>'
+        f"<span>valence <b>{reading.valence:+.2f}</b></span>"
+        f"<span>arousal <b>{reading.arousal:+.2f}</b></span>{grounded}</div>"
+        f'<div class="card-probs">{prob_html}</div>'
+        f'<h4>Why</h4><ul class="explanation">{explanation}</ul>'
+        + (f'<div class="conflicts">Conflicting cues: {conflicts}</div>' if conflicts else "")
+        + (f'<details class="problems"><summary>Verification notes</summary><ul>{problems}</ul>'
+           "</details>" if problems else "")
+        + f"{_modalities(result)}</div>"
+    )
+
+
+def _modalities(result: AnalysisResult) -> str:
+    """One row per modality: status, what it says (from the reading) or why it is missing."""
+    accounts = {a.modality: a for a in (result.reading.modalities if result.reading else [])}
+    cues = {c.id: c for c in result.cues}
+    rows = []
+    for m in MODALITIES:
+        ev = getattr(result, m)
+        account = accounts.get(m)
+        status = ev.status if ev is not None else (account.status if account else "missing")
+        if account and account.summary:
+            what = with_chips(account.summary, cues)
+        elif ev is not None and ev.reason:
+            what = escape(ev.reason)
+        else:
+            what = "not run" if ev is None else ""
+        secs = f"{ev.seconds:.1f} s" if ev is not None and ev.seconds else ""
+        rows.append(
+            f'<tr><td><span class="dot" style="background:{MODALITY_COLOURS[m]}"></span>{m}</td>'
+            f"<td>{_status_badge(status)}</td><td>{what}</td><td>{secs}</td></tr>"
+        )
+    return f'<table class="modalities">{"".join(rows)}</table>'
+
+
+def progress_html(stages: list[tuple[str, str, float]], total: float, note: str = "") -> str:
+    """The stage list while an analysis runs: each stage with its state and elapsed time."""
+    rows = []
+    for stage, status, secs in stages:
+        icon = {"start": "⏳", "done": "✔", "failed": "✖"}.get(status, "·")
+        name = STAGE_NAMES.get(stage, stage)
+        rows.append(
+            f'<li class="stage stage-{escape(status)}"><span class="icon">{icon}</span>'
+            f'{escape(name)}<span class="secs">{secs:.1f} s</span></li>'
+        )
+    foot = f'<div class="elapsed">elapsed {total:.1f} s {escape(note)}</div>'
+    return f'<ul class="stages">{"".join(rows)}</ul>{foot}'
+
+
+def error_box(message: str) -> str:
+    return f'<div class="error-box" role="alert"><b>Could not analyse:</b> {escape(message)}</div>'
+
+
+# key frames --------------------------------------------------------------------------------
+def _grab(path: Path, t: float, width: int, height: int) -> np.ndarray | None:
+    """One frame at ``t`` scaled like tools.media's sampled frames (so face boxes line up)."""
+    argv = [
+        "ffmpeg", "-nostdin", "-v", "error", "-ss", f"{max(t, 0):.3f}",
+        "-protocol_whitelist", "file", "-i", f"file:{path}", "-map", "0:v:0", "-frames:v", "1",
+        "-vf", f"scale={width}:{height}:flags=area,setsar=1", "-pix_fmt", "rgb24",
+        "-f", "rawvideo", "pipe:1",
+    ]  # fmt: skip
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    except (subprocess.TimeoutExpired, OSError):
+        return None
+    size = width * height * 3
+    if len(proc.stdout) < size:
+        return None
+    return np.frombuffer(proc.stdout[:size], dtype=np.uint8).reshape(height, width, 3)
+
+
+def key_frames(result: AnalysisResult, path: str | Path, out_dir: Path) -> list[tuple[str, str]]:
+    """Write up to ``KEY_FRAMES`` JPEGs with the detected face box drawn, spread over the clip
+    (preferring the frames where a face was found); returns (file, caption) pairs."""
+    from PIL import Image, ImageDraw
+
+    from tools.media import _target_size
+
+    face, media = result.face, result.media
+    if face is None or not face.frames or not media.width or not media.height:
+        return []
+    with_face = [f for f in face.frames if f.box is not None] or face.frames
+    step = max(1, len(with_face) // KEY_FRAMES)
+    chosen = with_face[::step][:KEY_FRAMES]
+    width, height = _target_size(media.width, media.height)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, fr in enumerate(chosen):
+        image = _grab(Path(path), fr.t, width, height)
+        if image is None:
+            continue
+        img = Image.fromarray(image)
+        caption = f"{fmt_time(fr.t)}"
+        if fr.box is not None:
+            b = fr.box
+            draw = ImageDraw.Draw(img)
+            draw.rectangle([b.x, b.y, b.x + b.w, b.y + b.h], outline=(228, 87, 46),
+                           width=max(2, width // 200))
+            top = max(fr.expressions.items(), key=lambda kv: kv[1], default=None)
+            if top:
+                caption += f" · {top[0]} {top[1]:.0%}"
+        else:
+            caption += " · no face"
+        img.thumbnail((480, 480))
+        file = out_dir / f"key{i}.jpg"
+        img.save(file, quality=82)
+        out.append((str(file), caption))
+    return out
+
+
+def stored_key_frames(out_dir: Path) -> list[tuple[str, str]]:
+    """Key frames written earlier for a stored analysis (captions are not kept)."""
+    return [(str(p), p.stem) for p in sorted(out_dir.glob("key*.jpg"))] if out_dir.is_dir() else []
+
+
+def result_card_placeholder(message: str) -> str:
+    return f'<div class="card card-meta">{escape(message)}</div>'
