@@ -1,0 +1,195 @@
+"""The analysis graph's steps. Each node takes the state (and the run context through
+LangGraph's ``Runtime``) and returns a partial update; none of them holds model state."""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+
+from langgraph.runtime import Runtime
+
+from agent import knowledge as kb
+from agent import reason as rs
+from agent import verify as vf
+from agent.schemas import MODALITIES, AnalysisResult, Modality, VerificationReport
+from agent.state import AnalysisState, RunContext
+from agent.textualise import evidence_basic_distribution, header, modality_status, textualise
+from tools.evidence import (
+    Evidence,
+    FaceEvidence,
+    SceneEvidence,
+    SpeechEvidence,
+    ToneEvidence,
+)
+
+# modality -> (module, function, evidence class, needs)
+TOOLS: dict[Modality, tuple[str, str, type[Evidence], str]] = {
+    "face": ("tools.face", "analyze_face", FaceEvidence, "video"),
+    "speech": ("tools.asr", "transcribe", SpeechEvidence, "audio"),
+    "voice": ("tools.tone", "analyze_tone", ToneEvidence, "audio"),
+    "scene": ("tools.scene", "match_scene", SceneEvidence, "video"),
+}
+KNOWLEDGE_K = 5
+
+
+def probe(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
+    """Decode the file once (raises tools.media.MediaError for a bad file)."""
+    from tools.media import load
+
+    settings = runtime.context.settings
+    media = load(state["path"], settings)
+    runtime.context.media = media
+    threading.Thread(target=_warm_up, args=(settings, runtime.context.llm is None),
+                     daemon=True, name="affectlens-warm-up").start()
+    return {"media": media.info}
+
+
+def _warm_up(settings, llm: bool) -> None:
+    """Load the embedder, the knowledge index and the LLM while the tools run (the imports
+    alone take seconds); a failure here resurfaces, with its message, in the step that needs it."""
+    try:
+        kb.knowledge_collection(settings)
+        if llm:
+            from agent.llm import get_llm
+
+            get_llm(settings, role="reason")
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def applicable(state: AnalysisState, media) -> list[Modality]:
+    """The tools whose stream exists and that were not left out."""
+    skip = set(state.get("without") or ())
+    has = {"audio": media is not None and media.audio is not None and media.audio.size > 0,
+           "video": media is not None and bool(media.frames)}
+    return [m for m in MODALITIES if m not in skip and has[TOOLS[m][3]]]
+
+
+def run_tool(modality: Modality, runtime: Runtime[RunContext]) -> dict:
+    """One perception tool; any exception marks the modality failed instead of ending the run."""
+    module, func, cls, _ = TOOLS[modality]
+    t0 = time.perf_counter()
+    try:
+        fn = getattr(importlib.import_module(module), func)
+        ev = fn(runtime.context.media, runtime.context.settings)
+    except Exception as exc:  # noqa: BLE001 - a broken tool must not sink the analysis
+        ev = cls(status="failed", reason=f"{type(exc).__name__}: {exc}"[:300],
+                 seconds=round(time.perf_counter() - t0, 3))
+    model = f"{ev.model} {ev.model_version}".strip()
+    return {"evidence": {modality: ev}, "models": {modality: model} if model else {}}
+
+
+def make_tool_node(modality: Modality):
+    def node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
+        return run_tool(modality, runtime)
+
+    node.__name__ = modality
+    return node
+
+
+def textualise_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
+    evidence = {m: (state.get("evidence") or {}).get(m) for m in MODALITIES}
+    without = state.get("without") or []
+    info = state["media"]
+    cues = textualise(evidence, info.duration_s, without=without)
+    status = modality_status(evidence, without=without)
+    kind = "photo" if info.is_image else ("clip" if info.has_video else "audio recording")
+    return {"cues": cues, "status": status,
+            "header": header(status, cues, 0.0 if info.is_image else info.duration_s, kind),
+            "evidence_dist": evidence_basic_distribution(
+                {m: e for m, e in evidence.items() if m not in without})}
+
+
+def retrieve_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
+    """Knowledge entries closest to the cue sentences (none when there are no cues)."""
+    hits = kb.retrieve(kb.cue_queries(state.get("cues") or []), runtime.context.settings,
+                       k=KNOWLEDGE_K)
+    return {"knowledge": [h.id for h in hits], "knowledge_text": [h.text for h in hits]}
+
+
+def _llm(runtime: Runtime[RunContext]):
+    if runtime.context.llm is not None:
+        return runtime.context.llm
+    from agent.llm import get_llm
+
+    return get_llm(runtime.context.settings, role="reason")
+
+
+def reason_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
+    """Ask the LLM; on a repair round the previous answer and the problems go with it."""
+    settings = runtime.context.settings
+    cues = state.get("cues") or []
+    rounds = state.get("rounds", 0)
+    problems = state.get("problems") or []
+    previous = state.get("raw") if rounds and problems else None
+    msgs = rs.messages(state.get("header", ""), cues, state.get("knowledge_text") or [],
+                       previous, problems if previous is not None else None)
+    llm = _llm(runtime)
+    update: dict = {"rounds": rounds + 1,
+                    "models": {"reason": getattr(llm, "model_id", type(llm).__name__),
+                               **rs.prompt_versions()}}
+    try:
+        raw = llm.chat(msgs, rs.LLMReading, max_tokens=settings.llm_max_tokens)
+    except Exception as exc:  # noqa: BLE001 - LLMError, backend down: keep the last reading
+        update["error"] = f"reasoning failed: {type(exc).__name__}: {exc}"[:500]
+        return update
+    reading, fixes = rs.normalise(raw, cues, state["status"], state.get("evidence_dist") or {})
+    update.update(raw=raw, reading=reading, fixed=fixes, error=None)
+    return update
+
+
+def verify_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
+    reading = state.get("reading")
+    if reading is None:
+        return {"problems": [], "verification": VerificationReport(
+            rounds=state.get("rounds", 0), problems=[state.get("error") or "no reading"])}
+    available = {m: st == "ok" for m, (st, _) in state["status"].items()}
+    found = vf.check(reading, state.get("cues") or [], available)
+    messages = [p.message for p in found]
+    fixed_now = [p for p in (state.get("problems") or []) if p not in messages]
+    report = VerificationReport(
+        rounds=state.get("rounds", 0), problems=messages,
+        fixed=list(dict.fromkeys([*(state.get("fixed") or []), *fixed_now])),
+        grounded=vf.grounded(found))
+    return {"problems": messages, "seen_problems": messages, "fixed": fixed_now,
+            "verification": report}
+
+
+def after_verify(state: AnalysisState, runtime: Runtime[RunContext]) -> str:
+    """Back to reason while problems remain and rounds are left; else store."""
+    rounds_left = state.get("rounds", 0) <= runtime.context.settings.verify_max_rounds
+    if state.get("problems") and state.get("reading") is not None and rounds_left:
+        return "reason"
+    return "store"
+
+
+def build_result(state: AnalysisState, settings) -> AnalysisResult:
+    ev = state.get("evidence") or {}
+    verification = state.get("verification") or VerificationReport()
+    return AnalysisResult(
+        id=state["result_id"], media=state["media"],
+        face=ev.get("face"), speech=ev.get("speech"), voice=ev.get("voice"), scene=ev.get("scene"),
+        cues=state.get("cues") or [], knowledge=state.get("knowledge") or [],
+        reading=state.get("reading"), verification=verification,
+        timings=dict(state.get("timings") or {}), models=dict(state.get("models") or {}),
+        settings=_settings_record(settings, state.get("without") or []),
+        error=state.get("error"),
+    )
+
+
+def _settings_record(settings, without) -> dict:
+    keep = ("llm_backend", "llm_model", "frame_rate", "asr_model", "face_backend", "device",
+            "verify_max_rounds", "llm_max_tokens", "llm_temperature", "llm_seed")
+    out = {k: getattr(settings, k) for k in keep}
+    out["without"] = list(without)
+    return out
+
+
+def store_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
+    """Write the result (when the run asked for it); the caller rebuilds it from the state."""
+    if runtime.context.save:
+        from agent.store import AnalysisStore
+
+        AnalysisStore(runtime.context.settings).save(build_result(state, runtime.context.settings))
+    return {}

@@ -1,0 +1,145 @@
+"""The reason step: prompt -> LLM (JSON schema) -> a normalised EmotionReading.
+
+The LLM fills a compact schema (``LLMReading``: explanation first so it reasons before it
+labels, then the two basic emotions, valence, arousal, confidence, conflicts). The rest of the
+``EmotionReading`` is derived deterministically: the label from the taxonomy, the basic-emotion
+probabilities as a blend of the LLM's choice and the perception models' distribution, and the
+per-modality accounts from the sentences citing each modality's cues. A smaller schema means
+fewer generated tokens on a CPU model (the full schema roughly doubles them) and fewer ways to
+be inconsistent.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+import prompts
+from agent.schemas import Cue, EmotionReading, Modality, ModalityAccount
+from agent.taxonomy import BASIC, compound_label, parse_label, to_basic
+from agent.textualise import render_cues
+from agent.verify import cited_ids, split_sentences
+
+Basic = Literal["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]
+PROMPT = "reason"
+SYSTEM = "system"
+MAX_SENTENCES = 5
+LLM_PICK_WEIGHT = 0.6  # share of the probabilities that follows the LLM's choice
+
+
+class LLMReading(BaseModel):
+    """What the LLM is asked to produce (the JSON schema it is constrained to)."""
+
+    explanation: list[str] = Field(max_length=MAX_SENTENCES,
+                                   description="2-4 sentences, each citing cue ids like [F1].")
+    label: str = Field(description="adverb + adjective, e.g. 'sadly angry'")
+    dominant: Basic
+    secondary: Basic | Literal["none"] = "none"
+    valence: float = Field(ge=-1, le=1)
+    arousal: float = Field(ge=-1, le=1)
+    confidence: float = Field(ge=0, le=1)
+    conflicts: list[str] = Field(default_factory=list, max_length=6,
+                                 description="ids of cues that disagree")
+
+
+def messages(header: str, cues: list[Cue], knowledge: list[str],
+             previous: LLMReading | None = None, problems: list[str] | None = None) -> list[dict]:
+    """Chat messages for one reasoning round. A repair round repeats the first prompt (so the
+    prompt cache reuses it), the previous JSON as the assistant's turn, then the problems."""
+    msgs = [
+        {"role": "system", "content": prompts.render(SYSTEM)},
+        {"role": "user", "content": prompts.render(
+            PROMPT, header=header, cues=render_cues(cues), knowledge=knowledge, problems=[])},
+    ]
+    if previous is not None and problems:
+        msgs.append({"role": "assistant", "content": previous.model_dump_json()})
+        msgs.append({"role": "user", "content": "Your answer has these problems:\n"
+                     + "\n".join(f"- {p}" for p in problems)
+                     + "\nReply again with the corrected JSON object."})
+    return msgs
+
+
+def prompt_versions() -> dict[str, str]:
+    return {"prompt": f"{prompts.version(SYSTEM)}+{prompts.version(PROMPT)}"}
+
+
+def _basic(word: str | None) -> str | None:
+    if not word or word == "none":
+        return None
+    return word if word in BASIC else to_basic(word)
+
+
+def normalise(raw: LLMReading, cues: list[Cue], status: dict[Modality, tuple[str, str]],
+              evidence_dist: dict[str, float]) -> tuple[EmotionReading, list[str]]:
+    """The full reading from the LLM's compact one, and the repairs made (as 'fixed' notes)."""
+    fixes: list[str] = []
+    dominant = _basic(raw.dominant)
+    if dominant is None:
+        parsed = parse_label(raw.label)
+        dominant = parsed.dominant if parsed else "neutral"
+        fixes.append(f"dominant {raw.dominant!r} is not a basic emotion; used {dominant}")
+    secondary = _basic(raw.secondary)
+    if secondary == dominant:
+        secondary = None
+    label = compound_label(dominant, secondary)
+    if raw.label.strip().lower() != label:
+        parsed = parse_label(raw.label)
+        if parsed is None or parsed.dominant != dominant or (parsed.secondary or None) != secondary:
+            fixes.append(f"label {raw.label!r} disagreed with dominant/secondary; set to {label!r}")
+    sentences = split_sentences(raw.explanation)[:MAX_SENTENCES]
+    ids = {c.id for c in cues}
+    conflicts = [c for c in dict.fromkeys(raw.conflicts) if c in ids]
+    dropped = [c for c in raw.conflicts if c not in ids]
+    if dropped:
+        fixes.append(f"dropped conflict ids that are not cues: {', '.join(dropped)}")
+    return EmotionReading(
+        dominant=dominant, secondary=secondary, label=label,
+        probabilities=probabilities(dominant, secondary, evidence_dist),
+        valence=_clamp(raw.valence, -1, 1), arousal=_clamp(raw.arousal, -1, 1),
+        confidence=_clamp(raw.confidence, 0, 1), explanation=sentences, conflicts=conflicts,
+        modalities=accounts(sentences, cues, status),
+    ), fixes
+
+
+def _clamp(x: float, lo: float, hi: float) -> float:
+    return round(min(hi, max(lo, float(x))), 3)
+
+
+def probabilities(dominant: str, secondary: str | None,
+                  evidence_dist: dict[str, float]) -> dict[str, float]:
+    """Blend of the LLM's pick (0.7 dominant / 0.3 secondary, or 1.0) and the perception
+    distribution (uniform when there is none); sums to 1 over all basic emotions."""
+    pick = {dominant: 0.7, secondary: 0.3} if secondary else {dominant: 1.0}
+    base = evidence_dist or {b: 1 / len(BASIC) for b in BASIC}
+    mixed = {b: LLM_PICK_WEIGHT * pick.get(b, 0.0) + (1 - LLM_PICK_WEIGHT) * base.get(b, 0.0)
+             for b in BASIC}
+    total = sum(mixed.values())
+    return {b: round(v / total, 4) for b, v in mixed.items()}
+
+
+def accounts(sentences: list[str], cues: list[Cue],
+             status: dict[Modality, tuple[str, str]]) -> list[ModalityAccount]:
+    """Per modality: the explanation sentences citing its cues; else its first cue; else why
+    it is missing."""
+    modality_of = {c.id: c.modality for c in cues}
+    out = []
+    for m, (st, reason) in status.items():
+        mine = [s for s in sentences if any(modality_of.get(i) == m for i in cited_ids(s))]
+        first = next((c for c in cues if c.modality == m), None)
+        if st == "ok" and mine:
+            summary = " ".join(mine)
+        elif st == "ok" and first:
+            summary = f"Not used in the explanation; [{first.id}] {first.text}."
+        elif st == "ok":
+            summary = "Analysed, but nothing notable was found."
+        else:
+            summary = f"{m.capitalize()} {st}: {reason or 'not available'}."
+        out.append(ModalityAccount(modality=m, status=st if st != "ok" or first else "ok",
+                                   summary=summary))
+    return out
+
+
+def reading_json(raw: LLMReading) -> str:
+    return json.dumps(raw.model_dump(), ensure_ascii=False)

@@ -1,0 +1,69 @@
+"""The analysis graph's typed state and its run context.
+
+State holds only serialisable values (pydantic evidence, cues, readings); the decoded media
+and the callbacks live in ``RunContext``, passed per run as LangGraph's ``context``.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypedDict
+
+from affectlens.settings import Settings
+from agent.schemas import Cue, EmotionReading, Modality, VerificationReport
+from tools.evidence import Evidence, MediaInfo
+
+StageCallback = Callable[[str, str, float], None]
+
+
+def merge(left: dict | None, right: dict | None) -> dict:
+    """Reducer: parallel tool branches each add their own key."""
+    return {**(left or {}), **(right or {})}
+
+
+def add_times(left: dict[str, float] | None, right: dict[str, float] | None) -> dict[str, float]:
+    """Reducer: a stage that runs twice (reason in the repair loop) adds its seconds up."""
+    out = dict(left or {})
+    for k, v in (right or {}).items():
+        out[k] = round(out.get(k, 0.0) + v, 3)
+    return out
+
+
+class AnalysisState(TypedDict, total=False):
+    run_id: str
+    path: str
+    without: list[Modality]
+    media: MediaInfo
+    evidence: Annotated[dict[str, Evidence], merge]  # modality -> evidence (None: not run)
+    status: dict[str, tuple[str, str]]  # modality -> (status, reason)
+    header: str
+    cues: list[Cue]
+    evidence_dist: dict[str, float]
+    knowledge: list[str]  # entry ids
+    knowledge_text: list[str]
+    raw: Any  # the LLM's last compact reading (agent.reason.LLMReading)
+    reading: EmotionReading | None
+    rounds: int  # reasoning rounds done
+    problems: list[str]  # from the last verification
+    seen_problems: Annotated[list[str], operator.add]
+    fixed: Annotated[list[str], operator.add]
+    verification: VerificationReport
+    timings: Annotated[dict[str, float], add_times]
+    models: Annotated[dict[str, str], merge]
+    error: str | None
+    result_id: str
+
+
+@dataclass
+class RunContext:
+    """Per-run, non-serialisable things: settings, decoded media, progress callback, an LLM
+    override (tests, or a chat helper reusing a loaded model)."""
+
+    settings: Settings
+    on_stage: StageCallback | None = None
+    llm: Any = None
+    media: Any = None  # tools.media.Media, set by the probe node
+    save: bool = True
+    extra: dict = field(default_factory=dict)

@@ -1,0 +1,302 @@
+"""Evidence -> cues: the only view of the media the LLM gets.
+
+Each cue has an id the explanation cites (F face, S speech, V voice, C scene), a time span, a
+value with unit and scale, and one plain sentence. The list is kept short and salient (the
+prompt budget is ~1200 tokens on a CPU LLM): an expression summary and the strongest AU events,
+transcript segments, a voice summary and its most notable windows, the scene's top labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from agent.schemas import MODALITIES, Cue, Modality
+from agent.taxonomy import to_basic
+from tools.evidence import Evidence, FaceEvidence, SceneEvidence, SpeechEvidence, ToneEvidence
+
+PREFIX: dict[Modality, str] = {"face": "F", "speech": "S", "voice": "V", "scene": "C"}
+MODALITY_OF_PREFIX = {v: k for k, v in PREFIX.items()}
+
+MAX_AU_EVENTS = 4
+MAX_SEGMENTS = 6
+MAX_SEGMENT_CHARS = 240
+MAX_VOICE_WINDOWS = 2
+
+# What an AU usually shows, for the cue sentence (names and meanings: agent/knowledge).
+AU_GLOSS = {
+    "AU1": "raised inner brows", "AU2": "raised outer brows", "AU4": "a frown",
+    "AU5": "widened eyes", "AU6": "raised cheeks", "AU7": "tightened eyelids",
+    "AU9": "a wrinkled nose", "AU10": "a raised upper lip", "AU12": "a smile",
+    "AU14": "dimpled lip corners", "AU15": "lip corners pulled down",
+    "AU17": "a raised chin", "AU20": "stretched lips", "AU23": "tightened lips",
+    "AU24": "pressed lips", "AU25": "parted lips", "AU26": "a dropped jaw",
+    "AU27": "a wide-open mouth", "AU43": "closed eyes", "AU45": "a blink",
+}
+
+
+def ts(t: float) -> str:
+    """Seconds -> 'mm:ss.s' as the cues print times."""
+    t = max(0.0, float(t))
+    m, s = divmod(t, 60)
+    return f"{int(m):02d}:{s:04.1f}"
+
+
+def _span(start: float, end: float) -> str:
+    return f"{ts(start)}-{ts(end)}"
+
+
+def _f(x: float, nd: int = 2) -> str:
+    return f"{x:.{nd}f}"
+
+
+def face_cues(ev: FaceEvidence, duration: float) -> list[Cue]:
+    cues: list[Cue] = []
+    with_face = [fr for fr in ev.frames if fr.faces > 0]
+    if ev.expression_mean:
+        top = sorted(ev.expression_mean.items(), key=lambda kv: -kv[1])[:3]
+        start = with_face[0].t if with_face else 0.0
+        end = with_face[-1].t if with_face else duration
+        listed = ", ".join(f"{k} {_f(v)}" for k, v in top)
+        seen = f" in {len(with_face)} of {len(ev.frames)} sampled frames" if ev.frames else ""
+        many = f"; up to {ev.max_faces} faces, the largest is described" if ev.max_faces > 1 else ""
+        cues.append(Cue(
+            id="", modality="face", start=start, end=end, name="expression",
+            value=round(top[0][1], 2), unit="probability", scale="0-1",
+            text=f"facial expression {listed} (mean probability 0-1, face seen{seen}{many}): "
+                 f"mostly {top[0][0]}",
+        ))
+    events = sorted(ev.au_events, key=lambda e: -(e.peak_intensity * max(e.offset - e.onset, 0.5)))
+    for e in events[:MAX_AU_EVENTS]:
+        gloss = AU_GLOSS.get(e.au, e.name)
+        cues.append(Cue(
+            id="", modality="face", start=e.onset, end=e.offset, name=e.au,
+            value=round(e.peak_intensity, 2), unit="intensity", scale="0-1",
+            text=f"{e.au} {e.name}, peak intensity {_f(e.peak_intensity)} (0-1) at {ts(e.peak)}, "
+                 f"mean {_f(e.mean_intensity)}: {gloss}",
+        ))
+    if not events and with_face:
+        # No events segmented: report the AUs that stay high on average instead.
+        means: dict[str, float] = {}
+        for fr in with_face:
+            for au, v in fr.aus.items():
+                means[au] = means.get(au, 0.0) + v / len(with_face)
+        for au, v in sorted(means.items(), key=lambda kv: -kv[1])[:MAX_AU_EVENTS]:
+            if v < 0.3:
+                break
+            cues.append(Cue(
+                id="", modality="face", start=with_face[0].t, end=with_face[-1].t, name=au,
+                value=round(v, 2), unit="intensity", scale="0-1",
+                text=f"{au} mean intensity {_f(v)} (0-1): {AU_GLOSS.get(au, 'active')}",
+            ))
+    return cues
+
+
+def speech_cues(ev: SpeechEvidence) -> list[Cue]:
+    segs = [s for s in ev.segments if s.text.strip()]
+    if len(segs) > MAX_SEGMENTS:  # keep the most confident segments, in time order
+        keep = sorted(segs, key=lambda s: s.no_speech_prob)[:MAX_SEGMENTS]
+        segs = [s for s in segs if s in keep]
+    cues = []
+    for s in segs:
+        text = " ".join(s.text.split())
+        if len(text) > MAX_SEGMENT_CHARS:
+            text = text[: MAX_SEGMENT_CHARS - 3].rstrip() + "..."
+        cues.append(Cue(
+            id="", modality="speech", start=s.start, end=s.end, name="transcript",
+            value=text, unit="text", scale=ev.language or "",
+            text=f"said: {quote(text)}",
+        ))
+    return cues
+
+
+def quote(text: str) -> str:
+    """Quote transcript text so it cannot close the quote or the <transcript> fence."""
+    safe = text.replace("\\", "\\\\").replace('"', '\\"').replace("<", "‹").replace(">", "›")
+    return f'"{safe}"'
+
+
+_VOICE_FEATURES = (  # (name in ToneEvidence.features, label, unit)
+    ("pitch_mean_hz", "mean pitch", "Hz"),
+    ("pitch_std_semitones", "pitch variability", "semitones"),
+    ("pitch_range_semitones", "pitch range", "semitones"),
+    ("loudness_mean", "mean loudness", "sone"),
+    ("speech_rate_syl_s", "speech rate", "syllables/s"),
+    ("voiced_ratio", "voiced share", "0-1"),
+    ("hnr_db", "harmonics-to-noise", "dB"),
+    ("jitter_local", "jitter", "ratio"),
+)
+
+
+def voice_cues(ev: ToneEvidence, duration: float) -> list[Cue]:
+    cues: list[Cue] = []
+    if ev.arousal is not None or ev.valence is not None:
+        parts = []
+        if ev.arousal is not None:
+            parts.append(f"arousal {_f(ev.arousal)}")
+        if ev.valence is not None:
+            parts.append(f"valence {_f(ev.valence)}")
+        why = f" ({'; '.join(ev.rationale[:2])})" if ev.rationale else ""
+        level = _level(ev.arousal)
+        cues.append(Cue(
+            id="", modality="voice", start=0.0, end=duration, name="voice_arousal",
+            value=round(ev.arousal if ev.arousal is not None else ev.valence, 2),
+            unit="", scale="-1..1",
+            text=f"voice {', '.join(parts)} (-1..1){why}: {level}",
+        ))
+    feats = [(lab, ev.features[k], unit) for k, lab, unit in _VOICE_FEATURES if k in ev.features]
+    if not feats and ev.features:  # unknown names: show the first few as they are
+        feats = [(k, v, "") for k, v in list(ev.features.items())[:4]]
+    if feats:
+        listed = ", ".join(f"{lab} {_num(v)}{' ' + u if u else ''}" for lab, v, u in feats[:4])
+        cues.append(Cue(
+            id="", modality="voice", start=0.0, end=duration, name="prosody",
+            value=round(float(feats[0][1]), 2), unit=feats[0][2], scale="",
+            text=f"prosody over the clip: {listed}",
+        ))
+    windows = [w for w in ev.windows if w.arousal is not None]
+    if len(windows) > 1:
+        for w in sorted(windows, key=lambda w: -abs(w.arousal))[:MAX_VOICE_WINDOWS]:
+            extra = f", pitch {_num(w.pitch_hz)} Hz" if w.pitch_hz else ""
+            cues.append(Cue(
+                id="", modality="voice", start=w.start, end=w.end, name="window_arousal",
+                value=round(w.arousal, 2), unit="", scale="-1..1",
+                text=f"voice arousal {_f(w.arousal)} (-1..1){extra}: {_level(w.arousal)} here",
+            ))
+    for s in ev.emotion_scores[:1]:
+        cues.append(Cue(
+            id="", modality="voice", start=0.0, end=duration, name="ser",
+            value=round(s.score, 2), unit="probability", scale="0-1",
+            text=f"speech-emotion model: {s.label} {_f(s.score)} (0-1)",
+        ))
+    return cues
+
+
+def _num(v: float | None) -> str:
+    if v is None:
+        return "?"
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.2f}"
+
+
+def _level(arousal: float | None) -> str:
+    if arousal is None:
+        return "arousal unknown"
+    if arousal > 0.3:
+        return "an excited, high-arousal voice"
+    if arousal < -0.3:
+        return "a calm, low-arousal voice"
+    return "a moderately aroused voice"
+
+
+def scene_cues(ev: SceneEvidence, duration: float) -> list[Cue]:
+    cues: list[Cue] = []
+    for name, items, what in (("scene_emotion", ev.emotion_top, "the image matches"),
+                              ("scene_context", ev.context_top, "the setting looks like")):
+        top = items[:3]
+        if not top:
+            continue
+        listed = ", ".join(f"'{x.label}' {_f(x.score)}" for x in top)
+        cues.append(Cue(
+            id="", modality="scene", start=0.0, end=duration, name=name,
+            value=round(top[0].score, 2), unit="score", scale="0-1",
+            text=f"{what} {listed} (CLIP score 0-1)",
+        ))
+    return cues
+
+
+def textualise(
+    evidence: dict[Modality, Evidence | None], duration: float, *, without: Iterable[Modality] = ()
+) -> list[Cue]:
+    """All cues, numbered per modality (F1, F2 ..., S1 ...). ``without`` drops modalities."""
+    skip = set(without)
+    builders = {
+        "face": lambda e: face_cues(e, duration),
+        "speech": speech_cues,
+        "voice": lambda e: voice_cues(e, duration),
+        "scene": lambda e: scene_cues(e, duration),
+    }
+    cues: list[Cue] = []
+    for m in MODALITIES:
+        ev = evidence.get(m)
+        if m in skip or ev is None or ev.status != "ok":
+            continue
+        for i, cue in enumerate(builders[m](ev), start=1):
+            cues.append(cue.model_copy(update={"id": f"{PREFIX[m]}{i}"}))
+    return cues
+
+
+def modality_status(
+    evidence: dict[Modality, Evidence | None], *, without: Iterable[Modality] = ()
+) -> dict[Modality, tuple[str, str]]:
+    """Modality -> (status, reason) as the header states it."""
+    skip = set(without)
+    out: dict[Modality, tuple[str, str]] = {}
+    for m in MODALITIES:
+        ev = evidence.get(m)
+        if m in skip:
+            out[m] = ("missing", "left out on request")
+        elif ev is None:
+            out[m] = ("missing", _NO_STREAM[m])
+        else:
+            out[m] = (ev.status, ev.reason or "")
+    return out
+
+
+_NO_STREAM = {"face": "no video", "speech": "no audio", "voice": "no audio", "scene": "no video"}
+_ABSENT = {"face": "No face detected", "speech": "No speech detected",
+           "voice": "No voice analysed", "scene": "No scene analysed"}
+
+
+def header(status: dict[Modality, tuple[str, str]], cues: list[Cue], duration: float,
+           file_kind: str = "clip") -> str:
+    """One line per modality saying what is available, so the LLM knows what is missing."""
+    lines = [f"{file_kind.capitalize()} of {duration:.1f} s." if duration else f"A {file_kind}."]
+    for m in MODALITIES:
+        st, reason = status[m]
+        has = any(c.modality == m for c in cues)
+        if st == "ok" and has:
+            continue
+        why = f" ({reason})" if reason else ""
+        verb = "failed" if st == "failed" else "missing"
+        lines.append(f"{_ABSENT[m]}: {m} {verb}{why}." if st != "ok" else f"{_ABSENT[m]}.")
+    return "\n".join(lines)
+
+
+def render_cues(cues: list[Cue]) -> str:
+    """Cue lines for the prompt; transcript cues fenced in a <transcript> data block."""
+    lines = []
+    said = [c for c in cues if c.modality == "speech"]
+    for c in cues:
+        if c.modality == "speech":
+            continue
+        lines.append(f"{c.id} {_span(c.start, c.end)} {c.text}")
+    if said:
+        lines.append("<transcript>")
+        lines.extend(f"{c.id} {_span(c.start, c.end)} {c.text}" for c in said)
+        lines.append("</transcript>")
+    return "\n".join(lines) if lines else "(no cues)"
+
+
+def cue_line(c: Cue) -> str:
+    """'F3 00:01.2-00:03.4 AU12 lip corner puller, ...' as shown to the LLM and in the CLI."""
+    return f"{c.id} {_span(c.start, c.end)} {c.text}"
+
+
+def evidence_basic_distribution(evidence: dict[Modality, Evidence | None]) -> dict[str, float]:
+    """What the perception models alone say over the basic emotions (face expressions and scene
+    emotion prompts mapped through the synonym table); {} when neither has any."""
+    dist: dict[str, float] = {}
+    face = evidence.get("face")
+    if isinstance(face, FaceEvidence) and face.status == "ok":
+        for k, v in face.expression_mean.items():
+            b = to_basic(k)
+            if b:
+                dist[b] = dist.get(b, 0.0) + v
+    scene = evidence.get("scene")
+    if isinstance(scene, SceneEvidence) and scene.status == "ok" and not dist:
+        for x in scene.emotion_top:
+            for w in x.label.split():
+                if b := to_basic(w):
+                    dist[b] = dist.get(b, 0.0) + x.score
+                    break
+    total = sum(dist.values())
+    return {k: v / total for k, v in dist.items()} if total > 0 else {}
