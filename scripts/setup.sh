@@ -2,7 +2,8 @@
 # One-command set-up: apt packages, the virtual environment, pinned Python packages, the
 # embedded models. Idempotent: each step is skipped when its inputs have not changed.
 #   scripts/setup.sh          runtime
-#   scripts/setup.sh --test   runtime + what the tests need (Chromium for the browser test)
+#   scripts/setup.sh --test   runtime + what the tests need (Chromium for the browser test,
+#                             espeak-ng to speak known sentences)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +17,7 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 # 1. system packages ------------------------------------------------------------------------
 apt_pkgs=(ffmpeg)
-[[ $WANT_TEST == 1 ]] && apt_pkgs+=(chromium)
+[[ $WANT_TEST == 1 ]] && apt_pkgs+=(chromium espeak-ng)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,0 +1,25 @@
+"""The bundled sample clip is real: a face on screen and JFK's real speech on the track."""
+
+from pathlib import Path
+
+from tools.asr import transcribe
+from tools.face import analyze_face
+from tools.media import load
+
+SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "sample.mp4"
+
+
+def test_sample_has_a_face_and_the_inaugural_line(settings):
+    media = load(SAMPLE, settings)
+    assert media.info.has_audio and media.info.has_video
+    assert 10.5 < media.info.duration_s < 11.5
+
+    speech = transcribe(media, settings)
+    assert speech.status == "ok" and speech.language == "en"
+    text = speech.text.lower()
+    for phrase in ("fellow americans", "ask not what your country can do for you"):
+        assert phrase in text, text
+
+    face = analyze_face(media, settings)
+    assert face.status == "ok"
+    assert sum(f.faces > 0 for f in face.frames) >= 0.8 * len(face.frames)
