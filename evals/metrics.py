@@ -216,6 +216,16 @@ _CONCLUSION = re.compile(
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
+def conclusion(text: str) -> str:
+    """The concluding clause of an explanation: what follows the last conclusion marker
+    ("Therefore", "inferred", ...) in a sentence that names an emotion; else the whole text."""
+    for sentence in reversed(_SENTENCE.split(text or "")):
+        match = _CONCLUSION.search(sentence)
+        if match and labels_in(match.group(1)):
+            return match.group(1)
+    return text or ""
+
+
 def extract_labels(text: str) -> list[str]:
     """Emotion labels stated by a free-text explanation (basic emotions, mention order).
 
@@ -224,13 +234,7 @@ def extract_labels(text: str) -> list[str]:
     sentences mention emotions the person does *not* feel); without one, every emotion word of
     the text counts.
     """
-    for sentence in reversed(_SENTENCE.split(text or "")):
-        match = _CONCLUSION.search(sentence)
-        if match:
-            found = labels_in(match.group(1))
-            if found:
-                return found
-    return labels_in(text or "")
+    return labels_in(conclusion(text))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,9 +355,10 @@ def mme_emotion(
     """
     if not steps:
         return {"recognition": 0.0, "reasoning": 0.0, "cot": 0.0, "steps": 0}
-    gold_basic = basic_of(gold)
-    last_labels = extract_labels(steps[-1])
-    rec = float(bool(last_labels) and last_labels[0] == gold_basic)
+    # the final step's emotion: the dominant of its concluding label ("happily surprised" ->
+    # surprise), compared with the gold's dominant
+    final = basic_of(conclusion(steps[-1]))
+    rec = float(final is not None and final == basic_of(gold))
     scores = []
     for step in steps[:-1]:
         row = sentence_support(step, cues)

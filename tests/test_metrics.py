@@ -177,3 +177,10 @@ def test_emer_reasons_recover_their_gold_labels():
     # a reason scored against another row's gold does much worse: the metric can fail
     shifted = M.open_vocab(gold, pred[1:] + pred[:1])
     assert shifted["f1"] < ov["f1"] - 0.3
+
+
+def test_mme_final_step_uses_the_compound_dominant():
+    # "happily surprised" is surprise-dominant: right for gold surprise, wrong for happiness
+    step = ["Therefore her emotional state is happily surprised."]
+    assert M.mme_emotion(step, {}, "surprise")["recognition"] == 1.0
+    assert M.mme_emotion(step, {}, "happiness")["recognition"] == 0.0
