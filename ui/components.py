@@ -148,7 +148,7 @@ def progress_html(stages: list[tuple[str, str, float]], total: float, note: str 
     """The stage list while an analysis runs: each stage with its state and elapsed time."""
     rows = []
     for stage, status, secs in stages:
-        icon = {"start": "⏳", "done": "✔", "failed": "✖"}.get(status, "·")
+        icon = {"start": "▸", "done": "✓", "failed": "✗"}.get(status, "·")
         name = STAGE_NAMES.get(stage, stage)
         rows.append(
             f'<li class="stage stage-{escape(status)}"><span class="icon">{icon}</span>'
