@@ -1,0 +1,138 @@
+"""The analysis graph's wiring on real media: parallel tool branches, a failing tool caught,
+modalities left out, stage progress, the verify loop repairing a bad first reading (with the
+real embedded LLM after it), and re-reasoning on stored evidence."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from affectlens.settings import Settings
+from agent import reason as rs
+from agent.graph import build_graph
+from agent.run import analyze, reason_again
+from agent.schemas import MODALITIES
+from agent.store import AnalysisStore
+from agent.verify import cited_ids
+
+
+class Scripted:
+    """An LLM stand-in for graph-wiring tests: answers from the cue ids it is shown, so the
+    reading is valid for whatever the tools produced (the LLM itself is tested elsewhere)."""
+
+    model_id = "scripted"
+
+    def __init__(self):
+        self.calls: list[list[dict]] = []
+
+    def chat(self, messages, schema=None, **kw):
+        self.calls.append(messages)
+        import re
+
+        ids = re.findall(r"^([FSVC]\d+) ", messages[1]["content"], flags=re.M)
+        by_prefix: dict[str, list[str]] = {}
+        for i in ids:
+            by_prefix.setdefault(i[0], []).append(i)
+        sentences = [f"Cues [{', '.join(group)}] were observed." for group in by_prefix.values()]
+        sentences.append("Overall the person is neutral.")
+        return rs.LLMReading(explanation=sentences, label="neutral", dominant="neutral",
+                             valence=0.0, arousal=0.0, confidence=0.3)
+
+
+class FirstBad:
+    """The first reasoning call returns a reading citing a cue that does not exist; every later
+    call goes to the real embedded LLM."""
+
+    def __init__(self, real):
+        self.real = real
+        self.model_id = real.model_id
+        self.calls: list[list[dict]] = []
+
+    def chat(self, messages, schema=None, **kw):
+        self.calls.append(messages)
+        if len(self.calls) == 1:
+            return rs.LLMReading(explanation=["A wide smile [F9] shows joy.", "So: happy."],
+                                 label="happy", dominant="happiness", valence=0.8, arousal=0.5,
+                                 confidence=0.9)
+        return self.real.chat(messages, schema, **kw)
+
+
+def test_graph_shape():
+    g = build_graph("probe").get_graph()
+    edges = {(e.source, e.target) for e in g.edges}
+    for m in MODALITIES:
+        assert ("probe", m) in edges and (m, "textualise") in edges
+    assert {("verify", "reason"), ("verify", "store"), ("reason", "verify")} <= edges
+    g2 = build_graph("textualise").get_graph()
+    assert "probe" not in g2.nodes and "face" not in g2.nodes
+
+
+def test_tools_run_in_parallel_and_a_failing_tool_is_caught(face_clip, settings, monkeypatch):
+    import tools.scene
+
+    def broken(media, settings):
+        raise RuntimeError("scene model exploded")
+
+    monkeypatch.setattr(tools.scene, "match_scene", broken)
+    events: list[tuple[str, str, str, float]] = []
+
+    def on_stage(stage, status, seconds):
+        events.append((stage, status, threading.current_thread().name, time.perf_counter()))
+
+    llm = Scripted()
+    result = analyze(face_clip, settings, on_stage=on_stage, llm=llm)
+    span = {}
+    for stage, status, _, t in events:
+        span.setdefault(stage, [t, t])[1 if status != "start" else 0] = t
+    ran = {m for m in MODALITIES if m in span}
+    assert ran == set(MODALITIES)  # the clip has frames and an audio track
+    # the slow tools overlap in time, in different threads: parallel branches of one superstep
+    assert span["face"][0] < span["speech"][1] and span["speech"][0] < span["face"][1]
+    assert len({th for s, _, th, _ in events if s in MODALITIES}) > 1
+    assert span["textualise"][0] >= max(span[m][1] for m in ran)
+    assert [st for s, st, _, _ in events if s == "scene"] == ["start", "failed"]
+    assert result.scene.status == "failed" and "scene model exploded" in result.scene.reason
+    assert result.face.status == "ok" and result.reading is not None
+    assert set(result.timings) >= {"probe", "face", "textualise", "retrieve", "reason", "verify",
+                                   "store"}
+    acc = {a.modality: a for a in result.reading.modalities}
+    assert acc["scene"].status == "failed" and "exploded" in acc["scene"].summary
+    assert "No scene analysed" in llm.calls[0][1]["content"]
+    assert AnalysisStore(settings).get(result.id).scene.status == "failed"
+
+
+def test_without_skips_the_tool_and_reason_again(face_clip, settings):
+    stages: list[str] = []
+    llm = Scripted()
+    result = analyze(face_clip, settings, on_stage=lambda s, st, t: stages.append(s),
+                     without=["scene"], llm=llm)
+    assert "scene" not in stages and result.scene is None and result.face.status == "ok"
+    assert result.settings["without"] == ["scene"]
+    again = reason_again(result, settings, without=["face"], llm=llm)
+    assert again.id == f"{result.id}-without-face" and again.face is not None  # evidence kept
+    assert not any(c.modality == "face" for c in again.cues)
+    acc = {a.modality: a for a in again.reading.modalities}
+    assert acc["face"].status == "missing" and "left out" in acc["face"].summary
+    assert "No face detected" in llm.calls[-1][1]["content"]
+    with pytest.raises(ValueError, match="unknown modality"):
+        analyze(face_clip, settings, without=["smell"], llm=llm)
+
+
+@pytest.mark.slow
+def test_verify_loop_repairs_a_bad_first_reading(face_clip, tmp_path):
+    from agent.llm import get_llm
+
+    settings = Settings(data_dir=tmp_path, llm_model="qwen2.5-0.5b", verify_max_rounds=2)
+    llm = FirstBad(get_llm(settings))
+    result = analyze(face_clip, settings, llm=llm, without=["scene"])
+    assert len(llm.calls) >= 2  # the graph re-asked
+    repair = llm.calls[1]
+    assert repair[-2]["role"] == "assistant" and "F9" in repair[-2]["content"]
+    assert "F9" in repair[-1]["content"] and "do not exist" in repair[-1]["content"]
+    v = result.verification
+    assert v.rounds == len(llm.calls) and any("F9" in f for f in v.fixed)
+    cited = {i for s in result.reading.explanation for i in cited_ids(s)}
+    assert "F9" not in cited and cited <= {c.id for c in result.cues}
+    assert v.grounded, v.problems
