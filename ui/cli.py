@@ -300,6 +300,145 @@ def eval_cmd(
     typer.echo(f"report: {Path(out) / 'report.md'}")
 
 
+@app.command()
+def chat(
+    analysis_id: str = typer.Argument(..., help="A stored analysis (see `affectlens history`)."),
+    question: Optional[str] = typer.Argument(
+        None, help="Ask once and exit; without it, read questions from stdin until EOF/'exit'."),
+    thread: str = typer.Option("default", "--thread", help="Conversation name."),
+    llm_model: Optional[str] = typer.Option(None, "--llm-model", help="LLM to answer with."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where analyses are stored."),
+    model_dir: Optional[Path] = ModelDir,
+) -> None:
+    """Ask why: follow-up questions about a stored analysis, answered with cited cues."""
+    import sys
+
+    from rich.console import Console
+
+    from agent.chat import ChatError, ask_stream
+    from agent.store import AnalysisNotFound, AnalysisStore
+
+    settings = _settings(llm_model=llm_model, data_dir=data_dir, model_dir=model_dir)
+    out, err = Console(), Console(stderr=True)
+    try:
+        AnalysisStore(settings, index=False).get(analysis_id)
+    except AnalysisNotFound as exc:
+        err.print(f"[red]{exc.args[0] if exc.args else exc}[/red]; list them with "
+                  "`affectlens history`")
+        raise typer.Exit(2)
+
+    def one(q: str) -> None:
+        answer = None
+        for piece in ask_stream(analysis_id, q, settings, thread=thread):
+            if isinstance(piece, str):
+                out.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
+            else:
+                answer = piece
+        out.print()
+        if answer is not None:
+            _print_answer(answer, out)
+
+    interactive = question is None
+    if interactive and sys.stdin.isatty():
+        err.print(f"[dim]chat about {analysis_id} (thread {thread}); 'exit' or Ctrl-D ends[/dim]")
+    questions = [question] if question is not None else _stdin_questions(interactive)
+    try:
+        for q in questions:
+            try:
+                one(q)
+            except ChatError as exc:
+                err.print(f"[yellow]{exc}[/yellow]")
+                if not interactive:
+                    raise typer.Exit(2)
+    except KeyboardInterrupt:
+        raise typer.Exit(130)
+
+
+def _stdin_questions(prompt: bool):
+    """Non-empty lines from stdin until EOF or 'exit'/'quit'."""
+    import sys
+
+    while True:
+        if prompt and sys.stdin.isatty():
+            typer.echo("> ", nl=False)
+        line = sys.stdin.readline()
+        if not line:
+            return
+        line = line.strip()
+        if line.lower() in ("exit", "quit"):
+            return
+        if line:
+            yield line
+
+
+def _print_answer(answer, console) -> None:
+    """The final text when it differs from the streamed one, then tool, cues and checks."""
+    from agent.textualise import cue_line
+
+    if answer.error or answer.unknown_cues:
+        console.print(answer.text, markup=False, highlight=False)
+    if answer.tool != "answer":
+        console.print(f"[dim]tool: {answer.tool} {answer.arguments}[/dim]", highlight=False)
+    if answer.counterfactual is not None:
+        console.print(f"[bold]without the {answer.without}:[/bold] "
+                      f"{answer.counterfactual.label}", highlight=False)
+    for c in answer.new_cues:
+        console.print(f"  [cyan]new[/cyan] {cue_line(c)}", markup=True, highlight=False)
+    for c in answer.cues:
+        console.print(f"  [dim]{cue_line(c)}[/dim]", highlight=False)
+    if answer.unknown_cues:
+        console.print(f"[yellow]removed unknown citations: {', '.join(answer.unknown_cues)}"
+                      "[/yellow]")
+
+
+@app.command()
+def history(
+    analysis_id: Optional[str] = typer.Argument(
+        None, help="Show this analysis's threads (or one thread with --thread)."),
+    thread: Optional[str] = typer.Option(None, "--thread", help="Print this thread's messages."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where analyses are stored."),
+) -> None:
+    """List past analyses; with an id, its chat threads; with --thread, the conversation."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from agent import chat as ch
+    from agent.store import AnalysisNotFound, AnalysisStore
+
+    settings = _settings(data_dir=data_dir)
+    console = Console()
+    if analysis_id is None:
+        rows = ch.analyses(settings)
+        if not rows:
+            console.print(f"no analyses in {settings.data_dir}")
+            return
+        table = Table("id", "created", "label", "file", "threads")
+        for a in rows:
+            table.add_row(a.id, a.created.strftime("%Y-%m-%d %H:%M"), a.label or "-",
+                          a.file_name, ", ".join(ch.threads(a.id, settings)) or "-")
+        console.print(table)
+        return
+    try:
+        result = AnalysisStore(settings, index=False).get(analysis_id)
+        names = [thread] if thread else ch.threads(analysis_id, settings)
+        turns = {n: ch.history(analysis_id, n, settings) for n in names}
+    except (AnalysisNotFound, ch.ChatError) as exc:
+        Console(stderr=True).print(f"[red]{exc.args[0] if exc.args else exc}[/red]")
+        raise typer.Exit(2)
+    label = result.reading.label if result.reading else f"no reading ({result.error})"
+    console.rule(f"[bold]{result.media.file_name}[/bold]  ({result.id}): {label}")
+    if not names:
+        console.print("no chat threads yet; start one with "
+                      f"`affectlens chat {analysis_id} \"why?\"`")
+    for n in names:
+        console.print(f"[bold]thread {n}[/bold] ({len(turns[n])} messages)")
+        for m in turns[n]:
+            who = "you" if m.role == "user" else "affectlens"
+            tool = f" [dim]({m.tool})[/dim]" if m.tool else ""
+            console.print(f"  [bold]{who}:[/bold]{tool} ", end="")
+            console.print(m.content, markup=False, highlight=False)
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,408 @@
+"""Chat about why: follow-up questions grounded in one stored analysis.
+
+A small LangGraph graph per question -- ``route`` (the LLM fills ``ToolChoice``) -> ``act``
+(the typed tool runs) -> ``respond`` (the LLM answers with the analysis and the tool result in
+context; citations are checked, one repair round, unknown ids removed and reported). Threads
+are checkpointed in ``settings.data_dir / "chat.sqlite"`` (LangGraph's SqliteSaver), thread id
+``f"{analysis_id}:{thread}"``, so a conversation survives a restart.
+
+>>> answer = ask("20261130-102813-sample-7b4b2c", "Why sad?", settings)
+>>> answer.text, answer.cited
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Annotated, Any, TypedDict
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from pydantic import BaseModel, Field
+
+import prompts
+from affectlens.settings import Settings, get_settings
+from agent import verify as vf
+from agent.chat_tools import ToolChoice, ToolResult, run_tool
+from agent.schemas import MODALITIES, AnalysisResult, Cue, EmotionReading
+from agent.taxonomy import labels_in
+from agent.store import AnalysisNotFound, AnalysisStore, StoredAnalysis
+from agent.textualise import render_cues
+
+DB_NAME = "chat.sqlite"
+DEFAULT_THREAD = "default"
+MAX_QUESTION_CHARS = 2000
+HISTORY_TURNS = 3  # earlier question/answer pairs the LLM sees
+ROUTE_MAX_TOKENS = 96
+_THREAD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+PROMPT_SYSTEM, PROMPT_ROUTE, PROMPT_ANSWER = "chat_system", "chat_route", "chat_answer"
+
+
+class ChatError(ValueError):
+    """A question the chat cannot take: empty, too long, or a bad thread name."""
+
+
+class ChatMessage(BaseModel):
+    """One turn as stored in the thread and shown by the UI."""
+
+    role: str  # "user" | "assistant"
+    content: str
+    created: str = ""
+    cited: list[str] = Field(default_factory=list)
+    tool: str | None = None
+    tool_summary: str | None = None
+
+
+class ChatAnswer(BaseModel):
+    """The answer to one question, with what it rests on."""
+
+    text: str
+    cited: list[str] = Field(default_factory=list, description="Cue ids cited, in order.")
+    cues: list[Cue] = Field(default_factory=list, description="The cited cues themselves.")
+    tool: str = "answer"
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    tool_summary: str | None = None
+    new_cues: list[Cue] = Field(default_factory=list, description="Cues measured by a re-run.")
+    counterfactual: EmotionReading | None = None
+    without: str | None = Field(default=None, description="Modality the counterfactual left out.")
+    unknown_cues: list[str] = Field(
+        default_factory=list, description="Ids the LLM cited that do not exist (removed).")
+    problems: list[str] = Field(default_factory=list)
+    grounded: bool = True
+    thread: str = DEFAULT_THREAD
+    error: str | None = None
+
+
+# graph -------------------------------------------------------------------------------------------
+class ChatState(TypedDict, total=False):
+    analysis_id: str
+    messages: Annotated[list[dict], operator.add]  # ChatMessage dumps
+    thread_cues: Annotated[list[dict], operator.add]  # X cues measured in this thread
+    question: str
+    choice: dict
+    result: dict  # ToolResult dump
+    answer: dict  # ChatAnswer dump
+
+
+@dataclass
+class ChatContext:
+    """Per-call, non-serialisable things (LangGraph's run context)."""
+
+    settings: Settings
+    analysis: AnalysisResult
+    llm: Any
+    thread: str
+    stream: bool = False
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _system(analysis: AnalysisResult, thread_cues: list[Cue]) -> dict:
+    r = analysis.reading
+    v = analysis.verification
+    verification = ("grounded" if v.grounded else "not fully grounded") + (
+        f"; open problems: {'; '.join(v.problems[:2])}" if v.problems else "")
+    from agent.textualise import header, modality_status
+
+    evidence = {m: getattr(analysis, m) for m in MODALITIES}
+    status = modality_status(evidence, without=analysis.settings.get("without") or [])
+    kind = "photo" if analysis.media.is_image else (
+        "clip" if analysis.media.has_video else "audio recording")
+    head = header(status, analysis.cues, 0.0 if analysis.media.is_image
+                  else analysis.media.duration_s, kind)
+    return {"role": "system", "content": prompts.render(
+        PROMPT_SYSTEM, header=head, cues=render_cues([*analysis.cues, *thread_cues]),
+        label=r.label if r else f"none ({analysis.error or 'no reading'})",
+        explanation=r.explanation if r else [], verification=verification)}
+
+
+def _history(state: ChatState) -> list[dict]:
+    """The last turns before the current question, as plain chat messages."""
+    past = (state.get("messages") or [])[:-1]  # the last one is the current question
+    turns = [m for m in past if m.get("role") in ("user", "assistant")]
+    return [{"role": m["role"], "content": m["content"]} for m in turns[-2 * HISTORY_TURNS:]]
+
+
+def _thread_cues(state: ChatState) -> list[Cue]:
+    return [Cue.model_validate(c) for c in state.get("thread_cues") or []]
+
+
+def route(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
+    """The LLM picks a tool through the ``ToolChoice`` schema; a failure means "answer"."""
+    ctx = runtime.context
+    a = ctx.analysis
+    present = sorted({c.modality for c in a.cues}, key=MODALITIES.index)
+    # A short prompt of its own (no cues): small models route far better without the context.
+    msgs = [{"role": "system", "content": prompts.render(
+                PROMPT_ROUTE, duration=a.media.duration_s, modalities=", ".join(present) or "none")},
+            {"role": "user", "content": state["question"]}]
+    try:
+        choice = ctx.llm.chat(msgs, ToolChoice, max_tokens=ROUTE_MAX_TOKENS)
+    except Exception as exc:  # noqa: BLE001 - LLMError: answer without a tool
+        choice = ToolChoice(tool="answer")
+        return {"choice": choice.model_dump(), "result": ToolResult(
+            tool="answer", ok=False, summary="", arguments={"route_error": str(exc)[:200]}
+        ).model_dump()}
+    return {"choice": choice.model_dump(), "result": ToolResult(tool="answer").model_dump()}
+
+
+def after_route(state: ChatState) -> str:
+    return "respond" if state["choice"]["tool"] == "answer" else "act"
+
+
+def act(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
+    ctx = runtime.context
+    result = run_tool(ToolChoice.model_validate(state["choice"]), state["question"],
+                      ctx.analysis, ctx.settings, _thread_cues(state), llm=ctx.llm)
+    update: dict = {"result": result.model_dump()}
+    if result.new_cues:
+        update["thread_cues"] = [c.model_dump() for c in result.cues]
+    return update
+
+
+def check_answer(text: str, cues: list[Cue]) -> tuple[list[str], list[str], list[str]]:
+    """(cited ids that exist, unknown ids, problems): the verifier's citation and number checks
+    applied to a chat answer."""
+    by_id = {c.id: c for c in cues}
+    cited, unknown, problems = [], [], []
+    for n, sentence in enumerate(vf.split_sentences([text]), start=1):
+        ids = vf.cited_ids(sentence)
+        unknown += [i for i in ids if i not in by_id and i not in unknown]
+        known = [by_id[i] for i in ids if i in by_id]
+        cited += [c.id for c in known if c.id not in cited]
+        if known:
+            allowed = [x for c in known for x in vf.numbers(f"{c.start} {c.end} {c.text}")]
+            wrong = [x for x in vf.numbers(sentence)
+                     if not any(abs(x - a) <= max(0.011, 0.02 * abs(a)) for a in allowed)]
+            if wrong:
+                problems.append(f"sentence {n} quotes {', '.join(f'{w:g}' for w in wrong)}, "
+                                f"not in {', '.join(c.id for c in known)}")
+    if unknown:
+        problems.insert(0, f"cites {', '.join(unknown)}, which do not exist")
+    return cited, unknown, problems
+
+
+def strip_unknown(text: str, unknown: list[str]) -> str:
+    """Remove unknown ids from bracket citations ('[F1, Z9]' -> '[F1]', '[Z9]' -> '')."""
+    if not unknown:
+        return text
+
+    def fix(m: re.Match) -> str:
+        keep = [i for i in re.findall(r"[A-Z]\d+", m.group(1)) if i not in unknown]
+        return f"[{', '.join(keep)}]" if keep else ""
+
+    out = vf.CITATION.sub(fix, text)
+    return re.sub(r"\s+([.,;!?])", r"\1", re.sub(r"[ \t]{2,}", " ", out)).strip()
+
+
+def respond(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
+    """The LLM's answer (streamed when asked), checked: one repair round for unknown ids or an
+    evidence answer without citations, then unknown ids are removed and reported."""
+    ctx = runtime.context
+    a = ctx.analysis
+    result = ToolResult.model_validate(state["result"])
+    thread_cues = _thread_cues(state)
+    cues = [*a.cues, *thread_cues]
+    msgs = [_system(a, thread_cues), *_history(state),
+            {"role": "user", "content": prompts.render(
+                PROMPT_ANSWER, question=state["question"], tool=result.tool,
+                summary=result.summary)}]
+    error = None
+    try:
+        if ctx.stream:
+            write = get_stream_writer()
+            pieces = []
+            for piece in ctx.llm.stream(msgs, max_tokens=ctx.settings.llm_max_tokens):
+                pieces.append(piece)
+                write({"chunk": piece})
+            text = "".join(pieces).strip()
+        else:
+            text = str(ctx.llm.chat(msgs, max_tokens=ctx.settings.llm_max_tokens)).strip()
+    except Exception as exc:  # noqa: BLE001 - LLMError: a typed, stored failure
+        text, error = "", f"{type(exc).__name__}: {exc}"[:300]
+    cited, unknown, problems = check_answer(text, cues)
+    needs_cites = bool(cues) and not cited and (
+        result.tool in ("lookup", "rerun") or bool(labels_in(text)))
+    if not error and (unknown or needs_cites) and ctx.settings.verify_max_rounds > 0:
+        why = "cited unknown ids" if unknown else "cited no cue"
+        note = (f"You cited {', '.join(unknown)}, which do not exist. " if unknown else
+                "You cited no cue. ")
+        retry = [*msgs, {"role": "assistant", "content": text},
+                 {"role": "user", "content": note + "Answer again, citing only ids from the cue "
+                  f"list ({', '.join(c.id for c in cues)}) in brackets."}]
+        try:
+            again = str(ctx.llm.chat(retry, max_tokens=ctx.settings.llm_max_tokens)).strip()
+            c2, u2, p2 = check_answer(again, cues)
+            if len(u2) < len(unknown) or (not unknown and c2):
+                text, cited, unknown = again, c2, u2
+                problems = [*p2, f"repaired: the first answer {why}"]
+        except Exception:  # noqa: BLE001 - keep the first answer
+            pass
+    if unknown:
+        text = strip_unknown(text, unknown)
+    if error:
+        text = f"Sorry, no answer could be generated ({error})."
+    grounded = not unknown and not any("quotes" in p for p in problems) and (
+        bool(cited) or not needs_cites)
+    by_id = {c.id: c for c in cues}
+    answer = ChatAnswer(
+        text=text, cited=cited, cues=[by_id[i] for i in cited], tool=result.tool,
+        arguments=result.arguments, tool_summary=result.summary or None,
+        new_cues=result.cues if result.new_cues else [], counterfactual=result.counterfactual,
+        without=result.without, unknown_cues=unknown, problems=problems, grounded=grounded,
+        thread=ctx.thread, error=error)
+    message = ChatMessage(role="assistant", content=text, created=_now(), cited=cited,
+                          tool=result.tool if result.tool != "answer" else None,
+                          tool_summary=result.summary or None)
+    return {"answer": answer.model_dump(mode="json"), "messages": [message.model_dump()]}
+
+
+def build_graph(checkpointer: SqliteSaver):
+    g = StateGraph(ChatState, context_schema=ChatContext)
+    g.add_node("route", route)
+    g.add_node("act", act)
+    g.add_node("respond", respond)
+    g.add_edge(START, "route")
+    g.add_conditional_edges("route", after_route, {"act": "act", "respond": "respond"})
+    g.add_edge("act", "respond")
+    g.add_edge("respond", END)
+    return g.compile(checkpointer=checkpointer, name="affectlens-chat")
+
+
+# storage -----------------------------------------------------------------------------------------
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=4)
+def _saver(db: str) -> SqliteSaver:
+    conn = sqlite3.connect(db, check_same_thread=False)
+    saver = SqliteSaver(conn)
+    saver.setup()
+    return saver
+
+
+def saver(settings: Settings) -> SqliteSaver:
+    """The process-wide checkpointer of this data directory."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with _lock:
+        return _saver(str(settings.data_dir / DB_NAME))
+
+
+@lru_cache(maxsize=4)
+def _graph(db: str):
+    return build_graph(_saver(db))
+
+
+def graph(settings: Settings):
+    saver(settings)
+    return _graph(str(settings.data_dir / DB_NAME))
+
+
+def thread_id(analysis_id: str, thread: str = DEFAULT_THREAD) -> str:
+    if not isinstance(thread, str) or not _THREAD.match(thread):
+        raise ChatError(f"not a valid thread name: {thread!r} (letters, digits, _ . -)")
+    return f"{analysis_id}:{thread}"
+
+
+def _config(analysis_id: str, thread: str) -> dict:
+    return {"configurable": {"thread_id": thread_id(analysis_id, thread)}}
+
+
+# public API --------------------------------------------------------------------------------------
+def _prepare(analysis_id: str, question: str, settings: Settings | None, thread: str,
+             llm: Any) -> tuple[Settings, ChatContext, dict]:
+    settings = settings or get_settings()
+    if not isinstance(question, str) or not question.strip():
+        raise ChatError("the question is empty")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise ChatError(f"the question is longer than {MAX_QUESTION_CHARS} characters")
+    thread_id(analysis_id, thread)  # validates the thread name
+    analysis = AnalysisStore(settings, index=False).get(analysis_id)  # AnalysisNotFound
+    if llm is None:
+        from agent.llm import get_llm
+
+        llm = get_llm(settings, role="reason")
+    ctx = ChatContext(settings=settings, analysis=analysis, llm=llm, thread=thread)
+    question = question.strip()
+    user = ChatMessage(role="user", content=question, created=_now())
+    return settings, ctx, {"analysis_id": analysis_id, "question": question,
+                           "messages": [user.model_dump()]}
+
+
+def ask(analysis_id: str, question: str, settings: Settings | None = None, *,
+        thread: str = DEFAULT_THREAD, llm: Any = None) -> ChatAnswer:
+    """Answer one question about a stored analysis; the turn is added to the thread.
+
+    Raises ``AnalysisNotFound`` for an unknown id and ``ChatError`` for an empty or too long
+    question or a bad thread name; an LLM failure is an answer with ``error`` set."""
+    settings, ctx, state = _prepare(analysis_id, question, settings, thread, llm)
+    final = graph(settings).invoke(state, _config(analysis_id, thread), context=ctx,
+                                   durability="sync")
+    return ChatAnswer.model_validate(final["answer"])
+
+
+def ask_stream(analysis_id: str, question: str, settings: Settings | None = None, *,
+               thread: str = DEFAULT_THREAD, llm: Any = None) -> Iterator[str | ChatAnswer]:
+    """Like ``ask``, but yields the answer's text in chunks as the LLM writes it, then the final
+    ``ChatAnswer`` (whose text may differ: a repaired answer or unknown citations removed)."""
+    settings, ctx, state = _prepare(analysis_id, question, settings, thread, llm)
+    ctx.stream = True
+    final: dict = {}
+    for mode, data in graph(settings).stream(state, _config(analysis_id, thread), context=ctx,
+                                             stream_mode=["custom", "values"], durability="sync"):
+        if mode == "custom" and isinstance(data, dict) and "chunk" in data:
+            yield data["chunk"]
+        elif mode == "values":
+            final = data
+    yield ChatAnswer.model_validate(final["answer"])
+
+
+def history(analysis_id: str, thread: str = DEFAULT_THREAD,
+            settings: Settings | None = None) -> list[ChatMessage]:
+    """The thread's messages in order (empty for a thread never used)."""
+    settings = settings or get_settings()
+    snapshot = graph(settings).get_state(_config(analysis_id, thread))
+    return [ChatMessage.model_validate(m) for m in (snapshot.values or {}).get("messages", [])]
+
+
+def threads(analysis_id: str, settings: Settings | None = None) -> list[str]:
+    """Names of the analysis's chat threads, oldest first."""
+    settings = settings or get_settings()
+    conn = saver(settings).conn
+    prefix = f"{analysis_id}:"
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    with saver(settings).lock:
+        rows = conn.execute(
+            "SELECT thread_id, MIN(rowid) FROM checkpoints WHERE thread_id LIKE ? ESCAPE '\\' "
+            "GROUP BY thread_id ORDER BY MIN(rowid)", (escaped + "%",)).fetchall()
+    return [r[0][len(prefix):] for r in rows]
+
+
+def delete_threads(analysis_id: str, settings: Settings | None = None) -> int:
+    """Forget every thread of an analysis (when the analysis is deleted); returns how many."""
+    settings = settings or get_settings()
+    names = threads(analysis_id, settings)
+    for name in names:
+        saver(settings).delete_thread(f"{analysis_id}:{name}")
+    return len(names)
+
+
+def analyses(settings: Settings | None = None) -> list[StoredAnalysis]:
+    """Stored analyses, newest first (what ``affectlens history`` lists)."""
+    return AnalysisStore(settings or get_settings(), index=False).list()
+
+
+__all__ = [
+    "AnalysisNotFound", "ChatAnswer", "ChatError", "ChatMessage", "analyses", "ask",
+    "ask_stream", "delete_threads", "history", "threads",
+]
