@@ -48,7 +48,8 @@ def test_kill_mid_analysis_leaves_the_store_clean(tmp_path):
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
 
-    settings = Settings(data_dir=tmp_path, llm_model=LLM, verify_max_rounds=0, device="cpu")
+    settings = Settings(data_dir=tmp_path, llm_model=LLM, llm_max_tokens=512, verify_max_rounds=0,
+                        device="cpu")
     store = AnalysisStore(settings)
     assert store.list() == []  # killed before store: nothing, and nothing half-written
     for p in (tmp_path / "analyses").glob("*.json") if (tmp_path / "analyses").is_dir() else []:
