@@ -12,7 +12,7 @@ be inconsistent.
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -25,22 +25,29 @@ from agent.verify import cited_ids, split_sentences
 Basic = Literal["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]
 PROMPT = "reason"
 SYSTEM = "system"
-MAX_SENTENCES = 5
+MAX_SENTENCES = 4
+SENTENCE_CHARS = 200
 LLM_PICK_WEIGHT = 0.6  # share of the probabilities that follows the LLM's choice
+
+
+# Bounded strings: the grammar then caps every field, so a small model cannot ramble past
+# llm_max_tokens (an unbounded 0.5B reply was cut at 384 tokens in testing).
+Sentence = Annotated[str, Field(max_length=SENTENCE_CHARS)]
+CueId = Annotated[str, Field(max_length=4)]
 
 
 class LLMReading(BaseModel):
     """What the LLM is asked to produce (the JSON schema it is constrained to)."""
 
-    explanation: list[str] = Field(max_length=MAX_SENTENCES,
-                                   description="2-4 sentences, each citing cue ids like [F1].")
-    label: str = Field(description="adverb + adjective, e.g. 'sadly angry'")
+    explanation: list[Sentence] = Field(min_length=1, max_length=MAX_SENTENCES,
+                                        description="2-4 sentences, each citing cue ids like [F1].")
+    label: str = Field(max_length=40, description="adverb + adjective, e.g. 'sadly angry'")
     dominant: Basic
     secondary: Basic | Literal["none"] = "none"
     valence: float = Field(ge=-1, le=1)
     arousal: float = Field(ge=-1, le=1)
     confidence: float = Field(ge=0, le=1)
-    conflicts: list[str] = Field(default_factory=list, max_length=6,
+    conflicts: list[CueId] = Field(default_factory=list, max_length=6,
                                  description="ids of cues that disagree")
 
 
@@ -90,8 +97,9 @@ def normalise(raw: LLMReading, cues: list[Cue], status: dict[Modality, tuple[str
             fixes.append(f"label {raw.label!r} disagreed with dominant/secondary; set to {label!r}")
     sentences = split_sentences(raw.explanation)[:MAX_SENTENCES]
     ids = {c.id for c in cues}
-    conflicts = [c for c in dict.fromkeys(raw.conflicts) if c in ids]
-    dropped = [c for c in raw.conflicts if c not in ids]
+    named = [c.strip().strip("[]").strip() for c in raw.conflicts]
+    conflicts = [c for c in dict.fromkeys(named) if c in ids]
+    dropped = [c for c in named if c not in ids]
     if dropped:
         fixes.append(f"dropped conflict ids that are not cues: {', '.join(dropped)}")
     return EmotionReading(

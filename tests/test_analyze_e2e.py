@@ -24,8 +24,10 @@ STAGES = ("probe", "textualise", "retrieve", "reason", "verify", "store")
 
 
 def fast(tmp_path: Path, **kw) -> Settings:
-    """The 0.5B model and one repair round keep these tests to tens of seconds each."""
-    return Settings(data_dir=tmp_path, llm_model="qwen2.5-0.5b", verify_max_rounds=1, **kw)
+    """The default 1.5B with one repair round. (The 0.5B was measured too: on a 917-token
+    prompt it answered with a run of invented cue ids or copied the prompt's wording, so its
+    readings cannot be expected to be grounded.)"""
+    return Settings(data_dir=tmp_path, llm_model="qwen2.5-1.5b", verify_max_rounds=1, **kw)
 
 
 def check_reading(result: AnalysisResult, missing: set[str] = frozenset()) -> None:
@@ -61,13 +63,6 @@ def test_sample_clip_with_the_default_model(tmp_path):
     assert AnalysisStore(settings).get(result.id).reading.label == result.reading.label
     assert "qwen2.5-1.5b" in result.models["reason"]
     print("\nstage timings (s):", result.timings)
-
-
-@pytest.mark.slow
-def test_labelled_photo_has_no_audio_modalities(shared_data, tmp_path):
-    result = analyze(shared_data / "pyfeat" / "0-f1-su-ph.jpg", fast(tmp_path))
-    check_reading(result, missing={"speech", "voice"})
-    assert result.media.is_image and result.face.status == "ok"
 
 
 @pytest.mark.slow
@@ -127,14 +122,36 @@ def test_cli_rejects_a_bad_file_with_exit_2(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_json_and_readable_output(shared_data, tmp_path):
+def test_cli_json_on_a_labelled_photo(shared_data, tmp_path):
     from ui.cli import app
 
     photo = shared_data / "pyfeat" / "0-f15-hao-ph.jpg"
-    args = ["analyze", str(photo), "--llm-model", "qwen2.5-0.5b", "--data-dir", str(tmp_path)]
+    args = ["analyze", str(photo), "--data-dir", str(tmp_path)]
     res = CliRunner().invoke(app, [*args, "--json"])
     assert res.exit_code == 0, res.output
     result = AnalysisResult.model_validate(json.loads(res.output))
     check_reading(result, missing={"speech", "voice"})
+    assert result.media.is_image and result.face.status == "ok"
     stored = AnalysisStore(Settings(data_dir=tmp_path)).list()
     assert [a.id for a in stored] == [result.id]
+
+
+def test_readable_output_expands_cited_cues():
+    from rich.console import Console
+
+    from agent.schemas import Cue, EmotionReading
+    from tools.evidence import MediaInfo
+    from ui.cli import _print_result
+
+    result = AnalysisResult(
+        id="x", media=MediaInfo(file_name="clip.mp4", size_bytes=1),
+        cues=[Cue(id="F1", modality="face", start=1.2, end=3.4, name="AU12", value=0.81,
+                  text="AU12 lip corner puller, peak intensity 0.81 (0-1): a smile")],
+        reading=EmotionReading(dominant="happiness", label="happy", confidence=0.8,
+                               explanation=["A smile [F1] and [F7].", "So: happy."]),
+        timings={"probe": 0.5, "reason": 12.0})
+    console = Console(record=True, width=120)
+    _print_result(result, console)
+    text = console.export_text()
+    assert "happy" in text and "F1 00:01.2-00:03.4 AU12 lip corner puller" in text
+    assert "F7: not a cue of this clip" in text and "reason 12.0s" in text

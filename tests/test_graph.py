@@ -124,7 +124,7 @@ def test_without_skips_the_tool_and_reason_again(face_clip, settings):
 def test_verify_loop_repairs_a_bad_first_reading(face_clip, tmp_path):
     from agent.llm import get_llm
 
-    settings = Settings(data_dir=tmp_path, llm_model="qwen2.5-0.5b", verify_max_rounds=2)
+    settings = Settings(data_dir=tmp_path, llm_model="qwen2.5-1.5b", verify_max_rounds=2)
     llm = FirstBad(get_llm(settings))
     result = analyze(face_clip, settings, llm=llm, without=["scene"])
     assert len(llm.calls) >= 2  # the graph re-asked
