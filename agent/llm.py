@@ -35,7 +35,6 @@ OPENAI_ATTEMPTS = 2  # json_schema or fallback, plus one repair retry
 TRANSFORMERS_ATTEMPTS = 3  # unconstrained decoding needs more chances
 OPENAI_TIMEOUT_S = 600.0  # a CPU server can take minutes for a long prompt
 OPENAI_CONNECT_TIMEOUT_S = 5.0
-_REJECTED = "rejected"  # marker for a response_format the server refused
 
 # llama.cpp ``general.file_type`` values (llama_ftype) for the model id.
 _GGUF_FTYPES = {
@@ -157,22 +156,15 @@ def image_data_url(image: np.ndarray, quality: int = 85) -> str:
 def with_images(messages: list[dict], images: list[np.ndarray]) -> list[dict]:
     """A copy of ``messages`` whose last user message also carries the images as content parts."""
     messages = [dict(m) for m in messages]
+    image_parts = [{"type": "image_url", "image_url": {"url": image_data_url(i)}} for i in images]
     for m in reversed(messages):
         if m["role"] == "user":
             parts = m["content"] if isinstance(m["content"], list) else [
                 {"type": "text", "text": m["content"]}
             ]
-            m["content"] = [
-                *parts,
-                *({"type": "image_url", "image_url": {"url": image_data_url(i)}} for i in images),
-            ]
+            m["content"] = [*parts, *image_parts]
             return messages
-    messages.append(
-        {
-            "role": "user",
-            "content": [{"type": "image_url", "image_url": {"url": image_data_url(i)}} for i in images],
-        }
-    )
+    messages.append({"role": "user", "content": image_parts})
     return messages
 
 
@@ -229,8 +221,6 @@ class EmbeddedLLM:
     """llama-cpp-python in-process; JSON-schema grammar for structured output."""
 
     def __init__(self, settings: Settings):
-        import llama_cpp
-
         self.settings = settings
         name, path = resolve_gguf(settings)
         self.path = path
@@ -241,6 +231,8 @@ class EmbeddedLLM:
             -1 if settings.resolved_device == "cuda" else 0,
             settings.llm_seed,
         )
+        import llama_cpp  # importable: _load_llama succeeded
+
         ftype = self._llama.metadata.get("general.file_type")
         quant = _GGUF_FTYPES.get(int(ftype), f"ftype {ftype}") if ftype is not None else "GGUF"
         self.model_id = f"{name} (llama.cpp {llama_cpp.__version__}, {quant})"
@@ -289,7 +281,8 @@ class EmbeddedLLM:
 
     def stream(self, messages: list[dict], *, max_tokens: int | None = None) -> Iterator[str]:
         check_messages(messages)
-        with self._lock:  # held until the stream is exhausted or closed
+        # The lock is held until the stream is exhausted or closed: consume or close() it.
+        with self._lock:
             chunks = self._complete(
                 messages, max_tokens or self.settings.llm_max_tokens, stream=True
             )
@@ -541,7 +534,7 @@ _INSTANCES_LOCK = threading.Lock()
 
 
 def role_settings(settings: Settings, role: Literal["reason", "judge"]) -> Settings:
-    """The settings the ``role`` runs with: the judge's backend/model when set, else the reasoner's."""
+    """The settings ``role`` runs with: the judge's backend/model when set, else the reasoner's."""
     if role == "reason" or (settings.judge_backend is None and settings.judge_model is None):
         return settings
     update: dict[str, Any] = {}

@@ -241,7 +241,8 @@ def test_openai_backend_structured_call_against_a_real_server(openai_server):
 
 
 def test_openai_backend_unreachable_server_is_a_clear_error():
-    llm = get_llm(_settings(llm_backend="openai", llm_base_url=f"http://127.0.0.1:{_free_port()}/v1"))
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    llm = get_llm(_settings(llm_backend="openai", llm_base_url=url))
     with pytest.raises(LLMError, match="cannot reach the OpenAI-compatible server"):
         llm.chat(QUESTION, Reading, max_tokens=8)
     with pytest.raises(LLMError, match="cannot reach"):
