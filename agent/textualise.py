@@ -34,6 +34,12 @@ AU_GLOSS = {
 }
 
 
+def _gloss(au: str, fallback: str) -> str:
+    """'AU05' and 'AU5' both -> 'widened eyes'."""
+    code = au.upper().removeprefix("AU").lstrip("0")
+    return AU_GLOSS.get(f"AU{code}", fallback)
+
+
 def ts(t: float) -> str:
     """Seconds -> 'mm:ss.s' as the cues print times."""
     t = max(0.0, float(t))
@@ -67,7 +73,7 @@ def face_cues(ev: FaceEvidence, duration: float) -> list[Cue]:
         ))
     events = sorted(ev.au_events, key=lambda e: -(e.peak_intensity * max(e.offset - e.onset, 0.5)))
     for e in events[:MAX_AU_EVENTS]:
-        gloss = AU_GLOSS.get(e.au, e.name)
+        gloss = _gloss(e.au, e.name)
         cues.append(Cue(
             id="", modality="face", start=e.onset, end=e.offset, name=e.au,
             value=round(e.peak_intensity, 2), unit="intensity", scale="0-1",
@@ -86,7 +92,7 @@ def face_cues(ev: FaceEvidence, duration: float) -> list[Cue]:
             cues.append(Cue(
                 id="", modality="face", start=with_face[0].t, end=with_face[-1].t, name=au,
                 value=round(v, 2), unit="intensity", scale="0-1",
-                text=f"{au} mean intensity {_f(v)} (0-1): {AU_GLOSS.get(au, 'active')}",
+                text=f"{au} mean intensity {_f(v)} (0-1): {_gloss(au, 'active')}",
             ))
     return cues
 
@@ -135,7 +141,7 @@ def voice_cues(ev: ToneEvidence, duration: float) -> list[Cue]:
             parts.append(f"arousal {_f(ev.arousal)}")
         if ev.valence is not None:
             parts.append(f"valence {_f(ev.valence)}")
-        why = f" ({'; '.join(ev.rationale[:2])})" if ev.rationale else ""
+        why = f" ({'; '.join(r[:90] for r in ev.rationale[:2])})" if ev.rationale else ""
         level = _level(ev.arousal)
         cues.append(Cue(
             id="", modality="voice", start=0.0, end=duration, name="voice_arousal",
