@@ -130,7 +130,8 @@ def reason_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
                     "models": {"reason": getattr(llm, "model_id", type(llm).__name__),
                                **rs.prompt_versions()}}
     try:
-        raw = llm.chat(msgs, rs.LLMReading, max_tokens=settings.llm_max_tokens)
+        raw = llm.chat(msgs, rs.schema_for(cues),
+                       max_tokens=settings.llm_max_tokens)
     except Exception as exc:  # noqa: BLE001 - LLMError, backend down: keep the last reading
         update["error"] = f"reasoning failed: {type(exc).__name__}: {exc}"[:500]
         return update

@@ -7,26 +7,33 @@ probabilities as a blend of the LLM's choice and the perception models' distribu
 per-modality accounts from the sentences citing each modality's cues. A smaller schema means
 fewer generated tokens on a CPU model (the full schema roughly doubles them) and fewer ways to
 be inconsistent.
+
+Citations are structured, not scraped: each explanation item is ``{"text", "cues"}`` and the
+schema sent with each call (``schema_for``) makes ``cues`` an enum of the ids that exist in this
+analysis with at least one entry, so the grammar-constrained LLM cannot cite a missing cue or
+leave a claim uncited. The stored sentence is the text followed by its ids in brackets.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model, field_validator
 
 import prompts
-from agent.schemas import Cue, EmotionReading, Modality, ModalityAccount
+from agent.schemas import MODALITIES, Cue, EmotionReading, Modality, ModalityAccount
 from agent.taxonomy import BASIC, compound_label, parse_label, to_basic
 from agent.textualise import render_cues
-from agent.verify import cited_ids, split_sentences
+from agent.verify import CITATION, cited_ids, split_sentences
 
 Basic = Literal["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]
 PROMPT = "reason"
 SYSTEM = "system"
 MAX_SENTENCES = 4
-SENTENCE_CHARS = 200
+SENTENCE_CHARS = 160
+MAX_CITES = 3
 LLM_PICK_WEIGHT = 0.6  # share of the probabilities that follows the LLM's choice
 
 
@@ -36,11 +43,27 @@ Sentence = Annotated[str, Field(max_length=SENTENCE_CHARS)]
 CueId = Annotated[str, Field(max_length=4)]
 
 
-class LLMReading(BaseModel):
-    """What the LLM is asked to produce (the JSON schema it is constrained to)."""
+class Claim(BaseModel):
+    """One explanation sentence and the cue ids it rests on."""
 
-    explanation: list[Sentence] = Field(min_length=1, max_length=MAX_SENTENCES,
-                                        description="2-4 sentences, each citing cue ids like [F1].")
+    text: Sentence
+    cues: list[CueId] = Field(default_factory=list, max_length=MAX_CITES)
+
+    @property
+    def sentence(self) -> str:
+        """The text with its citations in brackets before the final stop: "Sad face [F1]."."""
+        text = re.sub(r"\s+([.,;:!?])", r"\1", " ".join(CITATION.sub(" ", self.text).split()))
+        stop = text[-1] if text and text[-1] in ".!?" else "."
+        body = text.rstrip(".!?").rstrip()
+        cites = "".join(f"[{c}]" for c in dict.fromkeys(self.cues))
+        return f"{body} {cites}{stop}" if cites else f"{body}{stop}"
+
+
+class LLMReading(BaseModel):
+    """What the LLM is asked to produce; ``schema_for`` narrows it to one analysis's cues."""
+
+    explanation: list[Claim] = Field(min_length=1, max_length=MAX_SENTENCES,
+                                     description="2-4 claims, each with the cue ids it rests on.")
     label: str = Field(max_length=40, description="adverb + adjective, e.g. 'sadly angry'")
     dominant: Basic
     secondary: Basic | Literal["none"] = "none"
@@ -50,9 +73,68 @@ class LLMReading(BaseModel):
     conflicts: list[CueId] = Field(default_factory=list, max_length=6,
                                  description="ids of cues that disagree")
 
+    @field_validator("explanation", mode="before")
+    @classmethod
+    def _sentences(cls, value):
+        """Accept plain sentences with bracketed ids too (e.g. a stored or hand-written one)."""
+        claims = []
+        for v in value:
+            if isinstance(v, str):
+                claims += [{"text": t, "cues": cited_ids(t)} for t in split_sentences([v])]
+            else:
+                claims.append(v)
+        return claims
+
+
+class ModalityClaims(BaseModel):
+    """Base of the per-analysis schema: one claim per modality that has cues, then a
+    conclusion, then the label fields (the model writes its evidence before it decides)."""
+
+    def claims(self) -> list[Claim]:
+        fields = type(self).model_fields
+        return [getattr(self, m) for m in MODALITIES if m in fields] + [self.conclusion]
+
+    @property
+    def explanation(self) -> list[Claim]:
+        return self.claims()
+
+
+def schema_for(cues: list[Cue]) -> type[BaseModel]:
+    """The JSON schema for one analysis: a claim for each modality with cues, citing only that
+    modality's ids (at least one), and a conclusion citing any ids; conflicts are ids too. So
+    every cited id exists and every available modality is accounted for, by construction."""
+    if not cues:
+        return LLMReading
+    ids = tuple(dict.fromkeys(c.id for c in cues))
+    Id = Literal[ids]  # type: ignore[valid-type]
+
+    def claim(name: str, allowed: tuple[str, ...], about: str) -> tuple[type, object]:
+        Ref = Literal[allowed]  # type: ignore[valid-type]
+        model = create_model(f"{name.capitalize()}Claim", __base__=Claim,
+                             cues=(list[Ref], Field(min_length=1, max_length=MAX_CITES)))
+        return model, Field(description=about)
+
+    per_modality = {}
+    for m in MODALITIES:
+        mine = tuple(c.id for c in cues if c.modality == m)
+        if mine:
+            per_modality[m] = claim(m, mine, f"one sentence: what the {m} cues show")
+    return create_model(
+        "Reading", __base__=ModalityClaims, **per_modality,
+        conclusion=claim("conclusion", ids, "one sentence naming the emotion and its main cues"),
+        label=(str, Field(max_length=40, description="adverb + adjective, e.g. 'sadly angry'")),
+        dominant=(Basic, ...),
+        secondary=(Basic | Literal["none"], "none"),
+        valence=(float, Field(ge=-1, le=1)),
+        arousal=(float, Field(ge=-1, le=1)),
+        confidence=(float, Field(ge=0, le=1)),
+        conflicts=(list[Id], Field(default_factory=list, max_length=6,
+                                   description="ids of cues that disagree")),
+    )
+
 
 def messages(header: str, cues: list[Cue], knowledge: list[str],
-             previous: LLMReading | None = None, problems: list[str] | None = None) -> list[dict]:
+             previous: BaseModel | None = None, problems: list[str] | None = None) -> list[dict]:
     """Chat messages for one reasoning round. A repair round repeats the first prompt (so the
     prompt cache reuses it), the previous JSON as the assistant's turn, then the problems."""
     msgs = [
@@ -95,7 +177,7 @@ def normalise(raw: LLMReading, cues: list[Cue], status: dict[Modality, tuple[str
         parsed = parse_label(raw.label)
         if parsed is None or parsed.dominant != dominant or (parsed.secondary or None) != secondary:
             fixes.append(f"label {raw.label!r} disagreed with dominant/secondary; set to {label!r}")
-    sentences = split_sentences(raw.explanation)[:MAX_SENTENCES]
+    sentences = [c.sentence for c in raw.explanation][:MAX_SENTENCES]
     ids = {c.id for c in cues}
     named = [c.strip().strip("[]").strip() for c in raw.conflicts]
     conflicts = [c for c in dict.fromkeys(named) if c in ids]

@@ -87,8 +87,8 @@ def check(reading: EmotionReading, cues: list[Cue],
                 f"Sentence {n} cites {', '.join(unknown)}, which do not exist; cite only: {valid}."))
         known = [by_id[i] for i in ids if i in by_id]
         if not ids and not (n == len(sentences) and n > 1):
-            problems.append(Problem("uncited", f"Sentence {n} cites no cue: add the ids it relies "
-                                               "on in brackets."))
+            problems.append(Problem("uncited", f"Sentence {n} cites no cue: list the cue ids it relies "
+                                               "on."))
         if known:
             allowed = [x for c in known for x in numbers(cue_line(c))]
             wrong = [x for x in numbers(s) if not _matches(x, allowed)]
@@ -99,7 +99,7 @@ def check(reading: EmotionReading, cues: list[Cue],
                     f"{'is' if len(wrong) == 1 else 'are'} not in {', '.join(c.id for c in known)}; "
                     "quote the cue values exactly."))
     if sentences and not all_cited:
-        problems.append(Problem("no-citations", "No sentence cites a cue; cite ids like [F1]."))
+        problems.append(Problem("no-citations", "No sentence cites a cue; list the cue ids each claim rests on."))
     cited_set = set(all_cited)
     for m, ok in available.items():
         mine = [c.id for c in cues if c.modality == m]

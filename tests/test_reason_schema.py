@@ -1,0 +1,50 @@
+"""The per-analysis JSON schema makes citations structural: only real ids, per modality."""
+
+import pytest
+from pydantic import ValidationError
+
+from agent import reason as rs
+from agent.schemas import Cue
+
+
+def _cue(i: str, m: str) -> Cue:
+    return Cue(id=i, modality=m, start=0, end=1, name="x", text=f"{i} cue")
+
+
+CUES = [_cue("F1", "face"), _cue("F2", "face"), _cue("S1", "speech"), _cue("V1", "voice")]
+GOOD = {
+    "face": {"text": "The lips are pulled down", "cues": ["F1"]},
+    "speech": {"text": "The words are about loss", "cues": ["S1"]},
+    "voice": {"text": "The voice is low and slow", "cues": ["V1"]},
+    "conclusion": {"text": "Overall the person is sad", "cues": ["F1", "V1"]},
+    "label": "sad", "dominant": "sadness", "valence": -0.6, "arousal": -0.3,
+    "confidence": 0.7, "conflicts": [],
+}
+
+
+def test_schema_has_one_claim_per_available_modality_then_the_label():
+    schema = rs.schema_for(CUES).model_json_schema()
+    assert list(schema["properties"])[:4] == ["face", "speech", "voice", "conclusion"]
+    assert "scene" not in schema["properties"]
+
+
+def test_claims_can_only_cite_their_own_modality_and_must_cite():
+    model = rs.schema_for(CUES)
+    model.model_validate(GOOD)
+    with pytest.raises(ValidationError):
+        model.model_validate({**GOOD, "face": {"text": "x", "cues": ["V1"]}})  # voice id in face
+    with pytest.raises(ValidationError):
+        model.model_validate({**GOOD, "voice": {"text": "x", "cues": []}})  # uncited
+    with pytest.raises(ValidationError):
+        model.model_validate({**GOOD, "conclusion": {"text": "x", "cues": ["F9"]}})  # no such cue
+
+
+def test_structured_reading_normalises_to_cited_sentences():
+    raw = rs.schema_for(CUES).model_validate(GOOD)
+    status = {"face": ("ok", ""), "speech": ("ok", ""), "voice": ("ok", ""), "scene": ("missing", "")}
+    reading, _ = rs.normalise(raw, CUES, status, {})
+    assert reading.explanation[0] == "The lips are pulled down [F1]."
+    assert reading.explanation[-1] == "Overall the person is sad [F1][V1]."
+    assert reading.label == "sad"
+    accounts = {a.modality: a for a in reading.modalities}
+    assert "[S1]" in accounts["speech"].summary and accounts["scene"].status == "missing"
