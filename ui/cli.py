@@ -245,61 +245,6 @@ def _print_result(result, console) -> None:
     console.print("timings: " + ", ".join(f"{k} {s:.1f}s" for k, s in result.timings.items()))
 
 
-@app.command("eval")
-def eval_cmd(
-    dataset: Optional[Path] = typer.Argument(
-        None, help="Dataset folder with manifest.jsonl/.csv, or a MELD/EMER label CSV."),
-    out: Path = typer.Option(Path("eval-results"), "--out", help="Folder for results.json + report."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N samples."),
-    robustness: bool = typer.Option(
-        False, "--robustness", help="Also re-reason without audio / video / transcript."),
-    judge: bool = typer.Option(True, "--judge/--no-judge", help="Score explanations with the LLM judge."),
-    judge_backend: Optional[str] = typer.Option(
-        None, "--judge-backend", help="embedded | openai | transformers (default: the LLM's)."),
-    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Judge model."),
-    llm_model: Optional[str] = typer.Option(None, "--llm-model", help="LLM to reason with."),
-    resamples: int = typer.Option(1000, "--resamples", min=0, help="Bootstrap resamples."),
-    seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
-    report_only: Optional[Path] = typer.Option(
-        None, "--report-only", help="Only rebuild the report from DIR/results.json."),
-    model_dir: Optional[Path] = ModelDir,
-) -> None:
-    """Evaluate recognition, explanations, grounding, calibration (and robustness) on a dataset;
-    write results.json and report.md with plots."""
-    from evals.report import write_report
-
-    if report_only is not None:
-        try:
-            typer.echo(f"report: {write_report(report_only)}")
-        except FileNotFoundError as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(1)
-        return
-    if dataset is None:
-        raise typer.BadParameter("give a DATASET (or --report-only DIR)")
-    if judge_backend not in (None, "embedded", "openai", "transformers"):
-        raise typer.BadParameter(f"--judge-backend: embedded, openai or transformers, not {judge_backend!r}")
-    from evals.datasets import DatasetError, load_dataset
-    from evals.runner import run_eval
-
-    settings = _settings(judge_backend=judge_backend, judge_model=judge_model,
-                         llm_model=llm_model, model_dir=model_dir)
-    try:
-        data = load_dataset(dataset)
-    except DatasetError as exc:
-        typer.echo(f"dataset error: {exc}", err=True)
-        raise typer.Exit(2)
-    results = run_eval(data, settings, out, limit=limit, robustness=robustness, use_judge=judge,
-                       resamples=resamples, seed=seed, progress=typer.echo)
-    m = results["metrics"]
-    typer.echo(f"scored {m['scored']}/{m['n']}")
-    for name, fig in m.get("headline", {}).items():
-        typer.echo(f"  {name:26s} {fig['value']:.3f}  [{fig['lo']:.3f}, {fig['hi']:.3f}]"
-                   if fig["value"] == fig["value"] and fig["lo"] == fig["lo"]
-                   else f"  {name:26s} {fig['value']}")
-    typer.echo(f"report: {Path(out) / 'report.md'}")
-
-
 @app.command()
 def chat(
     analysis_id: str = typer.Argument(..., help="A stored analysis (see `affectlens history`)."),
