@@ -141,7 +141,9 @@ def voice_cues(ev: ToneEvidence, duration: float) -> list[Cue]:
             parts.append(f"arousal {_f(ev.arousal)}")
         if ev.valence is not None:
             parts.append(f"valence {_f(ev.valence)}")
-        why = f" ({'; '.join(r[:90] for r in ev.rationale[:2])})" if ev.rationale else ""
+        fired = [_clip(r, 80) for r in ev.rationale
+                 if not r.startswith(("no rule", "window", "speech-emotion"))][:2]
+        why = f" ({'; '.join(fired)})" if fired else ""
         level = _level(ev.arousal)
         cues.append(Cue(
             id="", modality="voice", start=0.0, end=duration, name="voice_arousal",
@@ -252,6 +254,11 @@ _ABSENT = {"face": "No face detected", "speech": "No speech detected",
            "voice": "No voice analysed", "scene": "No scene analysed"}
 
 
+def _clip(text: str, limit: int) -> str:
+    """At most ``limit`` characters, cut at a word boundary."""
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + "..."
+
+
 def header(status: dict[Modality, tuple[str, str]], cues: list[Cue], duration: float,
            file_kind: str = "clip") -> str:
     """One line per modality saying what is available, so the LLM knows what is missing."""
@@ -261,7 +268,7 @@ def header(status: dict[Modality, tuple[str, str]], cues: list[Cue], duration: f
         has = any(c.modality == m for c in cues)
         if st == "ok" and has:
             continue
-        why = f" ({reason})" if reason else ""
+        why = f" ({_clip(reason.split(' (')[0].split(': ')[0], 60)})" if reason else ""
         verb = "failed" if st == "failed" else "missing"
         lines.append(f"{_ABSENT[m]}: {m} {verb}{why}." if st != "ok" else f"{_ABSENT[m]}.")
     return "\n".join(lines)
