@@ -511,7 +511,8 @@ def main(
     from rich.console import Console
 
     console = Console(width=None if sys.stdout.isatty() else 200)
-    report = run_bench(settings, lengths, runs, devices, progress=console.print)
+    report = run_bench(settings, lengths, runs, devices,
+                       progress=lambda msg: console.print(msg, markup=False, highlight=False))
     console.print(render_table(report))
     for line in render_targets(report):
         console.print(line)
