@@ -91,7 +91,9 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(default=384, ge=16)
     llm_temperature: float = Field(default=0.0, ge=0)
     llm_seed: int = 0
-    verify_max_rounds: int = Field(default=2, ge=0, le=5)
+    verify_max_rounds: int = Field(
+        default=1, ge=0, le=5, description="Repair rounds after the first reading (each is an LLM call)."
+    )
     judge_backend: Literal["embedded", "openai", "transformers"] | None = None
     judge_model: str | None = None
 
