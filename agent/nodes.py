@@ -125,6 +125,9 @@ def reason_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     previous = state.get("raw") if rounds and problems else None
     msgs = rs.messages(state.get("header", ""), cues, state.get("knowledge_text") or [],
                        previous, problems if previous is not None else None)
+    if not cues:
+        return {"rounds": rounds + 1, "raw": None, "fixed": [], "error": None,
+                "reading": rs.no_evidence(state["status"])}
     llm = _llm(runtime)
     update: dict = {"rounds": rounds + 1,
                     "models": {"reason": getattr(llm, "model_id", type(llm).__name__),

@@ -47,7 +47,7 @@ class Claim(BaseModel):
     """One explanation sentence and the cue ids it rests on."""
 
     text: Sentence
-    cues: list[CueId] = Field(default_factory=list, max_length=MAX_CITES)
+    cues: list[CueId] = Field(default_factory=list)
 
     @property
     def sentence(self) -> str:
@@ -191,6 +191,17 @@ def normalise(raw: LLMReading, cues: list[Cue], status: dict[Modality, tuple[str
         confidence=_clamp(raw.confidence, 0, 1), explanation=sentences, conflicts=conflicts,
         modalities=accounts(sentences, cues, status),
     ), fixes
+
+
+def no_evidence(status: dict[Modality, tuple[str, str]]) -> EmotionReading:
+    """The honest reading when no modality produced a cue: neutral, zero confidence, and why
+    (asking an LLM here would only invite invented evidence)."""
+    why = "; ".join(f"{m} {st}" + (f" ({r})" if r else "") for m, (st, r) in status.items())
+    return EmotionReading(
+        dominant="neutral", secondary=None, label=compound_label("neutral", None),
+        probabilities={b: round(1 / len(BASIC), 4) for b in BASIC}, valence=0.0, arousal=0.0,
+        confidence=0.0, explanation=[f"No usable evidence: {why}."],
+        modalities=accounts([], [], status))
 
 
 def _clamp(x: float, lo: float, hi: float) -> float:

