@@ -8,6 +8,8 @@ transcript segments, a voice summary and its most notable windows, the scene's t
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Iterable
 
 from agent.schemas import MODALITIES, Cue, Modality
@@ -107,12 +109,43 @@ def speech_cues(ev: SpeechEvidence) -> list[Cue]:
         text = " ".join(s.text.split())
         if len(text) > MAX_SEGMENT_CHARS:
             text = text[: MAX_SEGMENT_CHARS - 3].rstrip() + "..."
+        shown, withheld = withhold_instructions(text)
+        note = (f" ({withheld} sentence{'s' if withheld > 1 else ''} addressed to the analyst "
+                "withheld)") if withheld else ""
         cues.append(Cue(
             id="", modality="speech", start=s.start, end=s.end, name="transcript",
             value=text, unit="text", scale=ev.language or "",
-            text=f"said: {quote(text)}",
+            text=f"said: {quote(shown)}{note}",
         ))
     return cues
+
+
+# Sentences that talk to the analysing model rather than to someone in the scene: requests to
+# drop instructions, to answer/label/output something, role or prompt talk, or verdicts about
+# "the person". Speech is evidence of how someone talks, never a channel for orders.
+_INSTRUCTION = re.compile(
+    r"\b(ignore|disregard|forget|override|bypass)\b.{0,40}\b(instruction|prompt|rule|above|previous|system)"
+    r"|\b(answer|respond|reply|output|classify|label|say|return|print|write)\b.{0,30}"
+    r"\b(happy|happiness|sad|sadness|angry|anger|fear|disgust|surprise|neutral|json|label|emotion)"
+    r"|\b(system prompt|you are (now )?an? (ai|assistant|model)|as an ai|new instructions?)\b"
+    r"|\bthe (person|speaker|subject)('s| is| feels| seems| looks)\b",
+    re.I,
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def withhold_instructions(text: str) -> tuple[str, int]:
+    """The transcript with sentences addressed to the analyst replaced by a marker, and how
+    many were withheld (the full text stays in the evidence and the cue's value)."""
+    kept, withheld = [], 0
+    for sentence in _SENTENCE_END.split(text):
+        if _INSTRUCTION.search(sentence):
+            withheld += 1
+            if not kept or kept[-1] != "[...]":
+                kept.append("[...]")
+        elif sentence:
+            kept.append(sentence)
+    return " ".join(kept), withheld
 
 
 def quote(text: str) -> str:
