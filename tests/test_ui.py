@@ -4,6 +4,7 @@ frames drawn on real video, error messages, auth, and two sessions through gradi
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -74,6 +75,20 @@ def test_card_escapes_untrusted_text_and_renders_chips():
     assert "confidence <b>80%</b>" in html
     for m in ("face", "speech", "voice", "scene"):
         assert f"</span>{m}</td>" in html
+
+
+def test_card_renders_chips_for_structured_citations():
+    """agent.reason writes each claim as "text [F1][S1]."; every id becomes its own chip."""
+    from agent.reason import Claim
+
+    sentence = Claim(text="The smile matches the words.", cues=["F1", "S1"]).sentence
+    assert sentence.endswith("[F1][S1].")
+    reading = _result().reading.model_copy(update={"explanation": [sentence]})
+    html = cp.result_card(_result().model_copy(update={"reading": reading}))
+    why = html.split('class="explanation">', 1)[1].split("</ul>", 1)[0]
+    assert why.startswith("<li>The smile matches the words <span class=\"chip\"")
+    assert why.count('<span class="chip"') == 2 and "[" not in why and why.endswith(".</li>")
+    assert 'title="00:00.2-00:01.8 · speech · transcript: I am so glad."' in why
 
 
 def test_card_without_reading_shows_the_reason():
@@ -182,15 +197,27 @@ def test_two_sessions_see_only_their_own_analysis(served, shared_data):
     app, url, settings = served
     inputs = [shared_data / "pyfeat" / "single_face.mp4", shared_data / "pyfeat" / "0-f1-su-ph.jpg"]
     clients = [Client(url, auth=("ann", "secret"), verbose=False) for _ in inputs]
-    jobs = [c.submit({"video": handle_file(str(p))}, None, api_name="/analyse")
-            for c, p in zip(clients, inputs)]
+    # Gradio 6: a Video input is the file itself; the per-session gr.State is neither an
+    # argument nor a return value of the API, so the id is read from the card.
+    jobs = [c.submit(handle_file(str(p)), api_name="/analyse") for c, p in zip(clients, inputs)]
     outs = [job.result(timeout=600) for job in jobs]
     ids = []
     for out, path in zip(outs, inputs):
         progress, error, card = out[0], out[1], out[2]
         assert error == "", error
-        assert path.name in card
+        assert path.name in card and 'id="result-label">' in card
         assert "probe the file" in progress and "reasoning" in progress
-        ids.append(out[-1])
-    assert ids[0] != ids[1] and all(ids)
+        found = re.search(r"analysis <code>([^<]+)</code>", card)
+        assert found, card
+        ids.append(found.group(1))
+    assert ids[0] != ids[1]
     assert inputs[1].name not in outs[0][2] and inputs[0].name not in outs[1][2]
+    # both analyses are stored, each under its own id
+    stored = {a.id: a.file_name for a in _store_list(settings)}
+    assert stored[ids[0]] == inputs[0].name and stored[ids[1]] == inputs[1].name
+
+
+def _store_list(settings):
+    from agent.store import AnalysisStore
+
+    return AnalysisStore(settings).list()

@@ -9,6 +9,10 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
+# Gradio switches the backend around every request (``matplotlib.use`` -> ``pyplot``); if a
+# worker thread (e.g. a perception model) imports pyplot for the first time meanwhile, the
+# request sees a half-initialised module and fails. Importing it here, once, rules that out.
+import matplotlib.pyplot  # noqa: E402, F401
 
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Circle  # noqa: E402
