@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(default=384, ge=16)
     llm_temperature: float = Field(default=0.0, ge=0)
     llm_seed: int = 0
+    llm_prompt_cache: bool = Field(
+        default=True,
+        description="Reuse evaluated prompt prefixes (faster). Off: every call is evaluated "
+        "from scratch, so the same prompt gives bit-identical output (evals turn it off).",
+    )
     verify_max_rounds: int = Field(
         default=1, ge=0, le=5, description="Repair rounds after the first reading (each is an LLM call)."
     )

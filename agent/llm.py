@@ -238,6 +238,19 @@ class EmbeddedLLM:
         self.model_id = f"{name} (llama.cpp {llama_cpp.__version__}, {quant})"
 
     def _complete(self, messages: list[dict], max_tokens: int, **kwargs: Any) -> Any:
+        if not self.settings.llm_prompt_cache and not kwargs.get("stream"):
+            # A reused prefix is evaluated in other batches than a fresh one, which changes
+            # the logits in the last bits and so, now and then, a greedy token.
+            llama, cache = self._llama, self._llama.cache
+            llama.reset()
+            llama.cache = None
+            try:
+                return self._create(messages, max_tokens, **kwargs)
+            finally:
+                llama.cache = cache
+        return self._create(messages, max_tokens, **kwargs)
+
+    def _create(self, messages: list[dict], max_tokens: int, **kwargs: Any) -> Any:
         try:
             return self._llama.create_chat_completion(
                 messages=messages,
@@ -556,6 +569,7 @@ def _key(s: Settings) -> tuple:
         s.llm_max_tokens,
         s.llm_temperature,
         s.llm_seed,
+        s.llm_prompt_cache,
         s.device,
         s.cpu_threads,
         str(s.model_dir),

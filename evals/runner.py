@@ -195,6 +195,8 @@ def run_eval(
     from evals.judge import Judge, Similarity
     from evals.report import write_report
 
+    # Reproducible over speed: the same prompt must give the same reading in every run.
+    settings = settings.model_copy(update={"llm_prompt_cache": False})
     say = progress or (lambda _msg: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
