@@ -67,11 +67,21 @@ class ToolResult(BaseModel):
 _CLOCK = re.compile(r"(?<![\d.])(\d{1,2}):(\d{1,2}(?:\.\d+)?)(?![\d:])")
 _SECONDS = re.compile(r"(?<![\d.:])(\d+(?:\.\d+)?)\s*(?:s|sec|secs|second|seconds)\b", re.I)
 _MODALITY_WORDS: dict[Modality, tuple[str, ...]] = {
-    "face": ("face", "facial", "expression", "smile", "brow", "eyes", "mouth", "frown"),
-    "speech": ("transcript", "words", "said", "saying", "speech", "text", "says", "say"),
-    "voice": ("voice", "prosody", "tone", "pitch", "loudness", "audio", "sound"),
-    "scene": ("scene", "background", "setting", "image", "picture"),
+    # Only words that name one modality: 'say' / 'text' / 'audio' also occur in questions about
+    # another one ("what would you say without the face?") and made them look ambiguous.
+    "face": ("face", "faces", "facial", "expression", "expressions", "smile", "smiling", "brow",
+             "brows", "eyes", "mouth", "frown", "frowning"),
+    "speech": ("transcript", "words", "wording", "speech", "spoken"),
+    "voice": ("voice", "voices", "prosody", "prosodic", "tone", "pitch", "loudness", "intonation"),
+    "scene": ("scene", "background", "setting", "surroundings"),
 }
+# "what was said", "what did she say", "what they are saying": the words, not the voice.
+# (Not "what you said": that is about the reading.)
+_WHO = r"(?:he|she|they|someone|somebody|people|the\s+\w+)"
+_SAID = re.compile(
+    rf"\bwhat\s+(?:(?:was|is|were|gets|got)\s+(?:said|spoken)"
+    rf"|(?:did|does|do)\s+{_WHO}\s+say"
+    rf"|{_WHO}\s+(?:(?:is|are|was|were)\s+)?(?:said|says|saying))\b", re.I)
 
 
 def times_in(text: str) -> list[float]:
@@ -85,9 +95,11 @@ def times_in(text: str) -> list[float]:
 
 
 def modality_in(text: str) -> Modality | None:
-    """The one modality a question names ('ignore the voice' -> voice); None when 0 or 2+."""
+    """The one modality a question names ('ignore the voice' -> voice, 'what was said' ->
+    speech); None when it names none or several."""
     words = set(re.findall(r"[a-z]+", text.lower()))
-    hits = [m for m, keys in _MODALITY_WORDS.items() if words.intersection(keys)]
+    hits = [m for m, keys in _MODALITY_WORDS.items()
+            if words.intersection(keys) or (m == "speech" and _SAID.search(text))]
     return hits[0] if len(hits) == 1 else None
 
 
@@ -108,9 +120,15 @@ def _span(choice: ToolChoice, question: str, duration: float) -> tuple[float, fl
 
 
 def _modality(choice: ToolChoice, question: str) -> Modality | None:
+    """The modality a tool acts on: the one the user named wins over the LLM's (small models
+    map 'ignore the voice' to speech); the LLM's choice only fills in when the question names
+    none or several."""
+    named = modality_in(question)
+    if named is not None:
+        return named
     if choice.modality in MODALITIES:
         return choice.modality  # type: ignore[return-value]
-    return modality_in(question)
+    return None
 
 
 def next_cue_ids(existing: list[Cue], n: int) -> list[str]:

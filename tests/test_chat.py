@@ -60,6 +60,22 @@ def test_times_and_modalities_from_the_question():
     assert modality_in("ignore the voice") == "voice"
     assert modality_in("what if there were no transcript?") == "speech"
     assert modality_in("the face and the voice") is None
+    assert modality_in("what if we ignore the tone?") == "voice"
+    assert modality_in("leave the prosody out") == "voice"
+    assert modality_in("without what was said, what then?") == "speech"
+    assert modality_in("ignore the words") == "speech"
+    assert modality_in("what would you say without the face?") == "face"  # 'say' is no modality
+    assert modality_in("why this emotion?") is None
+
+
+def test_the_modality_the_user_names_beats_the_llms(analysis, settings):
+    """Small models route 'ignore the voice' to speech; the question's own word decides."""
+    wrong = ToolChoice(tool="lookup", modality="speech")
+    r = run_tool(wrong, "Ignore the voice: what would the emotion be then?", analysis, settings, [])
+    assert r.arguments["modality"] == "voice" and all(c.modality == "voice" for c in r.cues)
+    # a question naming none (or several) keeps the LLM's choice
+    kept = run_tool(wrong, "What happens between 2 and 5 seconds?", analysis, settings, [])
+    assert kept.arguments["modality"] == "speech"
 
 
 def test_tool_choice_takes_only_typed_arguments():
