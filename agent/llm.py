@@ -194,13 +194,15 @@ def resolve_gguf(settings: Settings) -> tuple[str, Path]:
 def _load_llama(path: str, n_ctx: int, n_threads: int, n_gpu_layers: int, seed: int):
     """One Llama (and its generation lock) per file and shape per process."""
     try:
-        from llama_cpp import Llama, LlamaRAMCache
+        from llama_cpp import LlamaRAMCache
+
+        from agent.grammar_sampler import CheckFirstLlama
     except ImportError as exc:
         raise LLMError(
             "the embedded backend needs llama-cpp-python: pip install llama-cpp-python"
         ) from exc
     try:
-        llama = Llama(
+        llama = CheckFirstLlama(
             model_path=path,
             n_ctx=n_ctx,
             n_threads=n_threads,

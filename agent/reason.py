@@ -64,7 +64,7 @@ class LLMReading(BaseModel):
 
     explanation: list[Claim] = Field(min_length=1, max_length=MAX_SENTENCES,
                                      description="2-4 claims, each with the cue ids it rests on.")
-    label: str = Field(max_length=40, description="adverb + adjective, e.g. 'sadly angry'")
+    label: str = Field(default="", max_length=40, description="adverb + adjective, e.g. 'sadly angry'")
     dominant: Basic
     secondary: Basic | Literal["none"] = "none"
     valence: float = Field(ge=-1, le=1)
@@ -88,7 +88,9 @@ class LLMReading(BaseModel):
 
 class ModalityClaims(BaseModel):
     """Base of the per-analysis schema: one claim per modality that has cues, then a
-    conclusion, then the label fields (the model writes its evidence before it decides)."""
+    conclusion, then the emotions (the model writes its evidence before it decides). There is
+    no label field: a 1.5B model copied the prompt's example label ("sadly angry") over its own
+    conclusion, so the label is composed from dominant and secondary by the taxonomy."""
 
     def claims(self) -> list[Claim]:
         fields = type(self).model_fields
@@ -122,7 +124,6 @@ def schema_for(cues: list[Cue]) -> type[BaseModel]:
     return create_model(
         "Reading", __base__=ModalityClaims, **per_modality,
         conclusion=claim("conclusion", ids, "one sentence naming the emotion and its main cues"),
-        label=(str, Field(max_length=40, description="adverb + adjective, e.g. 'sadly angry'")),
         dominant=(Basic, ...),
         secondary=(Basic | Literal["none"], "none"),
         valence=(float, Field(ge=-1, le=1)),
@@ -140,7 +141,7 @@ def messages(header: str, cues: list[Cue], knowledge: list[str],
     msgs = [
         {"role": "system", "content": prompts.render(SYSTEM)},
         {"role": "user", "content": prompts.render(
-            PROMPT, header=header, cues=render_cues(cues), knowledge=knowledge, problems=[])},
+            PROMPT, header=header, cues=render_cues(cues), knowledge=knowledge)},
     ]
     if previous is not None and problems:
         msgs.append({"role": "assistant", "content": previous.model_dump_json()})
@@ -165,18 +166,19 @@ def normalise(raw: LLMReading, cues: list[Cue], status: dict[Modality, tuple[str
     """The full reading from the LLM's compact one, and the repairs made (as 'fixed' notes)."""
     fixes: list[str] = []
     dominant = _basic(raw.dominant)
+    raw_label = getattr(raw, "label", "")  # the per-analysis schema leaves it to the taxonomy
     if dominant is None:
-        parsed = parse_label(raw.label)
+        parsed = parse_label(raw_label)
         dominant = parsed.dominant if parsed else "neutral"
         fixes.append(f"dominant {raw.dominant!r} is not a basic emotion; used {dominant}")
     secondary = _basic(raw.secondary)
     if secondary == dominant:
         secondary = None
     label = compound_label(dominant, secondary)
-    if raw.label.strip().lower() != label:
-        parsed = parse_label(raw.label)
+    if raw_label and raw_label.strip().lower() != label:
+        parsed = parse_label(raw_label)
         if parsed is None or parsed.dominant != dominant or (parsed.secondary or None) != secondary:
-            fixes.append(f"label {raw.label!r} disagreed with dominant/secondary; set to {label!r}")
+            fixes.append(f"label {raw_label!r} disagreed with dominant/secondary; set to {label!r}")
     sentences = [c.sentence for c in raw.explanation][:MAX_SENTENCES]
     ids = {c.id for c in cues}
     named = [c.strip().strip("[]").strip() for c in raw.conflicts]

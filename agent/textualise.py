@@ -42,6 +42,12 @@ def _gloss(au: str, fallback: str) -> str:
     return AU_GLOSS.get(f"AU{code}", fallback)
 
 
+def _unless_same(gloss: str, name: str) -> str:
+    """': closed eyes' after 'AU43 eyes closed' says nothing new: the prompt is the budget."""
+    stems = lambda text: {w[:4] for w in text.lower().split() if w not in ("a", "an")}  # noqa: E731
+    return f": {gloss}" if gloss and stems(gloss) != stems(name) else ""
+
+
 def ts(t: float) -> str:
     """Seconds -> 'mm:ss.s' as the cues print times."""
     t = max(0.0, float(t))
@@ -50,7 +56,8 @@ def ts(t: float) -> str:
 
 
 def _span(start: float, end: float) -> str:
-    return f"{ts(start)}-{ts(end)}"
+    """'1.2-3.4s': half the prompt tokens of '00:01.2-00:03.4' (Qwen reads digits one by one)."""
+    return f"{max(0.0, start):.1f}-{max(0.0, end):.1f}s"
 
 
 def _f(x: float, nd: int = 2) -> str:
@@ -65,22 +72,21 @@ def face_cues(ev: FaceEvidence, duration: float) -> list[Cue]:
         start = with_face[0].t if with_face else 0.0
         end = with_face[-1].t if with_face else duration
         listed = ", ".join(f"{k} {_f(v)}" for k, v in top)
-        seen = f" in {len(with_face)} of {len(ev.frames)} sampled frames" if ev.frames else ""
+        seen = f", face in {len(with_face)}/{len(ev.frames)} frames" if ev.frames else ""
         many = f"; up to {ev.max_faces} faces, the largest is described" if ev.max_faces > 1 else ""
         cues.append(Cue(
             id="", modality="face", start=start, end=end, name="expression",
             value=round(top[0][1], 2), unit="probability", scale="0-1",
-            text=f"facial expression {listed} (mean probability 0-1, face seen{seen}{many}): "
-                 f"mostly {top[0][0]}",
+            text=f"facial expression {listed} (mean probability 0-1{seen}{many}): mostly {top[0][0]}",
         ))
     events = sorted(ev.au_events, key=lambda e: -(e.peak_intensity * max(e.offset - e.onset, 0.5)))
     for e in events[:MAX_AU_EVENTS]:
-        gloss = _gloss(e.au, e.name)
+        gloss = _gloss(e.au, "")
         cues.append(Cue(
             id="", modality="face", start=e.onset, end=e.offset, name=e.au,
             value=round(e.peak_intensity, 2), unit="intensity", scale="0-1",
-            text=f"{e.au} {e.name}, peak intensity {_f(e.peak_intensity)} (0-1) at {ts(e.peak)}, "
-                 f"mean {_f(e.mean_intensity)}: {gloss}",
+            text=f"{e.au} {e.name}, peak {_f(e.peak_intensity)} (0-1), "
+                 f"mean {_f(e.mean_intensity)}{_unless_same(gloss, e.name)}",
         ))
     if not events and with_face:
         # No events segmented: report the AUs that stay high on average instead.
@@ -94,7 +100,7 @@ def face_cues(ev: FaceEvidence, duration: float) -> list[Cue]:
             cues.append(Cue(
                 id="", modality="face", start=with_face[0].t, end=with_face[-1].t, name=au,
                 value=round(v, 2), unit="intensity", scale="0-1",
-                text=f"{au} mean intensity {_f(v)} (0-1): {_gloss(au, 'active')}",
+                text=f"{au} mean {_f(v)} (0-1): {_gloss(au, 'active')}",
             ))
     return cues
 
@@ -174,15 +180,14 @@ def voice_cues(ev: ToneEvidence, duration: float) -> list[Cue]:
             parts.append(f"arousal {_f(ev.arousal)}")
         if ev.valence is not None:
             parts.append(f"valence {_f(ev.valence)}")
-        fired = [_clip(r, 80) for r in ev.rationale
+        fired = [_clip(_rule_text(r), 80) for r in ev.rationale
                  if not r.startswith(("no rule", "window", "speech-emotion"))][:2]
-        why = f" ({'; '.join(fired)})" if fired else ""
-        level = _level(ev.arousal)
+        why = f"; {'; '.join(fired)}" if fired else ""
         cues.append(Cue(
             id="", modality="voice", start=0.0, end=duration, name="voice_arousal",
             value=round(ev.arousal if ev.arousal is not None else ev.valence, 2),
             unit="", scale="-1..1",
-            text=f"voice {', '.join(parts)} (-1..1){why}: {level}",
+            text=f"voice {', '.join(parts)} (-1..1): {_level(ev.arousal)}{why}",
         ))
     feats = [(lab, ev.features[k], unit) for k, lab, unit in _VOICE_FEATURES if k in ev.features]
     if not feats and ev.features:  # unknown names: show the first few as they are
@@ -192,7 +197,7 @@ def voice_cues(ev: ToneEvidence, duration: float) -> list[Cue]:
         cues.append(Cue(
             id="", modality="voice", start=0.0, end=duration, name="prosody",
             value=round(float(feats[0][1]), 2), unit=feats[0][2], scale="",
-            text=f"prosody over the clip: {listed}",
+            text=f"prosody: {listed}",
         ))
     windows = [w for w in ev.windows if w.arousal is not None]
     if len(windows) > 1:
@@ -201,7 +206,7 @@ def voice_cues(ev: ToneEvidence, duration: float) -> list[Cue]:
             cues.append(Cue(
                 id="", modality="voice", start=w.start, end=w.end, name="window_arousal",
                 value=round(w.arousal, 2), unit="", scale="-1..1",
-                text=f"voice arousal {_f(w.arousal)} (-1..1){extra}: {_level(w.arousal)} here",
+                text=f"voice arousal {_f(w.arousal)} (-1..1){extra}: {_level(w.arousal)}",
             ))
     for s in ev.emotion_scores[:1]:
         cues.append(Cue(
@@ -222,10 +227,21 @@ def _level(arousal: float | None) -> str:
     if arousal is None:
         return "arousal unknown"
     if arousal > 0.3:
-        return "an excited, high-arousal voice"
+        return "excited, high arousal"
     if arousal < -0.3:
-        return "a calm, low-arousal voice"
-    return "a moderately aroused voice"
+        return "calm, low arousal"
+    return "moderate arousal"
+
+
+_RULE_ID = re.compile(r"^\S+ \((?:arousal|valence) [+-]\d+(?:\.\d+)?\): ")
+_SOURCE = re.compile(r" \([^()]*\b(?:19|20)\d\d\b[^()]*\)$")
+
+
+def _rule_text(rationale: str) -> str:
+    """'V-harsh (valence -0.2): jitter 2.6% / HNR 9.0 dB: harsh voice (Scherer 2003)' ->
+    'jitter 2.6% / HNR 9.0 dB: harsh voice': the rule's id, weight and source stay in the
+    evidence (shown in the UI), out of the prompt."""
+    return _SOURCE.sub("", _RULE_ID.sub("", rationale))
 
 
 def scene_cues(ev: SceneEvidence, duration: float) -> list[Cue]:
@@ -323,7 +339,7 @@ def render_cues(cues: list[Cue]) -> str:
 
 
 def cue_line(c: Cue) -> str:
-    """'F3 00:01.2-00:03.4 AU12 lip corner puller, ...' as shown to the LLM and in the CLI."""
+    """'F3 1.2-3.4s AU12 lip corner puller, ...' as shown to the LLM and in the CLI."""
     return f"{c.id} {_span(c.start, c.end)} {c.text}"
 
 

@@ -259,7 +259,11 @@ for _emo, _aus in _PROTOTYPES.items():
 
 
 def cited_ids(sentence: str) -> list[str]:
-    """Cue ids cited in brackets: "a smile [F1, F3]" -> ["F1", "F3"] (order kept, no repeats)."""
+    """Cue ids cited in brackets: "a smile [F1, F3]" -> ["F1", "F3"] (order kept, no repeats).
+
+    Looser than ``agent.verify.cited_ids`` on purpose: metrics also score other systems'
+    explanations, which write "[F1 and V2]" or two-letter ids; the verifier enforces our own
+    "[F1, V2]" format on the agent's readings."""
     ids: list[str] = []
     for group in _CITATION.findall(sentence):
         for cid in _CUE_ID.findall(group):

@@ -169,5 +169,5 @@ def test_readable_output_expands_cited_cues():
     console = Console(record=True, width=120)
     _print_result(result, console)
     text = console.export_text()
-    assert "happy" in text and "F1 00:01.2-00:03.4 AU12 lip corner puller" in text
+    assert "happy" in text and "F1 1.2-3.4s AU12 lip corner puller" in text
     assert "F7: not a cue of this clip" in text and "reason 12.0s" in text

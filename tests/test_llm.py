@@ -340,3 +340,29 @@ def test_transformers_backend_random_model_gives_a_clear_error(tmp_path):
         llm.chat(QUESTION, Reading, max_tokens=12)
     with pytest.raises(LLMError, match="not a local model directory"):
         get_llm(_settings(llm_backend="transformers", llm_model=str(tmp_path / "nothing")))
+
+
+def test_check_first_grammar_sampling_picks_the_same_tokens_as_llama_cpp():
+    """The embedded backend checks the unconstrained top token against the grammar first and
+    constrains the whole vocabulary only when it is refused: the reply must be the one plain
+    llama-cpp-python gives, also when the grammar refuses what the model wants to say."""
+    from llama_cpp import Llama
+
+    from agent.grammar_sampler import CheckFirstLlama
+
+    path = str(model_path("qwen2.5-0.5b", Settings().model_dir))
+    schema = {"type": "object", "required": ["animal", "legs"], "properties": {
+        "animal": {"enum": ["okapi", "axolotl"]}, "legs": {"type": "integer"}}}
+    ask = [{"role": "user", "content": "Name the most common pet and its number of legs, "
+                                       "in JSON."}]
+    replies, samplers = [], []
+    for cls in (Llama, CheckFirstLlama):
+        llama = cls(model_path=path, n_ctx=512, n_threads=2, seed=0, verbose=False)
+        out = llama.create_chat_completion(
+            messages=ask, temperature=0.0, max_tokens=40,
+            response_format={"type": "json_object", "schema": schema})
+        replies.append(out["choices"][0]["message"]["content"])
+        samplers.append(llama._sampler)
+    assert replies[0] == replies[1]
+    assert json.loads(replies[1])["animal"] in {"okapi", "axolotl"}
+    assert samplers[1].rejected > 0  # the model wanted another animal (or layout) first

@@ -22,10 +22,12 @@ GOOD = {
 }
 
 
-def test_schema_has_one_claim_per_available_modality_then_the_label():
+def test_schema_has_one_claim_per_available_modality_then_the_emotions():
     schema = rs.schema_for(CUES).model_json_schema()
-    assert list(schema["properties"])[:4] == ["face", "speech", "voice", "conclusion"]
-    assert "scene" not in schema["properties"]
+    assert list(schema["properties"])[:6] == ["face", "speech", "voice", "conclusion",
+                                              "dominant", "secondary"]
+    # No free-text label to copy from the prompt: the taxonomy composes it.
+    assert "scene" not in schema["properties"] and "label" not in schema["properties"]
 
 
 def test_claims_can_only_cite_their_own_modality_and_must_cite():

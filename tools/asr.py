@@ -21,8 +21,6 @@ from affectlens.settings import Settings
 from tools.evidence import Segment, SpeechEvidence, Word
 from tools.media import Media
 
-# Peak amplitude below which the track is treated as silent (about -60 dBFS).
-SILENCE_PEAK = 1e-3
 _lock = threading.Lock()  # one transcription at a time per process: CTranslate2 uses all threads
 
 
@@ -92,11 +90,9 @@ def transcribe(media: Media, settings: Settings) -> SpeechEvidence:
         out.seconds = round(time.perf_counter() - started, 3)
         return out
 
+    if problem := media.audio_problem():
+        return done(status="missing", reason=problem)
     audio = media.audio
-    if audio is None or len(audio) == 0:
-        return done(status="missing", reason="the media has no audio track")
-    if float(np.max(np.abs(audio))) < SILENCE_PEAK:
-        return done(status="missing", reason="the audio track is silent")
     try:
         model, device = load_model(settings)
         with _lock:

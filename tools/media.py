@@ -25,6 +25,7 @@ from tools.evidence import MediaInfo
 
 SAMPLE_RATE = 16000
 MAX_SIDE = 960
+SILENCE_PEAK = 1e-3  # peak amplitude below which a track counts as silent (about -60 dBFS)
 PROBE_TIMEOUT_S = 30.0
 # Decoding gets a fixed allowance plus a multiple of the clip's length.
 DECODE_TIMEOUT_S = 60.0
@@ -86,6 +87,14 @@ class Media:
     @property
     def audio_duration(self) -> float:
         return 0.0 if self.audio is None else len(self.audio) / self.sample_rate
+
+    def audio_problem(self) -> str | None:
+        """Why the audio tools have nothing to hear (no track, a silent one), else None."""
+        if self.audio is None or len(self.audio) == 0:
+            return "the media has no audio track"
+        if float(np.max(np.abs(self.audio))) < SILENCE_PEAK:
+            return "the audio track is silent"
+        return None
 
     def window(self, start: float, end: float) -> Media:
         """The same media cut to ``[start, end)`` seconds of the original clip."""

@@ -68,7 +68,6 @@ from tools.evidence import LabelScore, ToneEvidence, ToneWindow
 from tools.media import Media
 
 SR = 16000
-SILENCE_PEAK = 1e-3  # about -60 dBFS
 MIN_VOICED_S = 0.3  # less voiced speech than this is not enough to measure a voice
 WINDOW_S = 2.0
 PITCH_UNIT_ST = 2.0
@@ -379,11 +378,9 @@ def analyze_tone(media: Media, settings: Settings) -> ToneEvidence:
         out.seconds = round(time.perf_counter() - started, 3)
         return out
 
+    if problem := media.audio_problem():
+        return done(status="missing", reason=problem)
     audio = media.audio
-    if audio is None or len(audio) == 0:
-        return done(status="missing", reason="the media has no audio track")
-    if float(np.max(np.abs(audio))) < SILENCE_PEAK:
-        return done(status="missing", reason="the audio track is silent")
     try:
         version = _versions()
         span = speech_span(audio)
