@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 from affectlens.settings import Settings
 
 EMBEDDED_NAMES = ("qwen2.5-1.5b", "qwen2.5-0.5b")
-PROMPT_CACHE_BYTES = 1 << 30  # llama.cpp RAM prompt cache: a few saved KV states
+PROMPT_CACHE_BYTES = 256 << 20  # llama.cpp RAM prompt cache: ~8 saved KV states of ~30 MB
 EMBEDDED_ATTEMPTS = 2  # grammar guarantees the shape; one repair for range/constraint errors
 OPENAI_ATTEMPTS = 2  # json_schema or fallback, plus one repair retry
 TRANSFORMERS_ATTEMPTS = 3  # unconstrained decoding needs more chances

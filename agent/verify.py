@@ -19,7 +19,7 @@ _ID = re.compile(r"[A-Z]\d+")
 # A number standing alone: not part of an id or AU code (F2, AU12), may be a percentage.
 _NUMBER = re.compile(r"(?<![A-Za-z\d.:])(-?\d+(?:\.\d+)?)(%?)(?![A-Za-z\d])")
 _AU = re.compile(r"\bAU\s?\d+\b", re.I)
-_TIME = re.compile(r"\b\d+:\d+(?:\.\d+)?\b")
+_TIME = re.compile(r"\b\d+:\d+(?:\.\d+)?\b|\b\d+(?:\.\d+)?-\d+(?:\.\d+)?s\b")  # 00:01.2, 1.2-3.4s
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\[])")
 
 GROUNDING_KINDS = frozenset({"unknown-cue", "number", "uncited", "no-citations"})
@@ -52,6 +52,24 @@ def split_sentences(explanation: list[str]) -> list[str]:
     return out
 
 
+def _cited_sentences(explanation: list[str]) -> list[tuple[str, list[str]]]:
+    """Each sentence with the ids it rests on. A claim of several sentences cites once, at its
+    end ("Sad face. Low voice [F1][V2]."): a sentence without ids rests on those of the next
+    cited sentence of the same item (one with none after it stays uncited)."""
+    out: list[tuple[str, list[str]]] = []
+    for item in explanation:
+        pending: list[str] = []
+        for s in split_sentences([item]):
+            ids = cited_ids(s)
+            if ids:
+                out += [(p, ids) for p in pending] + [(s, ids)]
+                pending = []
+            else:
+                pending.append(s)
+        out += [(p, []) for p in pending]
+    return out
+
+
 def numbers(text: str) -> list[float]:
     """Quoted numbers, percentages as fractions; AU codes and cue ids are not numbers."""
     text = CITATION.sub(" ", _AU.sub(" ", _TIME.sub(" ", text)))
@@ -74,13 +92,13 @@ def check(reading: EmotionReading, cues: list[Cue],
         return problems
     by_id = {c.id: c for c in cues}
     valid = ", ".join(by_id) or "none"
-    sentences = split_sentences(reading.explanation)
+    cited = _cited_sentences(reading.explanation)
+    sentences = [s for s, _ in cited]
     if not sentences:
         problems.append(Problem("no-citations", "The explanation is empty; write 2-4 sentences "
                                                 "citing cue ids."))
     all_cited: list[str] = []
-    for n, s in enumerate(sentences, start=1):
-        ids = cited_ids(s)
+    for n, (s, ids) in enumerate(cited, start=1):
         all_cited += ids
         unknown = [i for i in ids if i not in by_id]
         if unknown:

@@ -79,6 +79,7 @@ def test_cited_ids(text, ids):
 
 def test_numbers_ignore_times_ids_and_au_codes():
     assert vf.numbers("AU12 at 00:01.2 peaks 0.81 [F2], 40% of 3 frames") == [0.81, 0.4, 3.0]
+    assert vf.numbers("F2 1.2-3.4s AU15 peak 0.81 (0-1)") == [0.81, 0.0, 1.0]  # spans are times
 
 
 def test_normalise_fixes_label_conflicts_and_probabilities():
@@ -103,3 +104,19 @@ def test_normalise_keeps_an_agreeing_label_without_a_fix():
                         secondary="sadness", valence=-0.6, arousal=0.5, confidence=0.5)
     r, fixes = rs.normalise(raw, CUES, {"face": ("ok", "")}, {})
     assert r.label == "sadly angry" and fixes == []
+
+
+def test_a_claim_of_several_sentences_cites_once_at_its_end():
+    """The structured reading writes one claim as 'text [ids].'; when the text holds two
+    sentences the ids cover both (a repair round for that cost a 1.5B model ~15 s)."""
+    two = reading(["The face is mostly sad at 0.62. The lip corners are down [F1][F2].",
+                   "The voice is calm [V1].", "Overall the person is sad."])
+    assert "uncited" not in kinds(vf.check(two, CUES, ALL))
+    # A sentence after the last citation of its item is not covered.
+    trailing = reading(["The face is sad [F1]. The lips are down.", "The voice is calm [V1].",
+                        "Overall the person is sad."])
+    assert [p.kind for p in vf.check(trailing, CUES, ALL)].count("uncited") == 1
+    # Numbers in the covered sentence are checked against the covering cues.
+    wrong = reading(["The face is sad at 0.75. The lips are down [F1][F2].",
+                     "The voice is calm [V1].", "Overall the person is sad."])
+    assert "number" in kinds(vf.check(wrong, CUES, ALL))
