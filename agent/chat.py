@@ -43,6 +43,7 @@ MAX_QUESTION_CHARS = 2000
 HISTORY_TURNS = 3  # earlier question/answer pairs the LLM sees
 ROUTE_MAX_TOKENS = 96
 _THREAD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_WHY = re.compile(r"^\W*(why|how come|what makes you)\b", re.I)
 PROMPT_SYSTEM, PROMPT_ROUTE, PROMPT_ANSWER = "chat_system", "chat_route", "chat_answer"
 
 
@@ -153,7 +154,17 @@ def route(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
         return {"choice": choice.model_dump(), "result": ToolResult(
             tool="answer", ok=False, summary="", arguments={"route_error": str(exc)[:200]}
         ).model_dump()}
+    choice = overrule(choice, state["question"])
     return {"choice": choice.model_dump(), "result": ToolResult(tool="answer").model_dump()}
+
+
+def overrule(choice: ToolChoice, question: str) -> ToolChoice:
+    """A why-question asks for the evidence, never for what a term means: the 0.5B router sent
+    "Why does the person look angry?" to explain('angry'), and the answer then recited the
+    knowledge base without citing a cue."""
+    if choice.tool == "explain" and _WHY.match(question):
+        return ToolChoice(tool="answer")
+    return choice
 
 
 def after_route(state: ChatState) -> str:

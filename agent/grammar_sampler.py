@@ -68,7 +68,10 @@ class CheckFirstGrammarSampler:
             self._grammar = None
 
     def __del__(self) -> None:
-        self.close()
+        try:
+            self.close()
+        except TypeError:  # interpreter shutdown: llama_cpp's functions are already gone
+            pass
 
 
 class CheckFirstLlama(Llama):

@@ -53,6 +53,16 @@ def analysis(settings):
 
 
 # deterministic parts ---------------------------------------------------------------------------
+def test_a_why_question_is_answered_from_the_cues_not_the_glossary():
+    explain = ToolChoice(tool="explain", term="angry")
+    assert chat.overrule(explain, "Why do you think the person looks angry?").tool == "answer"
+    assert chat.overrule(explain, "  how come they look angry").tool == "answer"
+    au6 = ToolChoice(tool="explain", term="AU6")
+    assert chat.overrule(au6, "What does AU6 mean?").tool == "explain"
+    lookup = ToolChoice(tool="lookup", modality="voice", start=7.0, end=7.0)
+    assert chat.overrule(lookup, "Why is the voice tense at 0:07?") == lookup
+
+
 def test_times_and_modalities_from_the_question():
     assert times_in("what did the face do at 0:04?") == [4.0]
     assert times_in("between 1:02.5 and 70 s") == [62.5, 70.0]
