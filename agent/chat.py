@@ -193,8 +193,7 @@ def check_answer(text: str, cues: list[Cue]) -> tuple[list[str], list[str], list
         cited += [c.id for c in known if c.id not in cited]
         if known:
             allowed = [x for c in known for x in vf.numbers(f"{c.start} {c.end} {c.text}")]
-            wrong = [x for x in vf.numbers(sentence)
-                     if not any(abs(x - a) <= max(0.011, 0.02 * abs(a)) for a in allowed)]
+            wrong = [x for x in vf.numbers(sentence) if not vf.matches(x, allowed)]
             if wrong:
                 problems.append(f"sentence {n} quotes {', '.join(f'{w:g}' for w in wrong)}, "
                                 f"not in {', '.join(c.id for c in known)}")

@@ -21,7 +21,8 @@ from llama_cpp import Llama
 
 
 class CheckFirstGrammarSampler:
-    """The subset of ``llama_cpp._internals.LlamaSampler`` that ``Llama.generate`` uses."""
+    """Stands in for ``llama_cpp._internals.LlamaSampler``: ``Llama.sample`` only calls
+    ``sample`` (which, like llama.cpp's chain, also accepts the token into the grammar)."""
 
     def __init__(self, llama: Llama, grammar: llama_cpp.LlamaGrammar):
         self._grammar = llama_cpp.llama_sampler_init_grammar(
@@ -55,12 +56,6 @@ class CheckFirstGrammarSampler:
             token = int(np.argmax(self._all_view["logit"]))
         llama_cpp.llama_sampler_accept(self._grammar, token)
         return token
-
-    def accept(self, token: int) -> None:
-        llama_cpp.llama_sampler_accept(self._grammar, token)
-
-    def reset(self) -> None:
-        llama_cpp.llama_sampler_reset(self._grammar)
 
     def close(self) -> None:
         if self._grammar:

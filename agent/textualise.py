@@ -49,7 +49,7 @@ def _unless_same(gloss: str, name: str) -> str:
 
 
 def ts(t: float) -> str:
-    """Seconds -> 'mm:ss.s' as the cues print times."""
+    """Seconds -> 'mm:ss.s' for people (chat tool summaries, the UI); cue lines use '1.2-3.4s'."""
     t = max(0.0, float(t))
     m, s = divmod(t, 60)
     return f"{int(m):02d}:{s:04.1f}"

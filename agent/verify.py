@@ -34,11 +34,14 @@ class Problem:
         return self.message
 
 
-def cited_ids(sentence: str) -> list[str]:
-    """Ids cited in brackets, '[F1]', '[F1, V2]' or '[F1][S2]', in order, without repeats."""
+def cited_ids(sentence: str, citation: re.Pattern = CITATION,
+              cue_id: re.Pattern = _ID) -> list[str]:
+    """Ids cited in brackets, '[F1]', '[F1, V2]' or '[F1][S2]', in order, without repeats.
+    ``citation`` finds the bracket groups and ``cue_id`` the ids in each (evals/metrics passes
+    looser ones for other systems' explanations)."""
     out: list[str] = []
-    for group in CITATION.findall(sentence):
-        for i in _ID.findall(group):
+    for group in citation.findall(sentence):
+        for i in cue_id.findall(group):
             if i not in out:
                 out.append(i)
     return out
@@ -80,7 +83,8 @@ def numbers(text: str) -> list[float]:
     return out
 
 
-def _matches(x: float, allowed: list[float]) -> bool:
+def matches(x: float, allowed: list[float]) -> bool:
+    """A quoted number equals a cue's number up to rounding (0.011, or 2 % of large values)."""
     return any(abs(x - a) <= max(0.011, 0.02 * abs(a)) for a in allowed)
 
 
@@ -111,7 +115,7 @@ def check(reading: EmotionReading, cues: list[Cue],
                                                "on."))
         if known:
             allowed = [x for c in known for x in numbers(cue_line(c))]
-            wrong = [x for x in numbers(s) if not _matches(x, allowed)]
+            wrong = [x for x in numbers(s) if not matches(x, allowed)]
             if wrong:
                 problems.append(Problem(
                     "number",

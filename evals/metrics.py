@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from agent import verify
 from agent.taxonomy import (
     BASIC,
     C_EXPR_DB_NAMES,
@@ -264,12 +265,7 @@ def cited_ids(sentence: str) -> list[str]:
     Looser than ``agent.verify.cited_ids`` on purpose: metrics also score other systems'
     explanations, which write "[F1 and V2]" or two-letter ids; the verifier enforces our own
     "[F1, V2]" format on the agent's readings."""
-    ids: list[str] = []
-    for group in _CITATION.findall(sentence):
-        for cid in _CUE_ID.findall(group):
-            if cid not in ids:
-                ids.append(cid)
-    return ids
+    return verify.cited_ids(sentence, _CITATION, _CUE_ID)
 
 
 def cue_emotions(cue: Any) -> set[str]:
