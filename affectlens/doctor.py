@@ -6,7 +6,6 @@ import importlib.metadata as md
 import shutil
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
 from affectlens import models
 from affectlens.settings import Settings

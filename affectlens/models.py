@@ -13,7 +13,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal

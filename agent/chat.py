@@ -33,8 +33,8 @@ from affectlens.settings import Settings, get_settings
 from agent import verify as vf
 from agent.chat_tools import ToolChoice, ToolResult, run_tool
 from agent.schemas import MODALITIES, AnalysisResult, Cue, EmotionReading
-from agent.taxonomy import labels_in
 from agent.store import AnalysisNotFound, AnalysisStore, StoredAnalysis
+from agent.taxonomy import labels_in
 from agent.textualise import render_cues
 
 DB_NAME = "chat.sqlite"

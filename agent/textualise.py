@@ -9,7 +9,6 @@ transcript segments, a voice summary and its most notable windows, the scene's t
 from __future__ import annotations
 
 import re
-
 from collections.abc import Iterable
 
 from agent.schemas import MODALITIES, Cue, Modality

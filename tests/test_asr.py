@@ -6,10 +6,10 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import SPEECH_DE, SPEECH_EN, SPEECH_FR
 
 from affectlens.models import ModelError, model_path
 from affectlens.settings import Settings
-from conftest import SPEECH_DE, SPEECH_EN, SPEECH_FR
 from tools.asr import transcribe
 from tools.media import load
 

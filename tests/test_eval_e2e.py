@@ -70,7 +70,7 @@ def test_eval_writes_results_and_report_and_is_deterministic(settings, faces, tm
         assert (out / name).is_file(), name
     assert "f1-surprise" in (out / "report.md").read_text()
 
-    b = run_eval(faces, settings, tmp_path / "b", limit=1, resamples=200, seed=1)
+    run_eval(faces, settings, tmp_path / "b", limit=1, resamples=200, seed=1)
     assert _stable(json.loads((out / "results.json").read_text())) == _stable(
         json.loads((tmp_path / "b" / "results.json").read_text()))
 

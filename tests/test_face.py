@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

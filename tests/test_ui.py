@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,8 +128,8 @@ def test_timeline_explains_missing_modalities():
 
 
 def test_key_frames_draw_the_face_box_on_real_video(face_clip, tmp_path):
-    from tools.media import probe
     from affectlens.settings import Settings
+    from tools.media import probe
 
     info = probe(face_clip, Settings(data_dir=tmp_path))
     result = _result().model_copy(update={"media": info})

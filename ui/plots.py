@@ -13,7 +13,6 @@ matplotlib.use("Agg")
 # worker thread (e.g. a perception model) imports pyplot for the first time meanwhile, the
 # request sees a half-initialised module and fails. Importing it here, once, rules that out.
 import matplotlib.pyplot  # noqa: E402, F401
-
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Circle  # noqa: E402
 
