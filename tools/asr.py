@@ -85,13 +85,8 @@ def transcribe(media: Media, settings: Settings) -> SpeechEvidence:
         device=settings.resolved_device,
     )
 
-    def done(**update) -> SpeechEvidence:
-        out = ev.model_copy(update=update)
-        out.seconds = round(time.perf_counter() - started, 3)
-        return out
-
     if problem := media.audio_problem():
-        return done(status="missing", reason=problem)
+        return ev.finished(started, status="missing", reason=problem)
     audio = media.audio
     try:
         model, device = load_model(settings)
@@ -105,7 +100,8 @@ def transcribe(media: Media, settings: Settings) -> SpeechEvidence:
             )
             segments = list(segments)  # the generator does the work
     except Exception as exc:  # model missing/corrupt, runtime error: report, do not raise
-        return done(status="failed", reason=f"speech recognition failed: {exc}")
+        return ev.finished(started, status="failed",
+                           reason=f"speech recognition failed: {exc}")
 
     off = media.offset
     out = [
@@ -129,8 +125,10 @@ def transcribe(media: Media, settings: Settings) -> SpeechEvidence:
         if s.text.strip()
     ]
     if not out:  # the language guess on no speech is meaningless: leave it out
-        return done(status="missing", reason="no speech detected in the audio", device=device)
-    return done(
+        return ev.finished(started, status="missing", reason="no speech detected in the audio",
+                           device=device)
+    return ev.finished(
+        started,
         segments=out,
         device=device,
         language=info.language,

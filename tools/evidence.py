@@ -7,7 +7,8 @@ how long it took.
 
 from __future__ import annotations
 
-from typing import Literal
+import time
+from typing import Literal, Self
 
 from pydantic import BaseModel, Field
 
@@ -21,6 +22,13 @@ class Evidence(BaseModel):
     model_version: str = ""
     device: str = "cpu"
     seconds: float = 0.0
+
+    def finished(self, started: float, **update) -> Self:
+        """A copy with ``update`` applied and ``seconds`` measured from ``started``
+        (``time.perf_counter()`` when the tool began): every exit of a tool is timed."""
+        out = self.model_copy(update=update)
+        out.seconds = round(time.perf_counter() - started, 3)
+        return out
 
 
 # media ---------------------------------------------------------------------------------------

@@ -398,5 +398,4 @@ def analyze_face(media: Media, settings: Settings) -> FaceEvidence:
         except Exception as exc:  # a tool never raises into the graph
             reason = f"{type(exc).__name__}: {exc}"
             ev = FaceEvidence(backend=backend, status="failed", reason=reason)
-    ev.seconds = round(time.perf_counter() - start, 3)
-    return ev
+    return ev.finished(start)

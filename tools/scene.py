@@ -139,8 +139,7 @@ def match_scene(media: Media, settings: Settings) -> SceneEvidence:
             ev.status = "failed"
             where = f"CLIP {settings.clip_model} / {pretrained}"
             ev.reason = f"{where}: {type(exc).__name__}: {exc}"[:400]
-    ev.seconds = round(time.perf_counter() - start, 3)
-    return ev
+    return ev.finished(start)
 
 
 def _run(media: Media, settings: Settings, pretrained: str, ev: SceneEvidence) -> None:

@@ -373,28 +373,25 @@ def analyze_tone(media: Media, settings: Settings) -> ToneEvidence:
         model += f"+{Path(settings.ser_model).name}"
     ev = ToneEvidence(model=model, device=settings.resolved_device)
 
-    def done(**update) -> ToneEvidence:
-        out = ev.model_copy(update=update)
-        out.seconds = round(time.perf_counter() - started, 3)
-        return out
-
     if problem := media.audio_problem():
-        return done(status="missing", reason=problem)
+        return ev.finished(started, status="missing", reason=problem)
     audio = media.audio
     try:
         version = _versions()
         span = speech_span(audio)
         if span is None:
-            return done(status="missing", reason="no speech in the audio", model_version=version)
+            return ev.finished(started, status="missing", reason="no speech in the audio",
+                               model_version=version)
         a, b = span
         speech = np.ascontiguousarray(audio[a:b], dtype=np.float32)
         praat = _praat(speech)
-        if praat.features.get("voiced_s", 0) < MIN_VOICED_S:
-            return done(status="missing", model_version=version,
-                        reason=f"too little voiced speech ({praat.features['voiced_s']:.2f} s)")
+        voiced = praat.features.get("voiced_s", 0.0)
+        if voiced < MIN_VOICED_S:
+            return ev.finished(started, status="missing", model_version=version,
+                               reason=f"too little voiced speech ({voiced:.2f} s)")
         smile, ltimes, loud = _opensmile(speech)
     except Exception as exc:  # a library failed on this audio: report, do not raise
-        return done(status="failed", reason=f"voice analysis failed: {exc}")
+        return ev.finished(started, status="failed", reason=f"voice analysis failed: {exc}")
 
     features = {k: round(float(v), 4) for k, v in {**smile, **praat.features}.items()}
     offset = media.offset + a / SR
@@ -416,6 +413,6 @@ def analyze_tone(media: Media, settings: Settings) -> ToneEvidence:
             version += f"; speech-emotion model {settings.ser_model}"
         except Exception as exc:
             rationale.append(f"speech-emotion model not used: {exc}")
-    return done(features=features, windows=windows, arousal=round(arousal, 3),
-                valence=round(valence, 3), rationale=rationale, emotion_scores=scores,
-                model_version=version)
+    return ev.finished(started, features=features, windows=windows, arousal=round(arousal, 3),
+                       valence=round(valence, 3), rationale=rationale, emotion_scores=scores,
+                       model_version=version)
