@@ -31,6 +31,14 @@ def _ci(fig: dict) -> str:
     return f"{_fmt(fig.get('value'))} [{_fmt(fig.get('lo'))}, {_fmt(fig.get('hi'))}]"
 
 
+def _save(fig, path: Path) -> Path:
+    """Every report figure: tight layout, 110 dpi, closed after saving (reports run in loops)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_confusion(confusion: dict, path: Path) -> Path:
     labels, matrix = confusion["labels"], confusion["matrix"]
     cols = [*labels, "other"]
@@ -45,10 +53,7 @@ def plot_confusion(confusion: dict, path: Path) -> Path:
     ax.set_xlabel("predicted (dominant)")
     ax.set_ylabel("gold")
     ax.set_title("Basic-emotion confusion")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_calibration(calibration: dict, path: Path) -> Path:
@@ -67,10 +72,7 @@ def plot_calibration(calibration: dict, path: Path) -> Path:
     ax.set_ylabel("accuracy in bin")
     ax.set_title("Reliability (equal-width bins)")
     ax.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_modalities(results: dict, path: Path) -> Path:
@@ -97,10 +99,7 @@ def plot_modalities(results: dict, path: Path) -> Path:
         axes[1].set_ylabel("change vs all modalities")
         axes[1].set_title("Modality removed")
         axes[1].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def render_markdown(results: dict) -> str:
