@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-BASIC: tuple[str, ...] = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
+from tools.evidence import BASIC_EMOTIONS as BASIC  # one list, owned by the tools' contract
 
 ADJECTIVE = {
     "anger": "angry",

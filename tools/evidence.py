@@ -14,6 +14,20 @@ from pydantic import BaseModel, Field
 
 Status = Literal["ok", "missing", "failed"]
 
+# The basic emotions every witness votes over (agent.taxonomy.BASIC is this tuple).
+BASIC_EMOTIONS: tuple[str, ...] = (
+    "anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
+
+
+class EmotionVote(BaseModel):
+    """One modality as a witness: a calibrated distribution over ``BASIC_EMOTIONS`` and how far
+    to trust it on this clip (share of frames with a face, voiced share, speech language
+    probability...). Fusion (agent) combines votes; a tool only reports its own."""
+
+    probs: dict[str, float] = Field(description="basic emotion -> probability (sums to 1).")
+    reliability: float = Field(default=1.0, ge=0, le=1)
+    model: str = Field(default="", description="Which scorer (and calibration) produced it.")
+
 
 class Evidence(BaseModel):
     status: Status = "ok"
