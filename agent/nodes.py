@@ -30,6 +30,7 @@ TOOLS: dict[Modality, tuple[str, str, type[Evidence], str]] = {
     "voice": ("tools.tone", "analyze_tone", ToneEvidence, "audio"),
     "scene": ("tools.scene", "match_scene", SceneEvidence, "video"),
 }
+NO_CUES = "no cue to ground the reading in: no modality produced usable evidence"
 KNOWLEDGE_K = 2  # each entry costs ~60 prompt tokens (~0.8 s on 2 cores)
 
 
@@ -149,13 +150,17 @@ def verify_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
         return {"problems": [], "verification": VerificationReport(
             rounds=state.get("rounds", 0), problems=[state.get("error") or "no reading"])}
     available = {m: st == "ok" for m, (st, _) in state["status"].items()}
-    found = vf.check(reading, state.get("cues") or [], available)
+    cues = state.get("cues") or []
+    found = vf.check(reading, cues, available)
     messages = [p.message for p in found]
     fixed_now = [p for p in (state.get("problems") or []) if p not in messages]
+    # A reading with no cue rests on nothing: it is never "grounded" (the UI badge, the evals'
+    # verified count). Reported, not fed back: another round cannot add evidence.
     report = VerificationReport(
-        rounds=state.get("rounds", 0), problems=messages,
+        rounds=state.get("rounds", 0),
+        problems=messages if cues else [*messages, NO_CUES],
         fixed=list(dict.fromkeys([*(state.get("fixed") or []), *fixed_now])),
-        grounded=vf.grounded(found))
+        grounded=bool(cues) and vf.grounded(found))
     return {"problems": messages, "seen_problems": messages, "fixed": fixed_now,
             "verification": report}
 
@@ -178,7 +183,7 @@ def build_result(state: AnalysisState, settings) -> AnalysisResult:
         reading=state.get("reading"), verification=verification,
         timings=dict(state.get("timings") or {}), models=dict(state.get("models") or {}),
         settings=_settings_record(settings, state.get("without") or []),
-        error=state.get("error"),
+        error=state.get("error"), source=state.get("source"),
     )
 
 

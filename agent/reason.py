@@ -31,7 +31,9 @@ from agent.verify import CITATION, cited_ids, split_sentences
 Basic = Literal["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]
 PROMPT = "reason"
 SYSTEM = "system"
-MAX_SENTENCES = 4
+# One claim per modality plus the conclusion: with all four modalities cued a cap of 4 cut the
+# conclusion, and verification then found no sentence naming the dominant emotion.
+MAX_SENTENCES = len(MODALITIES) + 1
 SENTENCE_CHARS = 160
 MAX_CITES = 3
 LLM_PICK_WEIGHT = 0.6  # share of the probabilities that follows the LLM's choice
@@ -63,7 +65,8 @@ class LLMReading(BaseModel):
     """What the LLM is asked to produce; ``schema_for`` narrows it to one analysis's cues."""
 
     explanation: list[Claim] = Field(min_length=1, max_length=MAX_SENTENCES,
-                                     description="2-4 claims, each with the cue ids it rests on.")
+                                     description=f"2-{MAX_SENTENCES} claims, each with the cue "
+                                     "ids it rests on; the last one concludes.")
     label: str = Field(default="", max_length=40, description="adverb + adjective, e.g. 'sadly angry'")
     dominant: Basic
     secondary: Basic | Literal["none"] = "none"
@@ -161,6 +164,14 @@ def _basic(word: str | None) -> str | None:
     return word if word in BASIC else to_basic(word)
 
 
+def bounded(sentences: list[str]) -> list[str]:
+    """At most ``MAX_SENTENCES``, always keeping the last one (the conclusion that names the
+    emotion): the claims in between are what gets dropped."""
+    if len(sentences) <= MAX_SENTENCES:
+        return sentences
+    return [*sentences[:MAX_SENTENCES - 1], sentences[-1]]
+
+
 def normalise(raw: LLMReading, cues: list[Cue], status: dict[Modality, tuple[str, str]],
               evidence_dist: dict[str, float]) -> tuple[EmotionReading, list[str]]:
     """The full reading from the LLM's compact one, and the repairs made (as 'fixed' notes)."""
@@ -179,7 +190,7 @@ def normalise(raw: LLMReading, cues: list[Cue], status: dict[Modality, tuple[str
         parsed = parse_label(raw_label)
         if parsed is None or parsed.dominant != dominant or (parsed.secondary or None) != secondary:
             fixes.append(f"label {raw_label!r} disagreed with dominant/secondary; set to {label!r}")
-    sentences = [c.sentence for c in raw.explanation][:MAX_SENTENCES]
+    sentences = bounded([c.sentence for c in raw.explanation])
     ids = {c.id for c in cues}
     named = [c.strip().strip("[]").strip() for c in raw.conflicts]
     conflicts = [c for c in dict.fromkeys(named) if c in ids]

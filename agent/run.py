@@ -54,7 +54,8 @@ def analyze(
     settings = settings or get_settings()
     ctx = RunContext(settings=settings, on_stage=on_stage, llm=llm, save=save)
     state = build_graph("probe").invoke(
-        {"run_id": uuid.uuid4().hex, "path": str(path), "without": _without(without),
+        {"run_id": uuid.uuid4().hex, "path": str(path), "source": str(Path(path).resolve()),
+         "without": _without(without),
          "result_id": new_id(path), "rounds": 0},
         context=ctx,
     )
@@ -80,7 +81,7 @@ def reason_again(
     evidence = {m: getattr(result, m) for m in MODALITIES if getattr(result, m) is not None}
     state = build_graph("textualise").invoke(
         {"run_id": uuid.uuid4().hex, "path": result.media.file_name, "without": skip,
-         "media": result.media, "evidence": evidence, "result_id": f"{result.id}{suffix}"[:128],
+         "source": result.source, "media": result.media, "evidence": evidence, "result_id": f"{result.id}{suffix}"[:128],
          "rounds": 0, "models": {m: v for m, v in result.models.items() if m in MODALITIES}},
         context=ctx,
     )

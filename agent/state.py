@@ -34,6 +34,7 @@ def add_times(left: dict[str, float] | None, right: dict[str, float] | None) -> 
 class AnalysisState(TypedDict, total=False):
     run_id: str
     path: str
+    source: str | None  # absolute path of the analysed file (stored; chat's re-run reopens it)
     without: list[Modality]
     media: MediaInfo
     evidence: Annotated[dict[str, Evidence], merge]  # modality -> evidence (None: not run)

@@ -80,7 +80,7 @@ def score_sample(
         cited_modalities=dict(cited),
         cue_modalities=dict(Counter(c.modality for c in result.cues)),
         modalities={m.modality: m.status for m in reading.modalities},
-        verified=result.verification.grounded,
+        verified=result.verification.grounded and bool(result.cues),
         timings=result.timings,
         models=result.models,
     )

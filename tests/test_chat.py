@@ -24,7 +24,7 @@ from agent.chat_tools import (  # noqa: E402
     run_tool,
     times_in,
 )
-from agent.store import AnalysisNotFound, AnalysisStore  # noqa: E402
+from agent.store import AnalysisNotFound  # noqa: E402
 from agent.verify import cited_ids  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,9 +46,7 @@ def analysis(settings):
 
     result = analyze(SAMPLE, settings)
     assert result.cues, result.error
-    if result.source is None:  # older graphs do not record it yet
-        result = result.model_copy(update={"source": str(SAMPLE)})
-        AnalysisStore(settings).save(result)
+    assert result.source == str(SAMPLE.resolve())  # build_result records it
     return result
 
 
