@@ -9,7 +9,9 @@
   validated retry (schema in the prompt, parse, validate, feed the error back).
 
 Every structured reply is parsed with ``json.JSONDecoder().raw_decode`` and validated by pydantic;
-no regex scraping. Instances are cached per process (models load once).
+no regex scraping. One instance per model is cached per process (bounded, least recently used
+evicted); sampling (temperature, seed, max_tokens, prompt cache) travels with each call, so a
+caller with other sampling settings shares the loaded model instead of loading a second copy.
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from __future__ import annotations
 import base64
 import io
 import json
+import queue
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from affectlens.settings import Settings
 
@@ -35,6 +38,7 @@ OPENAI_ATTEMPTS = 2  # json_schema or fallback, plus one repair retry
 TRANSFORMERS_ATTEMPTS = 3  # unconstrained decoding needs more chances
 OPENAI_TIMEOUT_S = 600.0  # a CPU server can take minutes for a long prompt
 OPENAI_CONNECT_TIMEOUT_S = 5.0
+LLM_CACHE_SIZE = 2  # loaded models kept per process (reasoner + judge); the oldest is dropped
 
 # llama.cpp ``general.file_type`` values (llama_ftype) for the model id.
 _GGUF_FTYPES = {
@@ -46,6 +50,22 @@ _GGUF_FTYPES = {
 
 class LLMError(RuntimeError):
     """The LLM could not answer: server unreachable, model missing, or no valid JSON."""
+
+
+class Sampling(BaseModel):
+    """How one call decodes: passed per call, not part of which model is loaded."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_tokens: int = 384
+    temperature: float = 0.0
+    seed: int = 0
+    prompt_cache: bool = True
+
+    @classmethod
+    def of(cls, s: Settings) -> Sampling:
+        return cls(max_tokens=s.llm_max_tokens, temperature=s.llm_temperature, seed=s.llm_seed,
+                   prompt_cache=s.llm_prompt_cache)
 
 
 @runtime_checkable
@@ -61,9 +81,11 @@ class LLM(Protocol):
         *,
         images: list[np.ndarray] | None = None,
         max_tokens: int | None = None,
+        sampling: Sampling | None = None,
     ) -> str | BaseModel: ...
 
-    def stream(self, messages: list[dict], *, max_tokens: int | None = None) -> Iterator[str]: ...
+    def stream(self, messages: list[dict], *, max_tokens: int | None = None,
+               sampling: Sampling | None = None) -> Iterator[str]: ...
 
 
 # ----------------------------------------------------------------------------- shared helpers
@@ -190,9 +212,8 @@ def resolve_gguf(settings: Settings) -> tuple[str, Path]:
     return path.stem, path
 
 
-@lru_cache(maxsize=4)
-def _load_llama(path: str, n_ctx: int, n_threads: int, n_gpu_layers: int, seed: int):
-    """One Llama (and its generation lock) per file and shape per process."""
+def _load_llama(path: str, n_ctx: int, n_threads: int, n_gpu_layers: int):
+    """A Llama and its generation lock (``get_llm``'s cache keeps one per file and shape)."""
     try:
         from llama_cpp import LlamaRAMCache
 
@@ -208,7 +229,6 @@ def _load_llama(path: str, n_ctx: int, n_threads: int, n_gpu_layers: int, seed: 
             n_threads=n_threads,
             n_threads_batch=n_threads,
             n_gpu_layers=n_gpu_layers,
-            seed=seed,
             verbose=False,
         )
     except (ValueError, RuntimeError, OSError) as exc:
@@ -224,6 +244,7 @@ class EmbeddedLLM:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.sampling = Sampling.of(settings)
         name, path = resolve_gguf(settings)
         self.path = path
         self._llama, self._lock = _load_llama(
@@ -231,7 +252,6 @@ class EmbeddedLLM:
             settings.llm_context,
             settings.cpu_threads,
             -1 if settings.resolved_device == "cuda" else 0,
-            settings.llm_seed,
         )
         import llama_cpp  # importable: _load_llama succeeded
 
@@ -239,26 +259,26 @@ class EmbeddedLLM:
         quant = _GGUF_FTYPES.get(int(ftype), f"ftype {ftype}") if ftype is not None else "GGUF"
         self.model_id = f"{name} (llama.cpp {llama_cpp.__version__}, {quant})"
 
-    def _complete(self, messages: list[dict], max_tokens: int, **kwargs: Any) -> Any:
-        if not self.settings.llm_prompt_cache and not kwargs.get("stream"):
+    def _complete(self, messages: list[dict], max_tokens: int, s: Sampling, **kwargs: Any) -> Any:
+        if not s.prompt_cache and not kwargs.get("stream"):
             # A reused prefix is evaluated in other batches than a fresh one, which changes
             # the logits in the last bits and so, now and then, a greedy token.
             llama, cache = self._llama, self._llama.cache
             llama.reset()
             llama.cache = None
             try:
-                return self._create(messages, max_tokens, **kwargs)
+                return self._create(messages, max_tokens, s, **kwargs)
             finally:
                 llama.cache = cache
-        return self._create(messages, max_tokens, **kwargs)
+        return self._create(messages, max_tokens, s, **kwargs)
 
-    def _create(self, messages: list[dict], max_tokens: int, **kwargs: Any) -> Any:
+    def _create(self, messages: list[dict], max_tokens: int, s: Sampling, **kwargs: Any) -> Any:
         try:
             return self._llama.create_chat_completion(
                 messages=messages,
                 max_tokens=max_tokens,
-                temperature=self.settings.llm_temperature,
-                seed=self.settings.llm_seed,
+                temperature=s.temperature,
+                seed=s.seed,
                 **kwargs,
             )
         except ValueError as exc:  # e.g. "Requested tokens (...) exceed context window"
@@ -271,18 +291,20 @@ class EmbeddedLLM:
         *,
         images: list[np.ndarray] | None = None,  # text-only model: frames reach it as cues
         max_tokens: int | None = None,
+        sampling: Sampling | None = None,
     ) -> str | BaseModel:
         check_messages(messages)
-        limit = max_tokens or self.settings.llm_max_tokens
+        s = sampling or self.sampling
+        limit = max_tokens or s.max_tokens
         if schema is None:
             with self._lock:
-                reply = self._complete(messages, limit)
+                reply = self._complete(messages, limit, s)
             return reply["choices"][0]["message"]["content"] or ""
         fmt = {"type": "json_object", "schema": schema.model_json_schema()}
 
         def generate(msgs: list[dict]) -> str:
             with self._lock:
-                reply = self._complete(msgs, limit, response_format=fmt)
+                reply = self._complete(msgs, limit, s, response_format=fmt)
             choice = reply["choices"][0]
             text = choice["message"]["content"] or ""
             if choice.get("finish_reason") == "length":
@@ -294,17 +316,63 @@ class EmbeddedLLM:
 
         return validated(generate, messages, schema, EMBEDDED_ATTEMPTS, self.model_id)
 
-    def stream(self, messages: list[dict], *, max_tokens: int | None = None) -> Iterator[str]:
+    def stream(self, messages: list[dict], *, max_tokens: int | None = None,
+               sampling: Sampling | None = None) -> Iterator[str]:
+        """Pieces as llama.cpp makes them. A producer thread holds the model's lock, so a
+        stream that is abandoned (never consumed nor closed, e.g. kept by a dropped UI event)
+        still releases it after at most ``max_tokens``; closing it stops generation at once."""
         check_messages(messages)
-        # The lock is held until the stream is exhausted or closed: consume or close() it.
-        with self._lock:
-            chunks = self._complete(
-                messages, max_tokens or self.settings.llm_max_tokens, stream=True
-            )
-            for chunk in chunks:
+        s = sampling or self.sampling
+        limit = max_tokens or s.max_tokens
+
+        def pieces() -> Iterator[str]:
+            for chunk in self._complete(messages, limit, s, stream=True):
                 piece = chunk["choices"][0]["delta"].get("content")
                 if piece:
                     yield piece
+
+        return _threaded(pieces, self._lock)
+
+
+_END = object()
+
+
+def _threaded(pieces: Callable[[], Iterator[str]], lock: threading.Lock) -> Iterator[str]:
+    """Run ``pieces()`` under ``lock`` in a producer thread and hand its items over a queue.
+    The lock is never held by the consumer's (suspended) generator frame."""
+    out: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            with lock:
+                gen = pieces()
+                try:
+                    for piece in gen:
+                        if stop.is_set():
+                            break
+                        out.put(piece)
+                finally:
+                    gen.close()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            out.put(exc)
+        finally:
+            out.put(_END)
+
+    worker = threading.Thread(target=produce, daemon=True, name="affectlens-llm-stream")
+
+    def consume() -> Iterator[str]:
+        worker.start()
+        try:
+            while (item := out.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            worker.join()
+
+    return consume()
 
 
 # ----------------------------------------------------------------------------- openai
@@ -318,6 +386,7 @@ class OpenAILLM:
         import openai
 
         self.settings = settings
+        self.sampling = Sampling.of(settings)
         self._openai = openai
         self.base_url = settings.llm_base_url
         self.client = openai.OpenAI(
@@ -329,15 +398,15 @@ class OpenAILLM:
         self.model_id = f"{settings.llm_model} (openai-compatible at {settings.llm_base_url})"
         self._format: str | None = None  # the first response_format this server accepted
 
-    def _create(self, messages: list[dict], max_tokens: int, **kwargs: Any) -> Any:
+    def _create(self, messages: list[dict], max_tokens: int, s: Sampling, **kwargs: Any) -> Any:
         openai = self._openai
         try:
             return self.client.chat.completions.create(
                 model=self.settings.llm_model,
                 messages=messages,
                 max_tokens=max_tokens,
-                temperature=self.settings.llm_temperature,
-                seed=self.settings.llm_seed,
+                temperature=s.temperature,
+                seed=s.seed,
                 **kwargs,
             )
         except openai.APITimeoutError as exc:
@@ -354,7 +423,8 @@ class OpenAILLM:
         except openai.AuthenticationError as exc:
             raise LLMError(f"{self.model_id}: the server refused llm_api_key: {exc}") from exc
 
-    def _structured(self, messages: list[dict], schema: type[BaseModel], limit: int) -> str:
+    def _structured(self, messages: list[dict], schema: type[BaseModel], limit: int,
+                    s: Sampling) -> str:
         """One structured call, trying the strongest response_format the server accepts."""
         openai = self._openai
         json_schema = schema.model_json_schema()
@@ -372,9 +442,13 @@ class OpenAILLM:
         for name in names:
             msgs = messages if name == "json_schema" else with_schema_prompt(messages, schema)
             try:
-                reply = self._create(msgs, limit, response_format=formats[name])
+                reply = self._create(msgs, limit, s, response_format=formats[name])
             except openai.APIStatusError as exc:
-                if not _rejects_format(exc):
+                kind = classify_error(exc)
+                if kind == "context":
+                    raise LLMError(f"{self.model_id}: the prompt and max_tokens={limit} do not "
+                                   f"fit the server's context window: {exc}") from exc
+                if kind != "format":
                     raise LLMError(f"{self.model_id}: {exc}") from exc
                 last = exc  # this server does not take that response_format: try the next
                 continue
@@ -395,31 +469,33 @@ class OpenAILLM:
         *,
         images: list[np.ndarray] | None = None,
         max_tokens: int | None = None,
+        sampling: Sampling | None = None,
     ) -> str | BaseModel:
         check_messages(messages)
-        limit = max_tokens or self.settings.llm_max_tokens
+        s = sampling or self.sampling
+        limit = max_tokens or s.max_tokens
         if images and self.settings.llm_multimodal:
             messages = with_images(messages, images)
         if schema is None:
             try:
-                reply = self._create(messages, limit)
+                reply = self._create(messages, limit, s)
             except self._openai.APIStatusError as exc:
                 raise LLMError(f"{self.model_id}: {exc}") from exc
             return reply.choices[0].message.content or ""
         return validated(
-            lambda msgs: self._structured(msgs, schema, limit),
+            lambda msgs: self._structured(msgs, schema, limit, s),
             messages,
             schema,
             OPENAI_ATTEMPTS,
             self.model_id,
         )
 
-    def stream(self, messages: list[dict], *, max_tokens: int | None = None) -> Iterator[str]:
+    def stream(self, messages: list[dict], *, max_tokens: int | None = None,
+               sampling: Sampling | None = None) -> Iterator[str]:
         check_messages(messages)
+        s = sampling or self.sampling
         try:
-            chunks = self._create(
-                messages, max_tokens or self.settings.llm_max_tokens, stream=True
-            )
+            chunks = self._create(messages, max_tokens or s.max_tokens, s, stream=True)
             for chunk in chunks:
                 if chunk.choices and chunk.choices[0].delta.content:
                     yield chunk.choices[0].delta.content
@@ -427,16 +503,31 @@ class OpenAILLM:
             raise LLMError(f"{self.model_id}: {exc}") from exc
 
 
-def _rejects_format(exc: Exception) -> bool:
-    """Whether an API error means "this response_format is not supported".
+# What a server says when the prompt does not fit (vLLM: 400 "This model's maximum context
+# length is 4096 tokens. However, you requested ..."; OpenAI: code context_length_exceeded;
+# llama.cpp's server: "exceed context window" / "exceeds the available context size").
+_CONTEXT_WORDS = ("maximum context length", "context_length_exceeded", "context window",
+                  "context size", "context length")
+# What it says when it does not take a response_format (OpenAI: param 'response_format';
+# llama-cpp-python: a 500 naming the field; vLLM: "json_schema"/"guided decoding" backends).
+_FORMAT_WORDS = ("response_format", "json_schema", "guided_json", "guided decoding",
+                 "structured output")
 
-    vLLM and OpenAI answer 400/422; llama-cpp-python's server answers its request validation
-    error with a 500 that names the field.
-    """
+
+def classify_error(exc: Exception) -> Literal["context", "format", "other"]:
+    """What a server's error status means for a structured call, read from its body: the
+    prompt overflows the context ("context": fatal, another format cannot help), the
+    response_format is not supported ("format": try the next one), or anything else."""
     status = getattr(exc, "status_code", None)
-    return status in (400, 422) or (
-        status is not None and status >= 500 and "response_format" in str(exc)
-    )
+    body = getattr(exc, "body", None)
+    text = f"{exc} {json.dumps(body) if body is not None else ''}".lower()
+    if status is None or status < 400:
+        return "other"
+    if any(w in text for w in _CONTEXT_WORDS):
+        return "context"
+    if status in (400, 422) or status >= 500:
+        return "format" if any(w in text for w in _FORMAT_WORDS) else "other"
+    return "other"
 
 
 # ----------------------------------------------------------------------------- transformers
@@ -470,6 +561,7 @@ class TransformersLLM:
             raise LLMError(f"the tokenizer in {path} has no chat_template")
         self._torch = torch
         self._lock = threading.Lock()
+        self.sampling = Sampling.of(settings)
         self.model_id = f"{path.name} (transformers {transformers.__version__}, {self.device})"
 
     def _inputs(self, messages: list[dict]) -> Any:
@@ -477,12 +569,12 @@ class TransformersLLM:
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
         ).to(self.device)
 
-    def _generate_kwargs(self, inputs: Any, max_tokens: int | None) -> dict:
-        temperature = self.settings.llm_temperature
+    def _generate_kwargs(self, inputs: Any, max_tokens: int | None, s: Sampling) -> dict:
+        temperature = s.temperature
         pad = self.tokenizer.pad_token_id
         kwargs = dict(
             **inputs,
-            max_new_tokens=max_tokens or self.settings.llm_max_tokens,
+            max_new_tokens=max_tokens or s.max_tokens,
             do_sample=temperature > 0,
             pad_token_id=pad if pad is not None else self.tokenizer.eos_token_id,
         )
@@ -490,11 +582,11 @@ class TransformersLLM:
             kwargs["temperature"] = temperature
         return kwargs
 
-    def _generate(self, messages: list[dict], max_tokens: int | None) -> str:
+    def _generate(self, messages: list[dict], max_tokens: int | None, s: Sampling) -> str:
         inputs = self._inputs(messages)
         with self._lock, self._torch.inference_mode():
-            self._torch.manual_seed(self.settings.llm_seed)
-            out = self.model.generate(**self._generate_kwargs(inputs, max_tokens))
+            self._torch.manual_seed(s.seed)
+            out = self.model.generate(**self._generate_kwargs(inputs, max_tokens, s))
         return self.tokenizer.decode(
             out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True
         )
@@ -506,35 +598,62 @@ class TransformersLLM:
         *,
         images: list[np.ndarray] | None = None,  # text-only: frames reach it as cues
         max_tokens: int | None = None,
+        sampling: Sampling | None = None,
     ) -> str | BaseModel:
         check_messages(messages)
+        s = sampling or self.sampling
         if schema is None:
-            return self._generate(messages, max_tokens)
+            return self._generate(messages, max_tokens, s)
         return validated(
-            lambda msgs: self._generate(msgs, max_tokens),
+            lambda msgs: self._generate(msgs, max_tokens, s),
             with_schema_prompt(messages, schema),
             schema,
             TRANSFORMERS_ATTEMPTS,
             self.model_id,
         )
 
-    def stream(self, messages: list[dict], *, max_tokens: int | None = None) -> Iterator[str]:
-        from transformers import TextIteratorStreamer
+    def stream(self, messages: list[dict], *, max_tokens: int | None = None,
+               sampling: Sampling | None = None) -> Iterator[str]:
+        """Pieces as ``generate`` makes them, in a worker thread that holds the lock; closing
+        the stream early stops generation at the next token and joins the worker."""
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         check_messages(messages)
+        s = sampling or self.sampling
         inputs = self._inputs(messages)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kwargs = self._generate_kwargs(inputs, max_tokens)
+        stop = threading.Event()
+
+        class Stopped(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kw) -> bool:
+                return stop.is_set()
+
+        kwargs = self._generate_kwargs(inputs, max_tokens, s)
+        kwargs["stopping_criteria"] = StoppingCriteriaList([Stopped()])
+        failed: list[BaseException] = []
 
         def run() -> None:
-            with self._torch.inference_mode():
-                self.model.generate(**kwargs, streamer=streamer)
+            try:
+                with self._lock, self._torch.inference_mode():
+                    self._torch.manual_seed(s.seed)
+                    self.model.generate(**kwargs, streamer=streamer)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+                failed.append(exc)
+                streamer.end()
 
-        with self._lock:
-            worker = threading.Thread(target=run, daemon=True)
+        worker = threading.Thread(target=run, daemon=True, name="affectlens-llm-stream")
+
+        def consume() -> Iterator[str]:
             worker.start()
-            yield from (piece for piece in streamer if piece)
-            worker.join()
+            try:
+                yield from (piece for piece in streamer if piece)
+                if failed:
+                    raise LLMError(f"{self.model_id}: {failed[0]}") from failed[0]
+            finally:
+                stop.set()
+                worker.join()
+
+        return consume()
 
 
 # ----------------------------------------------------------------------------- factory
@@ -544,8 +663,27 @@ _BACKENDS: dict[str, Callable[[Settings], LLM]] = {
     "openai": OpenAILLM,
     "transformers": TransformersLLM,
 }
-_INSTANCES: dict[tuple, LLM] = {}
+_INSTANCES: OrderedDict[tuple, tuple[LLM, dict[Sampling, Sampled]]] = OrderedDict()
 _INSTANCES_LOCK = threading.Lock()
+
+
+class Sampled:
+    """A loaded model seen with one caller's sampling settings: ``chat`` and ``stream`` pass
+    them per call; everything else (``model_id``, the backend's own attributes) is the model's."""
+
+    def __init__(self, llm: LLM, sampling: Sampling):
+        self.llm, self.sampling = llm, sampling
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.llm, name)
+
+    def chat(self, messages, schema=None, *, images=None, max_tokens=None, sampling=None):
+        return self.llm.chat(messages, schema, images=images, max_tokens=max_tokens,
+                             sampling=sampling or self.sampling)
+
+    def stream(self, messages, *, max_tokens=None, sampling=None):
+        return self.llm.stream(messages, max_tokens=max_tokens,
+                               sampling=sampling or self.sampling)
 
 
 def role_settings(settings: Settings, role: Literal["reason", "judge"]) -> Settings:
@@ -561,6 +699,7 @@ def role_settings(settings: Settings, role: Literal["reason", "judge"]) -> Setti
 
 
 def _key(s: Settings) -> tuple:
+    """Which model is loaded, and how: not how it samples (that goes with each call)."""
     return (
         s.llm_backend,
         s.llm_model,
@@ -568,10 +707,6 @@ def _key(s: Settings) -> tuple:
         s.llm_api_key.get_secret_value() if s.llm_backend == "openai" else None,
         s.llm_multimodal,
         s.llm_context,
-        s.llm_max_tokens,
-        s.llm_temperature,
-        s.llm_seed,
-        s.llm_prompt_cache,
         s.device,
         s.cpu_threads,
         str(s.model_dir),
@@ -579,10 +714,16 @@ def _key(s: Settings) -> tuple:
 
 
 def get_llm(settings: Settings, *, role: Literal["reason", "judge"] = "reason") -> LLM:
-    """The process-wide LLM for ``role``, built once per backend, model and sampling settings."""
+    """The process-wide LLM for ``role``: one loaded instance per backend and model (at most
+    ``LLM_CACHE_SIZE``, least recently used dropped), seen through ``role``'s sampling."""
     s = role_settings(settings, role)
-    key = _key(s)
+    key, sampling = _key(s), Sampling.of(s)
     with _INSTANCES_LOCK:
-        if key not in _INSTANCES:
-            _INSTANCES[key] = _BACKENDS[s.llm_backend](s)
-        return _INSTANCES[key]
+        if key in _INSTANCES:
+            _INSTANCES.move_to_end(key)
+        else:
+            _INSTANCES[key] = (_BACKENDS[s.llm_backend](s), {})
+            while len(_INSTANCES) > LLM_CACHE_SIZE:
+                _INSTANCES.popitem(last=False)  # freed when its last user lets go
+        llm, views = _INSTANCES[key]
+        return views.setdefault(sampling, Sampled(llm, sampling))
