@@ -4,8 +4,8 @@
 - Compound: (dominant, secondary) pairs of basic emotions named adverb + adjective, dominant
   expressed by the adjective's sense as the *main* state ("happily surprised" = surprise
   dominant, happiness secondary, as in C-EXPR-DB and RAF-DB compound naming).
-- Open vocabulary: a synonym table maps free words onto basic emotions and onto emotion-wheel
-  groups (the grouping EMER / MER-UniBench score open-vocabulary labels with).
+- Open vocabulary: a synonym table maps free words onto basic emotions, and Plutchik's wheel
+  (eight petals, dyads as two petals) groups them for open-vocabulary scoring.
 - Dimensional: prototypical valence and arousal in [-1, 1] per basic emotion (Russell's
   circumplex placements, rounded).
 """
@@ -117,9 +117,70 @@ for _basic in BASIC:
     SYNONYMS[ADVERB[_basic]] = _basic
     SYNONYMS[_basic] = _basic
 
-# Emotion-wheel groups for open-vocabulary scoring: the basic emotion each word maps to, with
-# positive non-joy states kept apart from surprise the way MER-UniBench's wheel clusters them.
-WHEEL_GROUP: dict[str, str] = dict(SYNONYMS)
+# Plutchik's wheel of emotions (Plutchik 1980, "Emotion: A Psychoevolutionary Synthesis";
+# Plutchik 2001, American Scientist 89(4)) for open-vocabulary scoring. Eight petals, each with
+# a mild, basic and intense word; a dyad (two adjacent or near petals mixed) counts as both of
+# its petals. Neutral is not on the wheel and stays a group of its own. A word the table does
+# not name takes the petal of its basic emotion (happiness -> joy, the others keep their name).
+# Unlike the basic-emotion map, trust and anticipation are petals of their own ("hopeful" and
+# "happy" are different groups) and boredom is the mild end of disgust, as on the wheel.
+WHEEL_PETALS: tuple[str, ...] = ("joy", "trust", "fear", "surprise", "sadness", "disgust",
+                                 "anger", "anticipation")
+_PETAL_WORDS: dict[str, str] = {
+    "joy": "serenity serene joy joyful joyous ecstasy ecstatic",
+    "trust": "acceptance accepting trust trusting trustful admiration admiring admire",
+    "fear": "apprehension apprehensive fear fearful terror terrified",
+    "surprise": "distraction distracted surprise surprised amazement amazed",
+    "sadness": "pensiveness pensive sadness sad grief grieving",
+    "disgust": "boredom bored disgust disgusted loathing",
+    "anger": "annoyance annoyed anger angry rage",
+    "anticipation": "interest interested anticipation anticipating vigilance vigilant "
+                    "expectant expectation eager eagerness",
+}
+_DYADS: dict[str, tuple[str, str]] = {
+    # primary dyads (adjacent petals)
+    "love": ("joy", "trust"), "loving": ("joy", "trust"),
+    "submission": ("trust", "fear"), "submissive": ("trust", "fear"),
+    "awe": ("fear", "surprise"),
+    "disapproval": ("surprise", "sadness"), "disapproving": ("surprise", "sadness"),
+    "remorse": ("sadness", "disgust"), "remorseful": ("sadness", "disgust"),
+    "contempt": ("disgust", "anger"), "contemptuous": ("disgust", "anger"),
+    "aggressiveness": ("anger", "anticipation"), "aggressive": ("anger", "anticipation"),
+    "optimism": ("anticipation", "joy"), "optimistic": ("anticipation", "joy"),
+    # secondary dyads (one petal apart)
+    "guilt": ("joy", "fear"), "guilty": ("joy", "fear"),
+    "curiosity": ("trust", "surprise"), "curious": ("trust", "surprise"),
+    "despair": ("fear", "sadness"), "desperate": ("fear", "sadness"),
+    "unbelief": ("surprise", "disgust"), "disbelief": ("surprise", "disgust"),
+    "envy": ("sadness", "anger"), "envious": ("sadness", "anger"),
+    "cynicism": ("disgust", "anticipation"), "cynical": ("disgust", "anticipation"),
+    "pride": ("anger", "joy"), "proud": ("anger", "joy"),
+    "hope": ("anticipation", "trust"), "hopeful": ("anticipation", "trust"),
+    # tertiary dyads (two petals apart)
+    "delight": ("joy", "surprise"), "delighted": ("joy", "surprise"),
+    "sentimentality": ("trust", "sadness"), "sentimental": ("trust", "sadness"),
+    "shame": ("fear", "disgust"), "ashamed": ("fear", "disgust"),
+    "outrage": ("surprise", "anger"), "outraged": ("surprise", "anger"),
+    "pessimism": ("sadness", "anticipation"), "pessimistic": ("sadness", "anticipation"),
+    "morbidness": ("disgust", "joy"), "morbid": ("disgust", "joy"),
+    "dominance": ("anger", "trust"), "dominant": ("anger", "trust"),
+    "anxiety": ("anticipation", "fear"), "anxious": ("anticipation", "fear"),
+}
+_BASIC_PETAL = {"happiness": "joy", "neutral": "neutral"}
+WHEEL_GROUP: dict[str, tuple[str, ...]] = {
+    w: (_BASIC_PETAL.get(b, b),) for w, b in SYNONYMS.items()
+}
+WHEEL_GROUP.update({w: (p,) for p, words in _PETAL_WORDS.items() for w in words.split()})
+WHEEL_GROUP.update(_DYADS)
+
+
+def wheel_petals(word: str) -> tuple[str, ...]:
+    """'hopeful' -> ('anticipation', 'trust'); 'furious' -> ('anger',); unknown -> ()."""
+    w = word.strip().lower()
+    if w in WHEEL_GROUP:
+        return WHEEL_GROUP[w]
+    basic = to_basic(w)
+    return (_BASIC_PETAL.get(basic, basic),) if basic else ()
 
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)?")
 

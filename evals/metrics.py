@@ -19,11 +19,10 @@ from agent.taxonomy import (
     BASIC,
     C_EXPR_DB_NAMES,
     CIRCUMPLEX,
-    WHEEL_GROUP,
     c_expr_class,
     labels_in,
     parse_label,
-    to_basic,
+    wheel_petals,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -168,14 +167,13 @@ def recognition(gold_labels: Sequence[str], pred_labels: Sequence[str | None]) -
 
 
 def wheel_groups(words: Iterable[str]) -> set[str]:
-    """Map free labels onto emotion-wheel groups through the synonym table; unknown words drop
-    out (as AffectGPT's wheel mapping drops labels it cannot map)."""
-    groups = set()
+    """Map free labels onto Plutchik-wheel petals (``agent.taxonomy.wheel_petals``: a dyad
+    such as "hopeful" gives both its petals); unknown words drop out (as AffectGPT's wheel
+    mapping drops labels it cannot map)."""
+    groups: set[str] = set()
     for word in words:
         for token in re.findall(r"[a-zA-Z]+(?:-[a-zA-Z]+)?", word):
-            g = WHEEL_GROUP.get(token.lower()) or to_basic(token)
-            if g:
-                groups.add(g)
+            groups.update(wheel_petals(token))
     return groups
 
 

@@ -57,14 +57,14 @@ def test_compound_seven_class_macro_f1_and_parts():
 def test_open_vocab_by_hand():
     gold = [["angry", "frustrated"], ["happy", "worried"], ["shy"]]
     pred = [["furious"], ["joyful", "sad", "anxious"], ["happy"]]
-    # s1: G={anger} P={anger} -> P1 R1; s2: G={happiness,fear} P={happiness,sadness,fear}
-    # -> P 2/3 R 1; s3: gold "shy" maps to nothing -> skipped.
-    # P = (1 + 2/3)/2 = 5/6, R = 1, F = 2*(5/6)/(5/6+1) = 10/11
+    # Plutchik petals. s1: G={anger} P={anger} -> P1 R1; s2: G={joy,fear}
+    # P={joy,sadness,anticipation,fear} ("anxious" is the anticipation+fear dyad) -> P 2/4 R 1;
+    # s3: gold "shy" maps to nothing -> skipped. P = (1 + 1/2)/2 = 3/4, R = 1, F = 6/7
     out = M.open_vocab(gold, pred)
     assert out["n"] == 2
-    assert out["precision"] == pytest.approx(5 / 6)
+    assert out["precision"] == pytest.approx(3 / 4)
     assert out["recall"] == pytest.approx(1.0)
-    assert out["f1"] == pytest.approx(10 / 11)
+    assert out["f1"] == pytest.approx(6 / 7)
     # empty prediction -> P 0, R 0 for that sample
     assert M.open_vocab([["sad"]], [[]])["f1"] == 0.0
 
