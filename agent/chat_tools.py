@@ -195,14 +195,15 @@ def rerun(result: AnalysisResult, settings: Settings, modality: Modality | None,
             "The original file of this analysis is not available any more, so nothing can be "
             "measured again; the stored cues are all there is."))
     module, func, cls, needs = TOOLS[modality]
-    try:
-        media = load(path, settings, frame_rate=RERUN_FRAME_RATE).window(start, end)
+    rate = None
+    try:  # decode only the window, not the whole clip at RERUN_FRAME_RATE
+        media = load(path, settings, frame_rate=RERUN_FRAME_RATE, window=(start, end))
+        rate = media.info.frame_rate if needs == "video" else None
         ev = getattr(importlib.import_module(module), func)(media, settings)
     except MediaError as exc:
         return ToolResult(tool="rerun", arguments=args, ok=False, summary=f"Could not re-run: {exc}")
-    except Exception as exc:  # noqa: BLE001 - a broken tool must not end the chat
+    except Exception as exc:  # noqa: BLE001 - a broken tool (or decoder) must not end the chat
         ev = cls(status="failed", reason=f"{type(exc).__name__}: {exc}"[:300])
-    rate = media.info.frame_rate if needs == "video" else None
     how = f" at {rate:g} frames/s" if rate else ""
     if ev.status != "ok":
         return ToolResult(tool="rerun", arguments=args, ok=False, summary=(

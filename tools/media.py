@@ -280,10 +280,16 @@ def _decode_timeout(info: MediaInfo) -> float:
     return DECODE_TIMEOUT_S + DECODE_TIMEOUT_PER_S * info.duration_s
 
 
-def _decode_audio(path: Path, info: MediaInfo) -> tuple[np.ndarray | None, str]:
+def _seek(span: tuple[float, float] | None) -> list[str]:
+    """Input options that make ffmpeg decode only ``span`` (seconds of the original clip)."""
+    return [] if span is None else ["-ss", f"{span[0]:.3f}", "-t", f"{span[1] - span[0]:.3f}"]
+
+
+def _decode_audio(path: Path, info: MediaInfo,
+                  span: tuple[float, float] | None = None) -> tuple[np.ndarray | None, str]:
     """16 kHz mono float32 audio (None when nothing decodes) and ffmpeg's last error."""
     argv = [
-        "ffmpeg", "-nostdin", "-v", "error", *_ffmpeg_input(path, info.container),
+        "ffmpeg", "-nostdin", "-v", "error", *_seek(span), *_ffmpeg_input(path, info.container),
         "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(SAMPLE_RATE),
         "-f", "f32le", "pipe:1",
     ]  # fmt: skip
@@ -297,14 +303,16 @@ def _decode_audio(path: Path, info: MediaInfo) -> tuple[np.ndarray | None, str]:
 
 
 def _decode_frames(
-    path: Path, info: MediaInfo, rate: float, limit: int
+    path: Path, info: MediaInfo, rate: float, limit: int,
+    span: tuple[float, float] | None = None,
 ) -> tuple[list[Frame], str]:
-    """Frames at ``rate`` scaled in ffmpeg (long side <= MAX_SIDE), and ffmpeg's last error."""
+    """Frames at ``rate`` scaled in ffmpeg (long side <= MAX_SIDE), and ffmpeg's last error;
+    with ``span`` only that window is decoded (frame times stay those of the original clip)."""
     width, height = _target_size(info.width or MAX_SIDE, info.height or MAX_SIDE)
     scale = f"scale={width}:{height}:flags=area,setsar=1"
     vf = scale if info.is_image else f"fps={rate:.6f}:round=near:eof_action=pass,{scale}"
     argv = [
-        "ffmpeg", "-nostdin", "-v", "error", *_ffmpeg_input(path, info.container),
+        "ffmpeg", "-nostdin", "-v", "error", *_seek(span), *_ffmpeg_input(path, info.container),
         "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", vf, "-frames:v", str(limit),
         "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1",
     ]  # fmt: skip
@@ -315,23 +323,34 @@ def _decode_frames(
     images = np.frombuffer(proc.stdout, dtype=np.uint8, count=count * size).reshape(
         count, height, width, 3
     )
-    frames = [Frame(t=round(i / rate, 3), image=images[i].copy()) for i in range(count)]
-    if not info.is_image and info.duration_s:
-        frames = [f for f in frames if f.t < info.duration_s] or frames[:1]
+    start, end = span or (0.0, info.duration_s)
+    frames = [Frame(t=round(start + i / rate, 3), image=images[i].copy()) for i in range(count)]
+    if not info.is_image and end:
+        frames = [f for f in frames if f.t < end] or frames[:1]
     return frames, error
 
 
-def load(path: str | Path, settings: Settings, *, frame_rate: float | None = None) -> Media:
+def load(path: str | Path, settings: Settings, *, frame_rate: float | None = None,
+         window: tuple[float, float] | None = None) -> Media:
     """Probe and decode once: 16 kHz mono float32 audio and frames at ``frame_rate``.
 
     The sampling rate is lowered when needed so that ``settings.max_frames`` frames still cover
     the whole clip; ``info.frame_rate`` records the rate used. A truncated or damaged file
     whose content decodes for at least ``MIN_DECODED_SHARE`` of its stated length is kept
     (``info.duration_s`` becomes what decoded, ``info.warnings`` says so); less is rejected.
+    ``window=(start, end)`` decodes only those seconds (chat's closer look at 10 s of a long
+    clip): the result is what ``load(...).window(start, end)`` gives, without decoding the rest.
     """
     path = Path(path).expanduser().resolve()
     info = probe(path, settings)
-    audio, audio_error = _decode_audio(path, info) if info.has_audio else (None, "")
+    span = None
+    if window is not None and not info.is_image:
+        lo, hi = max(0.0, window[0]), min(window[1], info.duration_s or window[1])
+        if hi <= lo:
+            raise EmptyMedia(f"the window {window[0]:.2f}-{window[1]:.2f} s lies outside the clip")
+        span = (lo, hi)
+    offset, length = span[0] if span else 0.0, span[1] - span[0] if span else info.duration_s
+    audio, audio_error = _decode_audio(path, info, span) if info.has_audio else (None, "")
     if info.has_audio and audio is None:
         info.warnings.append(f"the audio stream could not be decoded ({audio_error})")
     frames: list[Frame] = []
@@ -342,9 +361,9 @@ def load(path: str | Path, settings: Settings, *, frame_rate: float | None = Non
         frames = [Frame(t=0.0, image=f.image) for f in frames[:1]]
     elif info.has_video:
         rate = frame_rate or settings.frame_rate
-        if info.duration_s * rate > settings.max_frames:
-            rate = settings.max_frames / info.duration_s
-        frames, video_error = _decode_frames(path, info, rate, settings.max_frames)
+        if length * rate > settings.max_frames:
+            rate = settings.max_frames / length
+        frames, video_error = _decode_frames(path, info, rate, settings.max_frames, span)
         info.frame_rate = round(rate, 6)
         if not frames:
             info.warnings.append(f"the video stream could not be decoded ({video_error})")
@@ -353,10 +372,12 @@ def load(path: str | Path, settings: Settings, *, frame_rate: float | None = Non
             f"{path.name}: neither the audio nor the video could be decoded "
             f"({audio_error or video_error or 'no detail'})"
         )
+    if span is not None:
+        info.duration_s = round(length, 3)
     if not info.is_image and (audio_error or video_error):
         decoded = max(
             len(audio) / SAMPLE_RATE if audio is not None else 0.0,
-            frames[-1].t + 1 / rate if frames and rate else 0.0,
+            frames[-1].t - offset + 1 / rate if frames and rate else 0.0,
         )
         if decoded < 0.9 * info.duration_s:
             stated = info.duration_s
@@ -366,11 +387,11 @@ def load(path: str | Path, settings: Settings, *, frame_rate: float | None = Non
                     f"{stated:.1f} s could be decoded ({audio_error or video_error})"
                 )
             info.duration_s = round(decoded, 3)
-            frames = [f for f in frames if f.t < decoded]
+            frames = [f for f in frames if f.t - offset < decoded]
             info.warnings.append(
                 f"truncated or damaged file: {decoded:.1f} of {stated:.1f} s decoded"
             )
     info.has_audio = audio is not None
     info.has_video = bool(frames) and not info.is_image
     info.frames_sampled = len(frames)
-    return Media(path=path, info=info, audio=audio, frames=frames)
+    return Media(path=path, info=info, audio=audio, frames=frames, offset=offset)
