@@ -7,20 +7,18 @@ once per process.
 
 from __future__ import annotations
 
-import threading
-from functools import lru_cache
 from typing import Any
 
 from chromadb import Documents, EmbeddingFunction, Embeddings
 
+from affectlens.cache import model_cache
 from affectlens.models import model_path
 from affectlens.settings import Settings
 
 MODEL_NAME = "all-MiniLM-L6-v2"
-_lock = threading.Lock()
 
 
-@lru_cache(maxsize=2)
+@model_cache(maxsize=2)
 def _load(path: str, device: str):
     from sentence_transformers import SentenceTransformer
 
@@ -28,9 +26,8 @@ def _load(path: str, device: str):
 
 
 def sentence_model(settings: Settings):
-    """The SentenceTransformer, loaded once per (path, device)."""
-    with _lock:
-        return _load(str(model_path(MODEL_NAME, settings.model_dir)), settings.resolved_device)
+    """The SentenceTransformer, loaded once per (path, device) (``affectlens.cache``)."""
+    return _load(str(model_path(MODEL_NAME, settings.model_dir)), settings.resolved_device)
 
 
 class MiniLMEmbedding(EmbeddingFunction[Documents]):

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import threading
 import time
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from affectlens.cache import model_cache
 from affectlens.models import REGISTRY, model_path
 from affectlens.settings import Settings
 from tools.evidence import Segment, SpeechEvidence, Word
@@ -52,7 +52,7 @@ def compute_type(settings: Settings, device: str) -> str:
     return settings.asr_compute_type
 
 
-@lru_cache(maxsize=2)
+@model_cache(maxsize=2)
 def _load(model: str, device: str, ctype: str, threads: int):
     from faster_whisper import WhisperModel
 

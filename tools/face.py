@@ -20,12 +20,12 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
 from importlib import metadata
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from affectlens.cache import model_cache
 from affectlens.settings import Settings
 from agent.taxonomy import to_basic
 from tools import face_geometry as geo
@@ -200,7 +200,7 @@ class _Mediapipe:
         return {name: round(float(p), 4) for name, p in zip(FACEX_CLASSES, probs)}
 
 
-@lru_cache(maxsize=2)
+@model_cache(maxsize=2)
 def _mediapipe_models(facex_path: str) -> _Mediapipe:
     return _Mediapipe(facex_path)
 
@@ -320,7 +320,7 @@ class _PyFeat:
         self.lock = threading.Lock()
 
 
-@lru_cache(maxsize=2)
+@model_cache(maxsize=2)
 def _pyfeat_model(device: str, weights: str | None) -> _PyFeat:
     return _PyFeat(device, weights)
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import threading
 import time
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from affectlens.cache import model_cache
 from affectlens.settings import Settings
 from agent.taxonomy import ADJECTIVE, BASIC
 from tools.evidence import LabelScore, SceneEvidence, SceneFrame
@@ -106,7 +106,7 @@ class _Clip:
             }
 
 
-@lru_cache(maxsize=2)
+@model_cache(maxsize=2)
 def _load(model_name: str, pretrained: str, device: str) -> _Clip:
     return _Clip(model_name, pretrained, device)
 

@@ -57,12 +57,12 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from affectlens.cache import model_cache
 from affectlens.settings import Settings
 from tools.evidence import LabelScore, ToneEvidence, ToneWindow
 from tools.media import Media
@@ -80,7 +80,7 @@ SER_CHUNK_S, SER_MAX_S = 10.0, 60.0
 
 
 # measuring -------------------------------------------------------------------------------------
-@lru_cache(maxsize=1)
+@model_cache(maxsize=1)
 def _smile():
     import opensmile
 
@@ -343,7 +343,7 @@ def _windows(
 
 
 # speech-emotion model (optional) -----------------------------------------------------------------
-@lru_cache(maxsize=1)
+@model_cache(maxsize=1)
 def _ser_pipeline(model: str, device: str):
     from transformers import pipeline
 

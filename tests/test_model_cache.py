@@ -1,0 +1,81 @@
+"""Every model loader goes through one locked cache: two threads that use a model first at the
+same time get one copy (lru_cache loaded two), other keys are not held up, a failed load is
+not cached, and the least recently used model is dropped."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import agent.embeddings
+import tools.asr
+import tools.face
+import tools.scene
+import tools.tone
+from affectlens.cache import ModelCache, model_cache
+
+
+def _both(fn, *args):
+    """Call ``fn(*args)`` from two threads released together; return both results."""
+    start = threading.Barrier(2)
+    out: list = [None, None]
+
+    def run(i):
+        start.wait()
+        out[i] = fn(*args)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return out
+
+
+def test_every_loader_is_a_locked_model_cache():
+    loaders = [tools.asr._load, tools.face._mediapipe_models, tools.face._pyfeat_model,
+               tools.scene._load, tools.tone._smile, tools.tone._ser_pipeline,
+               agent.embeddings._load]
+    assert all(isinstance(f, ModelCache) for f in loaders)
+
+
+def test_two_first_uses_in_two_threads_load_one_opensmile():
+    tools.tone._smile.cache_clear()
+    before = tools.tone._smile.loads
+    a, b = _both(tools.tone._smile)
+    assert a is b and a is not None
+    assert tools.tone._smile.loads == before + 1
+
+
+def test_a_second_caller_waits_for_the_first_load_instead_of_loading_again():
+    calls: list[str] = []
+
+    @model_cache(maxsize=2)
+    def load(name):
+        calls.append(name)
+        # give a second caller time to arrive while this load is in progress
+        threading.Event().wait(0.3)
+        return object()
+
+    a, b = _both(load, "m")
+    assert a is b and calls == ["m"]
+
+
+def test_failures_are_not_cached_and_the_oldest_model_is_dropped():
+    attempts: list[int] = []
+
+    @model_cache(maxsize=2)
+    def load(name):
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise OSError("disk hiccup")
+        return [name]
+
+    with pytest.raises(OSError):
+        load("a")
+    first = load("a")
+    assert load("a") is first
+    load("b")
+    load("c")  # evicts "a", the least recently used
+    assert load("a") is not first and load("a") == ["a"]
