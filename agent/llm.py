@@ -534,12 +534,20 @@ def classify_error(exc: Exception) -> Literal["context", "format", "other"]:
 
 
 class TransformersLLM:
-    """A local Hugging Face causal LM directory in-process; validated retry for JSON."""
+    """A local Hugging Face model directory in-process; validated retry for JSON. A
+    vision-language model (its config has a ``vision_config``: LLaVA, Qwen2-VL ...) is loaded
+    with its processor, and the key frames passed as ``images`` go into its prompt."""
 
     def __init__(self, settings: Settings):
         import torch
         import transformers
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import (
+            AutoConfig,
+            AutoModelForCausalLM,
+            AutoModelForImageTextToText,
+            AutoProcessor,
+            AutoTokenizer,
+        )
 
         self.settings = settings
         path = Path(settings.llm_model).expanduser()
@@ -549,25 +557,51 @@ class TransformersLLM:
                 "(no config.json); hub ids are not downloaded here"
             )
         self.device = settings.resolved_device
+        dtype = torch.float16 if self.device == "cuda" else torch.float32
+        self.processor = None
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModelForCausalLM.from_pretrained(
-                path, dtype=torch.float16 if self.device == "cuda" else torch.float32
-            ).to(self.device)
+            if getattr(AutoConfig.from_pretrained(path), "vision_config", None) is not None:
+                self.processor = AutoProcessor.from_pretrained(path)
+                self.tokenizer = self.processor.tokenizer
+                auto = AutoModelForImageTextToText
+            else:
+                self.tokenizer = AutoTokenizer.from_pretrained(path)
+                auto = AutoModelForCausalLM
+            self.model = auto.from_pretrained(path, dtype=dtype).to(self.device)
         except (OSError, ValueError) as exc:
             raise LLMError(f"transformers could not load {path}: {exc}") from exc
         self.model.eval()
-        if self.tokenizer.chat_template is None:
-            raise LLMError(f"the tokenizer in {path} has no chat_template")
+        template = self.processor or self.tokenizer
+        if template.chat_template is None:
+            raise LLMError(f"the {type(template).__name__} in {path} has no chat_template")
         self._torch = torch
         self._lock = threading.Lock()
         self.sampling = Sampling.of(settings)
         self.model_id = f"{path.name} (transformers {transformers.__version__}, {self.device})"
 
-    def _inputs(self, messages: list[dict]) -> Any:
-        return self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        ).to(self.device)
+    def _inputs(self, messages: list[dict], images: list[np.ndarray] | None = None) -> Any:
+        if self.processor is None:  # text-only: frames reach it as cues
+            return self.tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            ).to(self.device)
+        return self._vision_inputs(messages, list(images or []))
+
+    def _vision_inputs(self, messages: list[dict], images: list[np.ndarray]) -> Any:
+        """Content parts in the processor's format, the images ahead of the last user text."""
+        from PIL import Image
+
+        parts = []
+        last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+        for i, m in enumerate(messages):
+            text = [{"type": "text", "text": m["content"]}] if isinstance(m["content"], str) \
+                else list(m["content"])
+            pics = [{"type": "image"} for _ in images] if i == last_user else []
+            parts.append({"role": m["role"], "content": [*pics, *text]})
+        prompt = self.processor.apply_chat_template(parts, add_generation_prompt=True,
+                                                    tokenize=False)
+        pil = [Image.fromarray(np.asarray(im, dtype=np.uint8)).convert("RGB") for im in images]
+        return self.processor(text=prompt, images=pil or None, return_tensors="pt").to(
+            self.device)
 
     def _generate_kwargs(self, inputs: Any, max_tokens: int | None, s: Sampling) -> dict:
         temperature = s.temperature
@@ -582,8 +616,9 @@ class TransformersLLM:
             kwargs["temperature"] = temperature
         return kwargs
 
-    def _generate(self, messages: list[dict], max_tokens: int | None, s: Sampling) -> str:
-        inputs = self._inputs(messages)
+    def _generate(self, messages: list[dict], max_tokens: int | None, s: Sampling,
+                  images: list[np.ndarray] | None = None) -> str:
+        inputs = self._inputs(messages, images)
         with self._lock, self._torch.inference_mode():
             self._torch.manual_seed(s.seed)
             out = self.model.generate(**self._generate_kwargs(inputs, max_tokens, s))
@@ -596,16 +631,16 @@ class TransformersLLM:
         messages: list[dict],
         schema: type[BaseModel] | None = None,
         *,
-        images: list[np.ndarray] | None = None,  # text-only: frames reach it as cues
+        images: list[np.ndarray] | None = None,  # used by a vision-language model only
         max_tokens: int | None = None,
         sampling: Sampling | None = None,
     ) -> str | BaseModel:
         check_messages(messages)
         s = sampling or self.sampling
         if schema is None:
-            return self._generate(messages, max_tokens, s)
+            return self._generate(messages, max_tokens, s, images)
         return validated(
-            lambda msgs: self._generate(msgs, max_tokens, s),
+            lambda msgs: self._generate(msgs, max_tokens, s, images),
             with_schema_prompt(messages, schema),
             schema,
             TRANSFORMERS_ATTEMPTS,

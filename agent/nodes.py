@@ -117,6 +117,16 @@ def _llm(runtime: Runtime[RunContext]):
     return get_llm(runtime.context.settings, role="reason")
 
 
+def _key_frames(settings, media) -> dict:
+    """``{"images": [...]}``: the scene tool's key frames, for a vision-language model
+    (``llm_multimodal``); nothing otherwise (a text-only model sees the frames as cues)."""
+    if not settings.llm_multimodal or media is None or not media.frames:
+        return {}
+    from tools.scene import key_frame_indices
+
+    return {"images": [media.frames[i].image for i in key_frame_indices(len(media.frames))]}
+
+
 def reason_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     """Ask the LLM; on a repair round the previous answer and the problems go with it."""
     settings = runtime.context.settings
@@ -134,8 +144,8 @@ def reason_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
                     "models": {"reason": getattr(llm, "model_id", type(llm).__name__),
                                **rs.prompt_versions()}}
     try:
-        raw = llm.chat(msgs, rs.schema_for(cues),
-                       max_tokens=settings.llm_max_tokens)
+        raw = llm.chat(msgs, rs.schema_for(cues), max_tokens=settings.llm_max_tokens,
+                       **_key_frames(settings, runtime.context.media))
     except Exception as exc:  # noqa: BLE001 - LLMError, backend down: keep the last reading
         update["error"] = f"reasoning failed: {type(exc).__name__}: {exc}"[:500]
         return update

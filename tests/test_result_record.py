@@ -17,6 +17,8 @@ from agent.schemas import MODALITIES
 from agent.store import AnalysisStore
 from test_scene import TINY, tiny_weights  # noqa: F401 - the tiny random CLIP, a fixture
 
+pytestmark = pytest.mark.slow  # real models (face, whisper, MiniLM, a VLM): seconds each
+
 
 class SchemaFiller:
     """Answers with ``rs.schema_for(cues)``: one claim per modality citing its first cue, and a
