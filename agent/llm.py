@@ -707,10 +707,15 @@ class Sampled:
     them per call; everything else (``model_id``, the backend's own attributes) is the model's."""
 
     def __init__(self, llm: LLM, sampling: Sampling):
-        self.llm, self.sampling = llm, sampling
+        object.__setattr__(self, "llm", llm)
+        object.__setattr__(self, "sampling", sampling)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.llm, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Patching goes to the model (evals' TokenMeter wraps its ``_complete``)."""
+        setattr(self.llm, name, value)
 
     def chat(self, messages, schema=None, *, images=None, max_tokens=None, sampling=None):
         return self.llm.chat(messages, schema, images=images, max_tokens=max_tokens,
