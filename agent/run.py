@@ -81,7 +81,8 @@ def reason_again(
     evidence = {m: getattr(result, m) for m in MODALITIES if getattr(result, m) is not None}
     state = build_graph("textualise").invoke(
         {"run_id": uuid.uuid4().hex, "path": result.media.file_name, "without": skip,
-         "source": result.source, "media": result.media, "evidence": evidence, "result_id": f"{result.id}{suffix}"[:128],
+         "source": result.source, "media": result.media, "evidence": evidence,
+         "result_id": f"{result.id}{suffix}"[:128],
          "rounds": 0, "models": {m: v for m, v in result.models.items() if m in MODALITIES}},
         context=ctx,
     )

@@ -18,6 +18,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from affectlens.settings import Settings  # noqa: E402
 from agent import llm as llm_mod  # noqa: E402
 from agent.llm import LLMError, get_llm  # noqa: E402
+from test_llm import _settings as _embedded_settings  # noqa: E402
+from test_llm import small_gguf  # noqa: E402,F401 - the fixture
 
 # vLLM 0.6's body for a prompt longer than --max-model-len (a 400, like a bad request field).
 VLLM_CONTEXT = {"object": "error", "type": "BadRequestError", "param": None, "code": 400,
@@ -188,3 +190,18 @@ def test_a_closed_transformers_stream_stops_generating_and_joins_its_thread(tmp_
     assert not llm._lock.locked()
     assert set(threading.enumerate()) <= before  # the generate thread was stopped and joined
     assert isinstance(llm.chat(CUES, max_tokens=4), str)  # the model is free again
+
+
+@pytest.mark.slow
+def test_an_abandoned_embedded_stream_does_not_block_the_next_call(small_gguf):
+    llm = get_llm(_embedded_settings())
+    msgs = [{"role": "user", "content": "Name three colours, comma separated."}]
+    kept = llm.stream(msgs, max_tokens=16)
+    assert next(kept)  # then neither consumed nor closed (a dropped UI event keeps it alive)
+    answers: list[str] = []
+    worker = threading.Thread(target=lambda: answers.append(llm.chat(msgs, max_tokens=4)),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=300)  # before: blocked for good on the lock the stream's frame held
+    assert answers and isinstance(answers[0], str)
+    assert kept is not None

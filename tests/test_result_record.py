@@ -1,6 +1,6 @@
 """What the graph stores, on the real tools' output for a talking-face clip (face, speech,
-voice and scene, with test_scene's tiny random CLIP, all produce cues): the analysed file's path (chat's re-run reopens it), a
-conclusion that survives when every modality has a claim, and no "grounded" badge on a reading
+voice and scene, with test_scene's tiny random CLIP, all produce cues): the analysed file's
+path (chat's re-run reopens it), a conclusion that survives when every modality has a claim, and no "grounded" badge on a reading
 that has no evidence. The LLM is a stand-in that fills the per-analysis schema the real LLM is
 constrained to, so the reading is valid for whatever the tools produced."""
 
