@@ -78,6 +78,10 @@ class AnalysisResult(BaseModel):
     models: dict[str, str] = Field(default_factory=dict, description="Role -> model and version.")
     settings: dict = Field(default_factory=dict)
     error: str | None = None
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Problems that did not stop the analysis (e.g. saved but not indexed).",
+    )
     source: str | None = Field(
         default=None,
         description="Absolute path of the analysed file, so chat can re-run a tool on a time "

@@ -4,6 +4,7 @@ atomically, and indexed in chromadb for "similar analyses"."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
@@ -14,6 +15,7 @@ from pathlib import Path
 from affectlens.settings import Settings
 from agent.schemas import AnalysisResult
 
+log = logging.getLogger(__name__)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -42,8 +44,8 @@ class AnalysisStore:
             raise AnalysisNotFound(f"not a valid analysis id: {analysis_id!r}")
         return self.dir / f"{analysis_id}.json"
 
-    def save(self, result: AnalysisResult) -> Path:
-        """Write (tmp file + os.replace, so a reader never sees half a file) and index."""
+    def _write(self, result: AnalysisResult) -> Path:
+        """tmp file + os.replace, so a reader never sees half a file."""
         path = self.path(result.id)
         self.dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{result.id}.", suffix=".tmp")
@@ -54,10 +56,22 @@ class AnalysisStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        return path
+
+    def save(self, result: AnalysisResult) -> Path:
+        """Write, then index. The JSON is the analysis; the index only serves "similar
+        analyses", so an indexing failure is recorded as a warning in the stored result (and
+        logged) instead of failing an analysis that was saved."""
+        path = self._write(result)
         if self.index:
             from agent.knowledge import index_analysis
 
-            index_analysis(result, self.settings)
+            try:
+                index_analysis(result, self.settings)
+            except Exception as exc:  # noqa: BLE001 - chromadb/embedding failure of any kind
+                warning = f"saved, but not indexed for similar analyses: {exc}"
+                log.warning("%s: %s", result.id, warning)
+                self._write(result.model_copy(update={"warnings": [*result.warnings, warning]}))
         return path
 
     def get(self, analysis_id: str) -> AnalysisResult:

@@ -61,6 +61,8 @@ CSS = """
 .dot {display: inline-block; width: 9px; height: 9px; border-radius: 50%; margin-right: 6px}
 .card-error, .error-box {background: #fde2e0; color: #7a1212; border-radius: 8px;
   padding: 10px 14px; margin: 6px 0}
+.warning-box {background: #fff4d6; color: #6b4e00; border-radius: 8px; padding: 10px 14px;
+  margin: 6px 0}
 .stages {list-style: none; padding: 0; margin: 0} .stage {padding: 2px 0}
 .stage .icon {display: inline-block; width: 1.6em} .stage .secs {float: right; color: #777}
 .stage-failed {color: #9b1c1c} .stage-start {font-weight: 600}
@@ -79,8 +81,18 @@ def _friendly(exc: BaseException) -> str:
         from agent.llm import LLMError
     except Exception:  # noqa: BLE001 - the LLM module may be broken; still report the error
         LLMError = ()  # type: ignore[assignment]  # noqa: N806
+    from agent.store import AnalysisNotFound
+
+    try:
+        from agent.chat import ChatError
+    except Exception:  # noqa: BLE001 - chat may be missing; its errors then cannot occur
+        ChatError = ()  # type: ignore[assignment]  # noqa: N806
     if isinstance(exc, MediaError):
         return str(exc)
+    if isinstance(exc, AnalysisNotFound):
+        return f"Analysis not found: {exc.args[0] if exc.args else exc}"
+    if ChatError and isinstance(exc, ChatError):
+        return f"Chat: {exc}"
     if isinstance(exc, ModelError):
         return f"A model is missing or broken: {exc} (run `affectlens models assemble`)."
     if LLMError and isinstance(exc, LLMError):
@@ -93,6 +105,14 @@ def _store(settings: Settings):
     from agent.store import AnalysisStore
 
     return AnalysisStore(settings)
+
+
+def _saved_warnings(settings: Settings, result: AnalysisResult) -> list[str]:
+    """Warnings the store recorded when saving (e.g. indexing failed): the analysis is saved."""
+    try:
+        return _store(settings).get(result.id).warnings
+    except Exception:  # noqa: BLE001 - not saved (save=False) or unreadable: nothing to add
+        return list(result.warnings)
 
 
 def _frames_dir(settings: Settings, analysis_id: str) -> Path:
@@ -311,7 +331,11 @@ def create_app(settings: Settings) -> gr.Blocks:
                 log.warning("key frames failed: %s", exc)
                 keys = []
             note = f"(done: {result.reading.label})" if result.reading else "(no reading)"
-            yield (cp.progress_html(rows, total, note), "", *_views(result, keys), [], result.id)
+            warnings = _saved_warnings(settings, result)
+            for w in warnings:
+                gr.Warning(w)
+            yield (cp.progress_html(rows, total, note), cp.warning_box(warnings),
+                   *_views(result, keys), [], result.id)
 
         outputs = [progress, error, card, circ, timeline, frames, chatbot, analysis_id]
         run_btn.click(analyse, [video, analysis_id], outputs, concurrency_limit=1,
@@ -357,13 +381,14 @@ def create_app(settings: Settings) -> gr.Blocks:
         app.load(list_past, None, [past, history_note])
 
         def reopen(chosen: str | None, current: str | None):
+            # 10 outputs: progress, error, card, circ, timeline, frames, chatbot, id, note, tabs
             if not chosen:
-                return (gr.skip(),) * 6 + (current, cp.error_box("pick an analysis"),
+                return (gr.skip(),) * 7 + (current, cp.error_box("pick an analysis"),
                                            gr.skip())
             try:
                 result = _store(settings).get(chosen)
             except Exception as exc:  # noqa: BLE001 - missing or unreadable file
-                return (gr.skip(),) * 6 + (current, cp.error_box(_friendly(exc)), gr.skip())
+                return (gr.skip(),) * 7 + (current, cp.error_box(_friendly(exc)), gr.skip())
             keys = cp.stored_key_frames(_frames_dir(settings, result.id))
             return ("", "", *_views(result, keys), _history(result.id, settings), result.id, "",
                     gr.Tabs(selected="analyse"))
