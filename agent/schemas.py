@@ -78,6 +78,11 @@ class AnalysisResult(BaseModel):
     models: dict[str, str] = Field(default_factory=dict, description="Role -> model and version.")
     settings: dict = Field(default_factory=dict)
     error: str | None = None
+    owner: str | None = Field(
+        default=None,
+        description="The signed-in web user who ran it; None for the CLI or a server without "
+        "auth (single-user). With auth the UI shows a user only their own analyses.",
+    )
     warnings: list[str] = Field(
         default_factory=list,
         description="Problems that did not stop the analysis (e.g. saved but not indexed).",

@@ -9,7 +9,8 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime
+import shutil
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from affectlens.settings import Settings
@@ -29,6 +30,7 @@ class StoredAnalysis:
     label: str
     file_name: str
     created: datetime
+    owner: str | None = None
 
 
 class AnalysisStore:
@@ -63,6 +65,10 @@ class AnalysisStore:
         analyses", so an indexing failure is recorded as a warning in the stored result (and
         logged) instead of failing an analysis that was saved."""
         path = self._write(result)
+        try:
+            self.prune()
+        except Exception as exc:  # noqa: BLE001 - retention must not fail a new analysis
+            log.warning("pruning old analyses failed: %s", exc)
         if self.index:
             from agent.knowledge import index_analysis
 
@@ -90,18 +96,61 @@ class AnalysisStore:
                 out.append(StoredAnalysis(
                     id=data["id"], label=reading.get("label", ""),
                     file_name=data.get("media", {}).get("file_name", ""),
-                    created=datetime.fromisoformat(data["created"])))
+                    created=datetime.fromisoformat(data["created"]), owner=data.get("owner")))
             except (OSError, ValueError, KeyError, TypeError):
                 continue
         return sorted(out, key=lambda a: a.created, reverse=True)
 
+    def list_for(self, owner: str | None) -> list[StoredAnalysis]:
+        """What one web user may see: with auth (``owner`` set) only their own analyses;
+        without auth (``owner`` None, a single-user app) all of them."""
+        items = self.list()
+        return items if owner is None else [a for a in items if a.owner == owner]
+
+    def get_for(self, analysis_id: str, owner: str | None) -> AnalysisResult:
+        """``get``, but another user's analysis is "not found" (its existence is not revealed)."""
+        result = self.get(analysis_id)
+        if owner is not None and result.owner != owner:
+            raise AnalysisNotFound(f"no analysis {analysis_id!r}")
+        return result
+
+    def set_owner(self, analysis_id: str, owner: str) -> None:
+        """Record who ran an analysis (the UI calls this as soon as the run is stored)."""
+        self._write(self.get(analysis_id).model_copy(update={"owner": owner}))
+
+    def frames_dir(self, analysis_id: str) -> Path:
+        """Where the UI keeps an analysis's key frames."""
+        self.path(analysis_id)  # validates the id (it becomes a folder name)
+        return self.settings.data_dir / "ui" / "frames" / analysis_id
+
     def delete(self, analysis_id: str) -> bool:
-        """Remove the file and its index entry; False when there was none."""
+        """Remove everything kept for an analysis: the JSON, its index entry, its chat threads
+        and its key frames. False when there was no JSON (the rest is removed anyway)."""
         path = self.path(analysis_id)
         existed = path.is_file()
         path.unlink(missing_ok=True)
-        if self.index:
+        shutil.rmtree(self.frames_dir(analysis_id), ignore_errors=True)
+        if (self.settings.data_dir / "chat.sqlite").is_file():
+            from agent.chat import delete_threads
+
+            delete_threads(analysis_id, self.settings)
+        if self.index and (self.settings.data_dir / "chroma").is_dir():
             from agent.knowledge import forget_analysis
 
             forget_analysis(analysis_id, self.settings)
         return existed
+
+    def prune(self, now: datetime | None = None) -> list[str]:
+        """Delete analyses older than ``settings.retention_days``; returns their ids."""
+        days = self.settings.retention_days
+        if days is None:
+            return []
+        cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=days)
+        old = [a.id for a in self.list() if _aware(a.created) < cutoff]
+        for analysis_id in old:
+            self.delete(analysis_id)
+        return old
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)

@@ -66,17 +66,25 @@ def models_record(names: list[str] = typer.Argument(None)) -> None:
 def ui(
     host: Optional[str] = typer.Option(None, "--host", help="Interface to bind (default 127.0.0.1)."),
     port: Optional[int] = typer.Option(None, "--port", help="Port (default 7860)."),
-    auth: Optional[str] = typer.Option(None, "--auth", help="'user:password' for basic auth."),
+    allow_remote_without_auth: bool = typer.Option(
+        False, "--allow-remote-without-auth",
+        help="Serve a non-loopback --host without auth (warned). Auth itself is set with "
+        "AFFECTLENS_AUTH or `auth` in config.toml, never on the command line."),
     max_upload_mb: Optional[float] = typer.Option(None, "--max-upload-mb", help="Upload limit."),
     llm_model: Optional[str] = typer.Option(None, "--llm-model", help="LLM to reason with."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where analyses are stored."),
 ) -> None:
     """Start the web app (Gradio): analyse a clip, read the cited result, chat, evals."""
-    from ui.app import serve
+    from ui.app import ExposureError, serve
 
-    settings = _settings(host=host, port=port, auth=auth, max_upload_mb=max_upload_mb,
-                         llm_model=llm_model, data_dir=data_dir)
-    serve(settings, block=True)
+    settings = _settings(host=host, port=port, max_upload_mb=max_upload_mb,
+                         llm_model=llm_model, data_dir=data_dir,
+                         allow_remote_without_auth=allow_remote_without_auth or None)
+    try:
+        serve(settings, block=True)
+    except ExposureError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2)
 
 
 @app.command()
