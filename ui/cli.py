@@ -17,7 +17,16 @@ ModelDir = typer.Option(None, "--model-dir", help="Where the embedded models liv
 
 
 def _settings(**flags) -> Settings:
-    return load_settings(**flags)
+    """Settings from every source; a bad or unknown key is a one-line error, not a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        return load_settings(**flags)
+    except ValidationError as exc:
+        for e in exc.errors():
+            where = ".".join(str(p) for p in e["loc"]) or "settings"
+            typer.echo(f"settings error: {where}: {e['msg']}", err=True)
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -390,6 +399,29 @@ def history(
             tool = f" [dim]({m.tool})[/dim]" if m.tool else ""
             console.print(f"  [bold]{who}:[/bold]{tool} ", end="")
             console.print(m.content, markup=False, highlight=False)
+
+
+@app.command()
+def delete(
+    analysis_ids: list[str] = typer.Argument(..., help="Stored analyses to delete."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where analyses are stored."),
+) -> None:
+    """Delete analyses and everything kept for them: the JSON, the similarity-index entry, the
+    chat threads and the key frames."""
+    from agent.store import AnalysisNotFound, AnalysisStore
+
+    store = AnalysisStore(_settings(data_dir=data_dir))
+    missing = False
+    for analysis_id in analysis_ids:
+        try:
+            existed = store.delete(analysis_id)
+        except AnalysisNotFound as exc:
+            existed, msg = False, exc.args[0]
+        else:
+            msg = f"no analysis {analysis_id!r} (anything left for it was removed)"
+        typer.echo(f"deleted {analysis_id}" if existed else msg, err=not existed)
+        missing |= not existed
+    raise typer.Exit(1 if missing else 0)
 
 
 def main() -> None:
