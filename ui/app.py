@@ -240,7 +240,7 @@ def create_app(settings: Settings) -> gr.Blocks:
             gr.Markdown("# AffectLens\nWhich emotion does this clip show, and why? "
                         "Every claim cites the measured cue it rests on.")
             if settings.auth is None:
-                gr.HTML(f'<div class="card-meta" id="single-user">{SINGLE_USER_NOTE}</div>')
+                gr.HTML(f'<div class="card-meta">{SINGLE_USER_NOTE}</div>', elem_id="single-user")
         with gr.Tabs() as tabs:
             with gr.Tab("Analyse", id="analyse"):
                 with gr.Row():
