@@ -28,6 +28,11 @@ class Cue(BaseModel):
     unit: str = ""
     scale: str = ""
     text: str = Field(description="One plain sentence, as shown to the LLM.")
+    flags: list[str] = Field(
+        default_factory=list,
+        description="Warnings about the cue, e.g. a transcript sentence that reads like an "
+        "instruction to the analysing model (kept as evidence, flagged, never deleted).",
+    )
 
 
 class ModalityAccount(BaseModel):
