@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import IO, Optional
 
 import typer
 
@@ -27,6 +32,47 @@ def _settings(**flags) -> Settings:
             where = ".".join(str(p) for p in e["loc"]) or "settings"
             typer.echo(f"settings error: {where}: {e['msg']}", err=True)
         raise typer.Exit(2)
+
+
+LOG_NAME = "affectlens.log"
+
+
+@contextmanager
+def library_output(settings: Settings, verbose: bool) -> Iterator[IO[str]]:
+    """Yields the stream for the command's own progress. Unless ``verbose``, everything else
+    written to stderr (TF Lite/absl lines from native code, "Loading weights" bars, Python
+    logging and warnings) goes to ``data_dir/logs/affectlens.log``: file descriptor 2 itself is
+    redirected, because native libraries write to it directly."""
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        yield sys.stderr
+        return
+    log_dir = settings.data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = open(log_dir / LOG_NAME, "a", encoding="utf-8")  # noqa: SIM115 - closed below
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("GLOG_minloglevel", "1")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    terminal = os.fdopen(os.dup(saved), "w", encoding="utf-8", errors="replace", buffering=1)
+    os.dup2(log.fileno(), 2)
+    handler = logging.StreamHandler(log)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(min(root.level or logging.WARNING, logging.INFO))
+    logging.captureWarnings(True)
+    try:
+        yield terminal
+    finally:
+        sys.stderr.flush()
+        log.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        root.removeHandler(handler)
+        logging.captureWarnings(False)
+        terminal.close()
+        log.close()
 
 
 @app.command()
@@ -192,6 +238,9 @@ def analyze(
     no_save: bool = typer.Option(False, "--no-save", help="Do not store the result."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where analyses are stored."),
     model_dir: Optional[Path] = ModelDir,
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show the libraries' own logs on the terminal (else they "
+        "go to DATA_DIR/logs/affectlens.log)."),
 ) -> None:
     """Explain the emotion in one clip: compound label, cited explanation, per-modality status."""
     from rich.console import Console
@@ -205,17 +254,19 @@ def analyze(
         raise typer.BadParameter(f"--without takes {', '.join(MODALITIES)}, not {', '.join(bad)}")
     settings = _settings(llm_model=llm_model, frame_rate=frame_rate, data_dir=data_dir,
                          model_dir=model_dir)
-    err = Console(stderr=True)
+    with library_output(settings, verbose) as terminal:
+        err = Console(file=terminal)
 
-    def progress(stage: str, status: str, seconds: float) -> None:
-        if not as_json and status != "start":
-            err.print(f"[dim]{stage:10s} {status:6s} {seconds:6.1f} s[/dim]")
+        def progress(stage: str, status: str, seconds: float) -> None:
+            if not as_json and status != "start":
+                err.print(f"[dim]{stage:10s} {status:6s} {seconds:6.1f} s[/dim]")
 
-    try:
-        result = run_analyze(clip, settings, on_stage=progress, without=without, save=not no_save)
-    except MediaError as exc:
-        err.print(f"[red]cannot analyse {clip}:[/red] {exc}")
-        raise typer.Exit(2)
+        try:
+            result = run_analyze(clip, settings, on_stage=progress, without=without,
+                                 save=not no_save)
+        except MediaError as exc:
+            err.print(f"[red]cannot analyse {clip}:[/red] {exc}")
+            raise typer.Exit(2)
     if as_json:
         typer.echo(result.model_dump_json(indent=1))
     else:
