@@ -140,7 +140,8 @@ def test_without_auth_the_page_says_single_user(tmp_path):
     from ui.app import SINGLE_USER_NOTE, create_app
 
     def notes(app):
-        return [b.value for b in app.blocks.values() if getattr(b, "elem_id", None) == "single-user"]
+        return [b.value for b in app.blocks.values()
+                if getattr(b, "elem_id", None) == "single-user"]
 
     assert any(SINGLE_USER_NOTE in v for v in notes(create_app(Settings(data_dir=tmp_path))))
     assert notes(create_app(Settings(data_dir=tmp_path, auth="ann:pw"))) == []

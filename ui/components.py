@@ -167,7 +167,8 @@ def warning_box(warnings: list[str]) -> str:
     if not warnings:
         return ""
     items = "".join(f"<li>{escape(w)}</li>" for w in warnings)
-    return f'<div class="warning-box" role="status"><b>Saved, with warnings:</b><ul>{items}</ul></div>'
+    return (f'<div class="warning-box" role="status"><b>Saved, with warnings:</b>'
+            f"<ul>{items}</ul></div>")
 
 
 # key frames --------------------------------------------------------------------------------
