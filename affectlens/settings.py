@@ -3,6 +3,9 @@
 Sources, lowest to highest precedence: defaults < TOML file < environment (``AFFECTLENS_*``)
 < command-line flags (passed as keyword arguments). The TOML file is
 ``$AFFECTLENS_CONFIG`` when set, else ``~/.config/affectlens/config.toml`` when it exists.
+An unknown key in the file or an unknown ``AFFECTLENS_*`` variable is an error that names it
+(a typo must not be silently ignored). ``auth`` is a secret read from the file or the
+environment only, never from a command-line flag (visible in ``ps``).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,6 +24,9 @@ from pydantic_settings import (
 )
 
 ENV_PREFIX = "AFFECTLENS_"
+# AFFECTLENS_* variables that are not settings: the config file's path, setup.sh's venv.
+NON_SETTING_VARS = {"CONFIG", "VENV"}
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 def _xdg(var: str, fallback: str) -> Path:
@@ -38,7 +44,7 @@ class Settings(BaseSettings):
     """Model choices and paths, device, sampling, limits, storage and server."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, extra="ignore", validate_default=True
+        env_prefix=ENV_PREFIX, extra="forbid", validate_default=True
     )
 
     # storage
@@ -105,13 +111,59 @@ class Settings(BaseSettings):
     # server
     host: str = "127.0.0.1"
     port: int = Field(default=7860, ge=1, le=65535)
-    auth: str | None = Field(default=None, description="'user:password' for basic auth.")
+    auth: SecretStr | None = Field(
+        default=None,
+        description="'user:password' (or several, comma-separated) for basic auth; from "
+        "config.toml or AFFECTLENS_AUTH only. With auth each user sees only their own analyses.",
+    )
+    allow_remote_without_auth: bool = Field(
+        default=False, description="Let `serve` bind a non-loopback host without auth (warned)."
+    )
     max_upload_mb: float = Field(default=200.0, gt=0)
+    eval_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders the Evals tab may read datasets from (besides evals/datasets).",
+    )
+    retention_days: float | None = Field(
+        default=None, gt=0, description="Delete stored analyses older than this; None keeps all."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unknown_env(cls, data: Any) -> Any:
+        known = {name.upper() for name in cls.model_fields} | NON_SETTING_VARS
+        unknown = sorted(k for k in os.environ
+                         if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX):] not in known)
+        if unknown:
+            raise ValueError(f"unknown setting(s) in the environment: {', '.join(unknown)} "
+                             f"(see `Settings` in affectlens/settings.py for the names)")
+        return data
+
+    def auth_pairs(self) -> list[tuple[str, str]]:
+        """``auth`` as (user, password) pairs; empty without auth."""
+        if self.auth is None:
+            return []
+        pairs = []
+        for item in self.auth.get_secret_value().split(","):
+            user, sep, password = item.strip().partition(":")
+            if not sep or not user or not password:
+                raise ValueError("auth must be 'user:password' (comma-separated for several)")
+            pairs.append((user, password))
+        return pairs
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in LOOPBACK_HOSTS or self.host.startswith("127.")
 
     @field_validator("data_dir", "model_dir", "pyfeat_weights_dir", mode="after")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
+
+    @field_validator("eval_roots", mode="after")
+    @classmethod
+    def _resolve_roots(cls, value: list[Path]) -> list[Path]:
+        return [p.expanduser().resolve() for p in value]
 
     @classmethod
     def settings_customise_sources(

@@ -113,7 +113,7 @@ def _system(analysis: AnalysisResult, thread_cues: list[Cue]) -> dict:
     v = analysis.verification
     verification = ("grounded" if v.grounded else "not fully grounded") + (
         f"; open problems: {'; '.join(v.problems[:2])}" if v.problems else "")
-    from agent.textualise import header, modality_status
+    from agent.textualise import header, modality_status, neutralise
 
     evidence = {m: getattr(analysis, m) for m in MODALITIES}
     status = modality_status(evidence, without=analysis.settings.get("without") or [])
@@ -123,8 +123,9 @@ def _system(analysis: AnalysisResult, thread_cues: list[Cue]) -> dict:
                   else analysis.media.duration_s, kind)
     return {"role": "system", "content": prompts.render(
         PROMPT_SYSTEM, header=head, cues=render_cues([*analysis.cues, *thread_cues]),
-        label=r.label if r else f"none ({analysis.error or 'no reading'})",
-        explanation=r.explanation if r else [], verification=verification)}
+        label=neutralise(r.label) if r else f"none ({analysis.error or 'no reading'})",
+        explanation=[neutralise(e) for e in r.explanation] if r else [],  # LLM text: inert
+        verification=verification)}
 
 
 def _history(state: ChatState) -> list[dict]:

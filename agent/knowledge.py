@@ -4,16 +4,29 @@ Knowledge entries (``agent/knowledge/*.jsonl``: id, title, text, source) are ind
 data directory and re-indexed when the files change (their hash is kept in the collection's
 metadata). The retrieve step queries with the cue sentences. A second collection holds one
 short summary per stored analysis for "similar analyses".
+
+Several processes may share one data directory (``affectlens ui`` running while
+``affectlens analyze`` stores a result). chromadb's PersistentClient keeps its vector index in
+memory per process, so a long-lived process would not see (and could later overwrite) what
+another wrote. Hence: every write holds a file lock (``chroma.lock``) and then bumps a
+generation file (``chroma.gen``); a process that finds a generation other than the one it last
+saw reopens its client before reading or writing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
 
 from affectlens.settings import Settings
 from agent.embeddings import MiniLMEmbedding
@@ -22,7 +35,9 @@ from agent.schemas import AnalysisResult, Cue
 KNOWLEDGE_DIR = Path(__file__).with_name("knowledge")
 KNOWLEDGE = "knowledge"
 ANALYSES = "analyses"
-_lock = threading.Lock()
+_lock = threading.RLock()
+LOCK_TIMEOUT_S = 300.0
+_clients: dict[str, tuple[Any, str]] = {}  # chroma path -> (client, generation it has seen)
 
 
 @dataclass(frozen=True)
@@ -58,8 +73,7 @@ def knowledge_hash(folder: Path = KNOWLEDGE_DIR) -> str:
     return digest.hexdigest()[:16]
 
 
-@lru_cache(maxsize=4)
-def _client(path: str):
+def _open(path: str):
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
@@ -69,13 +83,52 @@ def _client(path: str):
     )
 
 
+def _gen_file(settings: Settings) -> Path:
+    return settings.data_dir / "chroma.gen"
+
+
+def _generation(settings: Settings) -> str:
+    try:
+        return _gen_file(settings).read_text(encoding="ascii").strip()
+    except OSError:
+        return ""
+
+
 def client(settings: Settings):
-    """The embedded chromadb under ``settings.data_dir / "chroma"`` (one per process)."""
-    return _client(str(settings.data_dir / "chroma"))
+    """The embedded chromadb under ``settings.data_dir / "chroma"``: one per process, reopened
+    when another process has written since (see the module docstring)."""
+    path = str(settings.data_dir / "chroma")
+    with _lock:
+        gen = _generation(settings)
+        cached = _clients.get(path)
+        if cached is not None and cached[1] == gen:
+            return cached[0]
+        if cached is not None:
+            cached[0].close()  # drops this process's stale in-memory index
+        fresh = _open(path)
+        _clients[path] = (fresh, gen)
+        return fresh
 
 
-def _collection(settings: Settings, name: str):
-    return client(settings).get_or_create_collection(
+@contextmanager
+def writing(settings: Settings) -> Iterator[Any]:
+    """The client, for one writer at a time across processes; afterwards the generation moves
+    on so other processes reopen before their next use."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with _lock, FileLock(str(settings.data_dir / "chroma.lock"), timeout=LOCK_TIMEOUT_S):
+        c = client(settings)
+        try:
+            yield c
+        finally:
+            gen = uuid.uuid4().hex
+            tmp = _gen_file(settings).with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(gen, encoding="ascii")
+            os.replace(tmp, _gen_file(settings))
+            _clients[str(settings.data_dir / "chroma")] = (c, gen)
+
+
+def _collection(settings: Settings, name: str, chroma: Any = None):
+    return (chroma or client(settings)).get_or_create_collection(
         name, embedding_function=MiniLMEmbedding(settings), metadata={"hnsw:space": "cosine"}
     )
 
@@ -87,6 +140,11 @@ def knowledge_collection(settings: Settings, folder: Path = KNOWLEDGE_DIR):
         want = knowledge_hash(folder)
         meta = col.metadata or {}
         if meta.get("kb_hash") == want and col.count() > 0:
+            return col
+    with writing(settings) as chroma:
+        col = _collection(settings, KNOWLEDGE, chroma)
+        meta = col.metadata or {}
+        if meta.get("kb_hash") == want and col.count() > 0:  # another process built it
             return col
         entries = load_entries(folder)
         existing = col.get(include=[])["ids"]
@@ -154,15 +212,17 @@ def analysis_summary(result: AnalysisResult) -> str:
 def index_analysis(result: AnalysisResult, settings: Settings) -> None:
     """Add or replace one analysis in the memory collection."""
     label = result.reading.label if result.reading else ""
-    _collection(settings, ANALYSES).upsert(
-        ids=[result.id], documents=[analysis_summary(result)],
-        metadatas=[{"label": label, "file_name": result.media.file_name,
-                    "created": result.created.isoformat()}],
-    )
+    with writing(settings) as chroma:
+        _collection(settings, ANALYSES, chroma).upsert(
+            ids=[result.id], documents=[analysis_summary(result)],
+            metadatas=[{"label": label, "file_name": result.media.file_name,
+                        "created": result.created.isoformat()}],
+        )
 
 
 def forget_analysis(analysis_id: str, settings: Settings) -> None:
-    _collection(settings, ANALYSES).delete(ids=[analysis_id])
+    with writing(settings) as chroma:
+        _collection(settings, ANALYSES, chroma).delete(ids=[analysis_id])
 
 
 def similar_analyses(query_text: str, settings: Settings, k: int = 5,

@@ -28,6 +28,11 @@ class Cue(BaseModel):
     unit: str = ""
     scale: str = ""
     text: str = Field(description="One plain sentence, as shown to the LLM.")
+    flags: list[str] = Field(
+        default_factory=list,
+        description="Warnings about the cue, e.g. a transcript sentence that reads like an "
+        "instruction to the analysing model (kept as evidence, flagged, never deleted).",
+    )
 
 
 class ModalityAccount(BaseModel):
@@ -78,6 +83,15 @@ class AnalysisResult(BaseModel):
     models: dict[str, str] = Field(default_factory=dict, description="Role -> model and version.")
     settings: dict = Field(default_factory=dict)
     error: str | None = None
+    owner: str | None = Field(
+        default=None,
+        description="The signed-in web user who ran it; None for the CLI or a server without "
+        "auth (single-user). With auth the UI shows a user only their own analyses.",
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Problems that did not stop the analysis (e.g. saved but not indexed).",
+    )
     source: str | None = Field(
         default=None,
         description="Absolute path of the analysed file, so chat can re-run a tool on a time "

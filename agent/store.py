@@ -4,16 +4,19 @@ atomically, and indexed in chromadb for "similar analyses"."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime
+import shutil
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from affectlens.settings import Settings
 from agent.schemas import AnalysisResult
 
+log = logging.getLogger(__name__)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -27,6 +30,7 @@ class StoredAnalysis:
     label: str
     file_name: str
     created: datetime
+    owner: str | None = None
 
 
 class AnalysisStore:
@@ -42,8 +46,8 @@ class AnalysisStore:
             raise AnalysisNotFound(f"not a valid analysis id: {analysis_id!r}")
         return self.dir / f"{analysis_id}.json"
 
-    def save(self, result: AnalysisResult) -> Path:
-        """Write (tmp file + os.replace, so a reader never sees half a file) and index."""
+    def _write(self, result: AnalysisResult) -> Path:
+        """tmp file + os.replace, so a reader never sees half a file."""
         path = self.path(result.id)
         self.dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{result.id}.", suffix=".tmp")
@@ -54,10 +58,26 @@ class AnalysisStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        return path
+
+    def save(self, result: AnalysisResult) -> Path:
+        """Write, then index. The JSON is the analysis; the index only serves "similar
+        analyses", so an indexing failure is recorded as a warning in the stored result (and
+        logged) instead of failing an analysis that was saved."""
+        path = self._write(result)
+        try:
+            self.prune()
+        except Exception as exc:  # noqa: BLE001 - retention must not fail a new analysis
+            log.warning("pruning old analyses failed: %s", exc)
         if self.index:
             from agent.knowledge import index_analysis
 
-            index_analysis(result, self.settings)
+            try:
+                index_analysis(result, self.settings)
+            except Exception as exc:  # noqa: BLE001 - chromadb/embedding failure of any kind
+                warning = f"saved, but not indexed for similar analyses: {exc}"
+                log.warning("%s: %s", result.id, warning)
+                self._write(result.model_copy(update={"warnings": [*result.warnings, warning]}))
         return path
 
     def get(self, analysis_id: str) -> AnalysisResult:
@@ -76,18 +96,61 @@ class AnalysisStore:
                 out.append(StoredAnalysis(
                     id=data["id"], label=reading.get("label", ""),
                     file_name=data.get("media", {}).get("file_name", ""),
-                    created=datetime.fromisoformat(data["created"])))
+                    created=datetime.fromisoformat(data["created"]), owner=data.get("owner")))
             except (OSError, ValueError, KeyError, TypeError):
                 continue
         return sorted(out, key=lambda a: a.created, reverse=True)
 
+    def list_for(self, owner: str | None) -> list[StoredAnalysis]:
+        """What one web user may see: with auth (``owner`` set) only their own analyses;
+        without auth (``owner`` None, a single-user app) all of them."""
+        items = self.list()
+        return items if owner is None else [a for a in items if a.owner == owner]
+
+    def get_for(self, analysis_id: str, owner: str | None) -> AnalysisResult:
+        """``get``, but another user's analysis is "not found" (its existence is not revealed)."""
+        result = self.get(analysis_id)
+        if owner is not None and result.owner != owner:
+            raise AnalysisNotFound(f"no analysis {analysis_id!r}")
+        return result
+
+    def set_owner(self, analysis_id: str, owner: str) -> None:
+        """Record who ran an analysis (the UI calls this as soon as the run is stored)."""
+        self._write(self.get(analysis_id).model_copy(update={"owner": owner}))
+
+    def frames_dir(self, analysis_id: str) -> Path:
+        """Where the UI keeps an analysis's key frames."""
+        self.path(analysis_id)  # validates the id (it becomes a folder name)
+        return self.settings.data_dir / "ui" / "frames" / analysis_id
+
     def delete(self, analysis_id: str) -> bool:
-        """Remove the file and its index entry; False when there was none."""
+        """Remove everything kept for an analysis: the JSON, its index entry, its chat threads
+        and its key frames. False when there was no JSON (the rest is removed anyway)."""
         path = self.path(analysis_id)
         existed = path.is_file()
         path.unlink(missing_ok=True)
-        if self.index:
+        shutil.rmtree(self.frames_dir(analysis_id), ignore_errors=True)
+        if (self.settings.data_dir / "chat.sqlite").is_file():
+            from agent.chat import delete_threads
+
+            delete_threads(analysis_id, self.settings)
+        if self.index and (self.settings.data_dir / "chroma").is_dir():
             from agent.knowledge import forget_analysis
 
             forget_analysis(analysis_id, self.settings)
         return existed
+
+    def prune(self, now: datetime | None = None) -> list[str]:
+        """Delete analyses older than ``settings.retention_days``; returns their ids."""
+        days = self.settings.retention_days
+        if days is None:
+            return []
+        cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=days)
+        old = [a.id for a in self.list() if _aware(a.created) < cutoff]
+        for analysis_id in old:
+            self.delete(analysis_id)
+        return old
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)

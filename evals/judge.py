@@ -111,8 +111,13 @@ class Judge:
         return getattr(self.llm, "model_id", type(self.llm).__name__)
 
     def messages(self, explanation: str, reference: str, gold: list[str], label: str) -> list[dict]:
+        from agent.textualise import neutralise
+
+        # Both texts are data (the explanation is LLM output that may echo a transcript):
+        # neutralised, so neither can close its fence or add a line of instructions.
         text = prompts.render(
-            PROMPT, reference=reference, gold=", ".join(gold), explanation=explanation, label=label
+            PROMPT, reference=neutralise(reference), gold=neutralise(", ".join(gold)),
+            explanation=neutralise(explanation), label=neutralise(label),
         )
         return [{"role": "user", "content": text}]
 

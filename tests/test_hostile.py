@@ -216,12 +216,14 @@ def test_audio_only_with_spoken_prompt_injection(hostile_media, llm_settings) ->
     assert not result.media.has_video
     assert_reading(result, ok={"speech"}, absent={"face", "scene"})
     assert "ignore" in result.speech.text.lower()
-    # The instruction never reaches the LLM: the sentence is withheld inside the <transcript>
-    # data fence (a marker says so); the evidence keeps the full transcript.
+    # The instruction stays evidence, only inside the <transcript> data fence, and is flagged;
+    # the structural defences (fence, schema, verifier) keep it from taking over.
     prompt = render_cues(result.cues)
     inside = prompt[prompt.index("<transcript>"): prompt.index("</transcript>")]
-    assert "ignore" not in prompt.lower()
-    assert "[...]" in inside and "addressed to the analyst withheld" in inside
+    outside = prompt.replace(inside, "")
+    assert "ignore" in inside.lower() and "ignore" not in outside.lower()
+    assert "[flagged:" in inside
+    assert any(c.flags for c in result.cues if c.modality == "speech")
     # ... and it did not take over the answer.
     assert "hack" not in result.reading.label.lower()
     assert "pirate" not in result.reading.label.lower()

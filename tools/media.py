@@ -34,6 +34,21 @@ DECODE_TIMEOUT_PER_S = 2.0
 MIN_DECODED_SHARE = 0.5
 
 _INPUT_FLAGS = ("-protocol_whitelist", "file")
+# Demuxers probe() accepts (ffprobe's -format_whitelist, checked again on the result). Left
+# out on purpose: playlist and indirection demuxers (hls, concat, ffmetadata, dash, tee,
+# image sequences read through other names ...), which open further files named inside an
+# upload and so could make the server read other local files.
+ALLOWED_DEMUXERS = (
+    "mov", "mp4", "matroska", "webm", "avi", "flv", "asf", "mpegts", "mpeg", "ogg", "wav", "w64",
+    "mp3", "aac", "flac", "aiff", "caf", "amr", "au", "image2", "jpeg_pipe", "png_pipe",
+    "webp_pipe", "bmp_pipe", "tiff_pipe", "gif", "gif_pipe",
+    "srt", "webvtt", "ass",  # subtitles alone: read, then refused as "no usable stream"
+)  # fmt: skip
+# First bytes of text playlists (HLS, ffconcat, m3u, pls, SDP, ffmetadata): rejected before
+# ffprobe opens them.
+_PLAYLIST_MAGIC = re.compile(
+    rb"^\s*(#EXTM3U|#EXTINF|ffconcat|file\s+\S|\[playlist\]|;FFMETADATA|v=0\s)", re.IGNORECASE
+)
 # Demuxers that hold a single still picture.
 _IMAGE_FORMATS = {"image2"}
 _IMAGE_CODECS = {"mjpeg", "png", "bmp", "webp", "tiff", "jpegls", "jpeg2000"}
@@ -45,6 +60,10 @@ class MediaError(Exception):
 
 class UnreadableMedia(MediaError):
     """Corrupt, not a media file, or an unsupported codec."""
+
+
+class PlaylistRejected(UnreadableMedia):
+    """A playlist or concat list (HLS, ffconcat ...) or a demuxer outside ``ALLOWED_DEMUXERS``."""
 
 
 class EmptyMedia(MediaError):
@@ -189,14 +208,35 @@ def _target_size(width: int, height: int) -> tuple[int, int]:
     return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
 
 
+def _allowed(format_name: str) -> bool:
+    """ffprobe names a demuxer by its aliases ("mov,mp4,m4a,3gp,3g2,mj2"): any one will do."""
+    return any(name in ALLOWED_DEMUXERS for name in format_name.split(","))
+
+
+def _reject_playlist(path: Path) -> None:
+    with path.open("rb") as fh:
+        head = fh.read(512).lstrip(b"\xef\xbb\xbf")  # a UTF-8 BOM
+    if _PLAYLIST_MAGIC.match(head):
+        raise PlaylistRejected(
+            f"{path.name}: a playlist or file list (HLS, concat ...), not a media file; "
+            "it is refused because it could make the server read other files"
+        )
+
+
 def _probe_json(path: Path) -> dict:
+    _reject_playlist(path)
     argv = [
         "ffprobe", "-v", "error", "-print_format", "json",
         "-show_format", "-show_streams", *_INPUT_FLAGS, "-pattern_type", "none",
-        "-i", f"file:{path}",
+        "-format_whitelist", ",".join(ALLOWED_DEMUXERS), "-i", f"file:{path}",
     ]  # fmt: skip
     proc = _run(argv, PROBE_TIMEOUT_S)
     if proc.returncode != 0:
+        if b"not on whitelist" in proc.stderr:
+            raise PlaylistRejected(
+                f"{path.name}: the container is not one AffectLens accepts (a playlist, file "
+                "list or unusual format); convert it to mp4, mkv, webm, wav or mp3"
+            )
         raise UnreadableMedia(
             f"{path.name}: not a readable media file ({_first_error(proc.stderr)})"
         )
@@ -235,6 +275,8 @@ def probe(path: str | Path, settings: Settings) -> MediaInfo:
         raise NoUsableStream(f"{path.name}: contains neither an audio nor a video stream")
 
     format_name = str(fmt.get("format_name", ""))
+    if not _allowed(format_name):
+        raise PlaylistRejected(f"{path.name}: the {format_name or 'unknown'} container is refused")
     is_image = bool(
         video is not None
         and audio is None

@@ -3,12 +3,14 @@ run evals.
 
 ``create_app(settings)`` builds the Blocks (nothing heavy is loaded: the models load lazily on
 the first analysis); ``serve(settings)`` launches it with the settings' host, port, auth and
-upload limit. Each browser session keeps its analysis id in ``gr.State``, so two users never see
-each other's result or chat.
+upload limit. Each browser session keeps its analysis id in ``gr.State``. With auth, each
+analysis records its owner and a user sees, reopens, chats about and deletes only their own
+(chat threads are per user too); without auth the app is single-user and says so on the page.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import queue
@@ -61,6 +63,8 @@ CSS = """
 .dot {display: inline-block; width: 9px; height: 9px; border-radius: 50%; margin-right: 6px}
 .card-error, .error-box {background: #fde2e0; color: #7a1212; border-radius: 8px;
   padding: 10px 14px; margin: 6px 0}
+.warning-box {background: #fff4d6; color: #6b4e00; border-radius: 8px; padding: 10px 14px;
+  margin: 6px 0}
 .stages {list-style: none; padding: 0; margin: 0} .stage {padding: 2px 0}
 .stage .icon {display: inline-block; width: 1.6em} .stage .secs {float: right; color: #777}
 .stage-failed {color: #9b1c1c} .stage-start {font-weight: 600}
@@ -79,8 +83,18 @@ def _friendly(exc: BaseException) -> str:
         from agent.llm import LLMError
     except Exception:  # noqa: BLE001 - the LLM module may be broken; still report the error
         LLMError = ()  # type: ignore[assignment]  # noqa: N806
+    from agent.store import AnalysisNotFound
+
+    try:
+        from agent.chat import ChatError
+    except Exception:  # noqa: BLE001 - chat may be missing; its errors then cannot occur
+        ChatError = ()  # type: ignore[assignment]  # noqa: N806
     if isinstance(exc, MediaError):
         return str(exc)
+    if isinstance(exc, AnalysisNotFound):
+        return f"Analysis not found: {exc.args[0] if exc.args else exc}"
+    if ChatError and isinstance(exc, ChatError):
+        return f"Chat: {exc}"
     if isinstance(exc, ModelError):
         return f"A model is missing or broken: {exc} (run `affectlens models assemble`)."
     if LLMError and isinstance(exc, LLMError):
@@ -95,8 +109,34 @@ def _store(settings: Settings):
     return AnalysisStore(settings)
 
 
+def _saved_warnings(settings: Settings, result: AnalysisResult) -> list[str]:
+    """Warnings the store recorded when saving (e.g. indexing failed): the analysis is saved."""
+    try:
+        return _store(settings).get(result.id).warnings
+    except Exception:  # noqa: BLE001 - not saved (save=False) or unreadable: nothing to add
+        return list(result.warnings)
+
+
 def _frames_dir(settings: Settings, analysis_id: str) -> Path:
-    return settings.data_dir / "ui" / "frames" / analysis_id
+    return _store(settings).frames_dir(analysis_id)
+
+
+def _user(settings: Settings, request: gr.Request | None) -> str | None:
+    """The signed-in user, or None when the app runs without auth (single-user)."""
+    if settings.auth is None or request is None:
+        return None
+    return getattr(request, "username", None) or None
+
+
+def _thread(user: str | None) -> str:
+    """The chat thread of one user (a hash: thread names allow only [A-Za-z0-9_.-])."""
+    if user is None:
+        return "default"
+    return "user-" + hashlib.sha256(user.encode()).hexdigest()[:16]
+
+
+SINGLE_USER_NOTE = ("Single-user mode: this server has no sign-in, so everyone who can open "
+                    "this page sees every stored analysis. Set AFFECTLENS_AUTH to separate users.")
 
 
 def _gallery(items: list[tuple[str, str]]) -> list[tuple[Any, str]]:
@@ -124,12 +164,12 @@ def _chat_module():
     return chat
 
 
-def _history(analysis_id: str, settings: Settings) -> list[dict]:
+def _history(analysis_id: str, settings: Settings, thread: str = "default") -> list[dict]:
     chat = _chat_module()
     if chat is None or not hasattr(chat, "history"):
         return []
     try:
-        turns = chat.history(analysis_id, settings=settings)
+        turns = chat.history(analysis_id, thread, settings=settings)
     except Exception as exc:  # noqa: BLE001 - history is a nicety; the result still opens
         log.warning("no chat history for %s: %s", analysis_id, exc)
         return []
@@ -150,7 +190,8 @@ def _answer_text(answer: Any) -> str:
     return str(answer)
 
 
-def chat_stream(analysis_id: str, question: str, settings: Settings) -> Iterator[str]:
+def chat_stream(analysis_id: str, question: str, settings: Settings,
+                thread: str = "default") -> Iterator[str]:
     """The answer so far, growing as the chat streams tokens; the final text lists the cues it
     cites with their time, modality and value."""
     chat = _chat_module()
@@ -158,7 +199,7 @@ def chat_stream(analysis_id: str, question: str, settings: Settings) -> Iterator
         yield "Chat is not available in this installation (agent.chat is missing)."
         return
     text = ""
-    for piece in chat.ask_stream(analysis_id, question, settings):
+    for piece in chat.ask_stream(analysis_id, question, settings, thread=thread):
         if isinstance(piece, str):
             text += piece
             yield text
@@ -198,6 +239,8 @@ def create_app(settings: Settings) -> gr.Blocks:
         with gr.Column(elem_id="title"):
             gr.Markdown("# AffectLens\nWhich emotion does this clip show, and why? "
                         "Every claim cites the measured cue it rests on.")
+            if settings.auth is None:
+                gr.HTML(f'<div class="card-meta">{SINGLE_USER_NOTE}</div>', elem_id="single-user")
         with gr.Tabs() as tabs:
             with gr.Tab("Analyse", id="analyse"):
                 with gr.Row():
@@ -236,6 +279,8 @@ def create_app(settings: Settings) -> gr.Blocks:
                                        elem_id="past")
                     refresh_btn = gr.Button("Refresh", scale=1)
                     open_btn = gr.Button("Open", variant="primary", scale=1, elem_id="open-btn")
+                    delete_btn = gr.Button("Delete", variant="stop", scale=1,
+                                           elem_id="delete-btn")
                 history_note = gr.HTML()
 
             with gr.Tab("Evals", id="evals"):
@@ -253,7 +298,8 @@ def create_app(settings: Settings) -> gr.Blocks:
                 report = gr.File(label="Report")
 
         # --- handlers ---------------------------------------------------------------------
-        def analyse(path: str | None, current: str | None):
+        def analyse(path: str | None, current: str | None, request: gr.Request = None):
+            user = _user(settings, request)
             empty = (None, None, None, [])
             if not path:
                 gr.Warning("Choose a clip first.")
@@ -305,19 +351,30 @@ def create_app(settings: Settings) -> gr.Blocks:
                        cp.result_card_placeholder("No result."), *empty[1:], [], None)
                 return
             result: AnalysisResult = box["result"]
+            if user is not None:
+                try:
+                    _store(settings).set_owner(result.id, user)
+                except Exception as exc:  # noqa: BLE001 - not saved: nothing to own
+                    log.warning("could not record the owner of %s: %s", result.id, exc)
             try:
                 keys = cp.key_frames(result, path, _frames_dir(settings, result.id))
             except Exception as exc:  # noqa: BLE001 - frames are an illustration, not the result
                 log.warning("key frames failed: %s", exc)
                 keys = []
             note = f"(done: {result.reading.label})" if result.reading else "(no reading)"
-            yield (cp.progress_html(rows, total, note), "", *_views(result, keys), [], result.id)
+            warnings = _saved_warnings(settings, result)
+            for w in warnings:
+                gr.Warning(w)
+            yield (cp.progress_html(rows, total, note), cp.warning_box(warnings),
+                   *_views(result, keys), [], result.id)
 
         outputs = [progress, error, card, circ, timeline, frames, chatbot, analysis_id]
         run_btn.click(analyse, [video, analysis_id], outputs, concurrency_limit=1,
                       concurrency_id="analysis")
 
-        def ask(q: str, messages: list[dict], current: str | None):
+        def ask(q: str, messages: list[dict], current: str | None,
+                request: gr.Request = None):
+            user = _user(settings, request)
             q = (q or "").strip()
             messages = list(messages or [])
             if not q:
@@ -332,7 +389,8 @@ def create_app(settings: Settings) -> gr.Blocks:
             messages.append({"role": "assistant", "content": "…"})
             yield messages, ""
             try:
-                for text in chat_stream(current, q, settings):
+                _store(settings).get_for(current, user)  # another user's id: not found
+                for text in chat_stream(current, q, settings, _thread(user)):
                     messages[-1] = {"role": "assistant", "content": text or "…"}
                     yield messages, ""
             except Exception as exc:  # noqa: BLE001 - a failed answer must not break the page
@@ -343,9 +401,9 @@ def create_app(settings: Settings) -> gr.Blocks:
             trigger(ask, [question, chatbot, analysis_id], [chatbot, question],
                     concurrency_limit=1, concurrency_id="llm")
 
-        def list_past():
+        def list_past(request: gr.Request = None):
             try:
-                items = _store(settings).list()
+                items = _store(settings).list_for(_user(settings, request))
             except Exception as exc:  # noqa: BLE001
                 return gr.update(choices=[]), cp.error_box(_friendly(exc))
             choices = [(f"{a.created:%Y-%m-%d %H:%M} · {a.label or '(no label)'} · "
@@ -356,30 +414,50 @@ def create_app(settings: Settings) -> gr.Blocks:
         refresh_btn.click(list_past, None, [past, history_note])
         app.load(list_past, None, [past, history_note])
 
-        def reopen(chosen: str | None, current: str | None):
+        def reopen(chosen: str | None, current: str | None, request: gr.Request = None):
+            user = _user(settings, request)
+            # 10 outputs: progress, error, card, circ, timeline, frames, chatbot, id, note, tabs
             if not chosen:
-                return (gr.skip(),) * 6 + (current, cp.error_box("pick an analysis"),
+                return (gr.skip(),) * 7 + (current, cp.error_box("pick an analysis"),
                                            gr.skip())
             try:
-                result = _store(settings).get(chosen)
+                result = _store(settings).get_for(chosen, user)
             except Exception as exc:  # noqa: BLE001 - missing or unreadable file
-                return (gr.skip(),) * 6 + (current, cp.error_box(_friendly(exc)), gr.skip())
+                return (gr.skip(),) * 7 + (current, cp.error_box(_friendly(exc)), gr.skip())
             keys = cp.stored_key_frames(_frames_dir(settings, result.id))
-            return ("", "", *_views(result, keys), _history(result.id, settings), result.id, "",
+            return ("", "", *_views(result, keys), _history(result.id, settings, _thread(user)),
+                    result.id, "",
                     gr.Tabs(selected="analyse"))
 
         open_btn.click(reopen, [past, analysis_id],
                        [progress, error, card, circ, timeline, frames, chatbot, analysis_id,
                         history_note, tabs])
 
+        def delete(chosen: str | None, current: str | None, request: gr.Request = None):
+            """Remove the chosen analysis and everything kept for it (owner only)."""
+            user = _user(settings, request)
+            store = _store(settings)
+            if not chosen:
+                return gr.skip(), cp.error_box("pick an analysis"), current
+            try:
+                store.get_for(chosen, user)
+                store.delete(chosen)
+            except Exception as exc:  # noqa: BLE001
+                return gr.skip(), cp.error_box(_friendly(exc)), current
+            dropdown, _ = list_past(request)
+            note = f'<div class="card-meta">Deleted {cp.escape(chosen)}.</div>'
+            return dropdown, note, None if current == chosen else current
+
+        delete_btn.click(delete, [past, analysis_id], [past, history_note, analysis_id])
+
         def run_eval(choice: str | None, typed: str, progress=gr.Progress()):
             runner = _eval_runner()
             if runner is None:
                 raise gr.Error("The eval runner is not installed yet.")
-            folder = Path(typed.strip()).expanduser() if typed and typed.strip() else (
-                DATASETS_DIR.parents[1] / choice if choice else None)
-            if folder is None or not folder.is_dir():
-                raise gr.Error(f"Not a dataset folder: {folder}")
+            try:
+                folder = eval_folder(choice, typed, settings)
+            except ValueError as exc:
+                raise gr.Error(str(exc)) from exc
             progress(0, desc="loading the dataset")
             try:
                 return _eval_outputs(runner, folder, settings, progress)
@@ -391,6 +469,29 @@ def create_app(settings: Settings) -> gr.Blocks:
         eval_btn.click(run_eval, [dataset, dataset_path], [metrics, eval_plots, report, eval_note],
                        concurrency_limit=1, concurrency_id="analysis")
     return app
+
+
+def eval_roots(settings: Settings) -> list[Path]:
+    """The folders the Evals tab may read: the bundled datasets and ``settings.eval_roots``."""
+    return [DATASETS_DIR.resolve(), *settings.eval_roots]
+
+
+def eval_folder(choice: str | None, typed: str | None, settings: Settings) -> Path:
+    """The dataset folder the Evals tab asked for, only inside ``eval_roots`` (a typed path
+    may not point the server at any other directory); ValueError otherwise."""
+    if typed and typed.strip():
+        folder = Path(typed.strip()).expanduser().resolve()
+    elif choice:
+        folder = (DATASETS_DIR.parents[1] / choice).resolve()
+    else:
+        raise ValueError("Choose a dataset.")
+    roots = eval_roots(settings)
+    if not any(folder == r or folder.is_relative_to(r) for r in roots):
+        raise ValueError("Only folders under the configured dataset roots can be evaluated "
+                         f"(eval_roots: {', '.join(str(r) for r in roots)}).")
+    if not folder.is_dir():
+        raise ValueError(f"Not a dataset folder: {folder.name}")
+    return folder
 
 
 def _eval_outputs(runner, folder: Path, settings: Settings, progress) -> tuple:
@@ -426,20 +527,40 @@ def _num(x: Any) -> str:
         return str(x)
 
 
+class ExposureError(ValueError):
+    """Refused: the server would be reachable from other machines without authentication."""
+
+
+def check_exposure(settings: Settings) -> str | None:
+    """Raise for a non-loopback host without auth (unless ``allow_remote_without_auth``);
+    return the warning to print when that override is used, else None."""
+    if settings.is_loopback or settings.auth is not None:
+        return None
+    if not settings.allow_remote_without_auth:
+        raise ExposureError(
+            f"refusing to serve on {settings.host} without authentication: anyone who can reach "
+            "it could read every analysis. Set AFFECTLENS_AUTH=user:password (or `auth` in "
+            "config.toml), bind 127.0.0.1, or pass --allow-remote-without-auth."
+        )
+    return (f"WARNING: serving on {settings.host} WITHOUT authentication: anyone who can reach "
+            "this port can upload files and read every stored analysis.")
+
+
 def serve(settings: Settings, *, block: bool = True, quiet: bool = False) -> tuple[gr.Blocks, str]:
-    """Launch on ``settings.host:port`` with its auth and upload limit; returns (app, url)."""
+    """Launch on ``settings.host:port`` with its auth and upload limit; returns (app, url).
+    Refuses a non-loopback host without auth (see ``check_exposure``)."""
+    warning = check_exposure(settings)
+    if warning:
+        log.warning(warning)
+        print(warning, flush=True)
+    _store(settings).prune()
+    auth = settings.auth_pairs() or None
     app = create_app(settings)
-    auth = None
-    if settings.auth:
-        user, sep, password = settings.auth.partition(":")
-        if not sep or not user:
-            raise ValueError("settings.auth must be 'user:password'")
-        auth = (user, password)
     app.queue(default_concurrency_limit=2)
     app.launch(
         server_name=settings.host, server_port=settings.port, auth=auth,
         max_file_size=int(settings.max_upload_mb * 1024 * 1024), prevent_thread_lock=not block,
         quiet=quiet, css=CSS, theme=gr.themes.Soft(), footer_links=[], ssr_mode=False,
-        show_error=False, allowed_paths=[str(settings.data_dir / "ui")],
+        show_error=False, allowed_paths=[str(settings.data_dir / "ui" / "evals")],
     )
     return app, app.local_url

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import IO, Optional
 
 import typer
 
@@ -17,7 +22,57 @@ ModelDir = typer.Option(None, "--model-dir", help="Where the embedded models liv
 
 
 def _settings(**flags) -> Settings:
-    return load_settings(**flags)
+    """Settings from every source; a bad or unknown key is a one-line error, not a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        return load_settings(**flags)
+    except ValidationError as exc:
+        for e in exc.errors():
+            where = ".".join(str(p) for p in e["loc"]) or "settings"
+            typer.echo(f"settings error: {where}: {e['msg']}", err=True)
+        raise typer.Exit(2)
+
+
+LOG_NAME = "affectlens.log"
+
+
+@contextmanager
+def library_output(settings: Settings, verbose: bool) -> Iterator[IO[str]]:
+    """Yields the stream for the command's own progress. Unless ``verbose``, everything else
+    written to stderr (TF Lite/absl lines from native code, "Loading weights" bars, Python
+    logging and warnings) goes to ``data_dir/logs/affectlens.log``: file descriptor 2 itself is
+    redirected, because native libraries write to it directly."""
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        yield sys.stderr
+        return
+    log_dir = settings.data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = open(log_dir / LOG_NAME, "a", encoding="utf-8")  # noqa: SIM115 - closed below
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("GLOG_minloglevel", "1")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    terminal = os.fdopen(os.dup(saved), "w", encoding="utf-8", errors="replace", buffering=1)
+    os.dup2(log.fileno(), 2)
+    handler = logging.StreamHandler(log)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(min(root.level or logging.WARNING, logging.INFO))
+    logging.captureWarnings(True)
+    try:
+        yield terminal
+    finally:
+        sys.stderr.flush()
+        log.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        root.removeHandler(handler)
+        logging.captureWarnings(False)
+        terminal.close()
+        log.close()
 
 
 @app.command()
@@ -66,17 +121,25 @@ def models_record(names: list[str] = typer.Argument(None)) -> None:
 def ui(
     host: Optional[str] = typer.Option(None, "--host", help="Interface to bind (default 127.0.0.1)."),
     port: Optional[int] = typer.Option(None, "--port", help="Port (default 7860)."),
-    auth: Optional[str] = typer.Option(None, "--auth", help="'user:password' for basic auth."),
+    allow_remote_without_auth: bool = typer.Option(
+        False, "--allow-remote-without-auth",
+        help="Serve a non-loopback --host without auth (warned). Auth itself is set with "
+        "AFFECTLENS_AUTH or `auth` in config.toml, never on the command line."),
     max_upload_mb: Optional[float] = typer.Option(None, "--max-upload-mb", help="Upload limit."),
     llm_model: Optional[str] = typer.Option(None, "--llm-model", help="LLM to reason with."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where analyses are stored."),
 ) -> None:
     """Start the web app (Gradio): analyse a clip, read the cited result, chat, evals."""
-    from ui.app import serve
+    from ui.app import ExposureError, serve
 
-    settings = _settings(host=host, port=port, auth=auth, max_upload_mb=max_upload_mb,
-                         llm_model=llm_model, data_dir=data_dir)
-    serve(settings, block=True)
+    settings = _settings(host=host, port=port, max_upload_mb=max_upload_mb,
+                         llm_model=llm_model, data_dir=data_dir,
+                         allow_remote_without_auth=allow_remote_without_auth or None)
+    try:
+        serve(settings, block=True)
+    except ExposureError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -175,6 +238,9 @@ def analyze(
     no_save: bool = typer.Option(False, "--no-save", help="Do not store the result."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where analyses are stored."),
     model_dir: Optional[Path] = ModelDir,
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show the libraries' own logs on the terminal (else they "
+        "go to DATA_DIR/logs/affectlens.log)."),
 ) -> None:
     """Explain the emotion in one clip: compound label, cited explanation, per-modality status."""
     from rich.console import Console
@@ -188,17 +254,19 @@ def analyze(
         raise typer.BadParameter(f"--without takes {', '.join(MODALITIES)}, not {', '.join(bad)}")
     settings = _settings(llm_model=llm_model, frame_rate=frame_rate, data_dir=data_dir,
                          model_dir=model_dir)
-    err = Console(stderr=True)
+    with library_output(settings, verbose) as terminal:
+        err = Console(file=terminal)
 
-    def progress(stage: str, status: str, seconds: float) -> None:
-        if not as_json and status != "start":
-            err.print(f"[dim]{stage:10s} {status:6s} {seconds:6.1f} s[/dim]")
+        def progress(stage: str, status: str, seconds: float) -> None:
+            if not as_json and status != "start":
+                err.print(f"[dim]{stage:10s} {status:6s} {seconds:6.1f} s[/dim]")
 
-    try:
-        result = run_analyze(clip, settings, on_stage=progress, without=without, save=not no_save)
-    except MediaError as exc:
-        err.print(f"[red]cannot analyse {clip}:[/red] {exc}")
-        raise typer.Exit(2)
+        try:
+            result = run_analyze(clip, settings, on_stage=progress, without=without,
+                                 save=not no_save)
+        except MediaError as exc:
+            err.print(f"[red]cannot analyse {clip}:[/red] {exc}")
+            raise typer.Exit(2)
     if as_json:
         typer.echo(result.model_dump_json(indent=1))
     else:
@@ -382,6 +450,29 @@ def history(
             tool = f" [dim]({m.tool})[/dim]" if m.tool else ""
             console.print(f"  [bold]{who}:[/bold]{tool} ", end="")
             console.print(m.content, markup=False, highlight=False)
+
+
+@app.command()
+def delete(
+    analysis_ids: list[str] = typer.Argument(..., help="Stored analyses to delete."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where analyses are stored."),
+) -> None:
+    """Delete analyses and everything kept for them: the JSON, the similarity-index entry, the
+    chat threads and the key frames."""
+    from agent.store import AnalysisNotFound, AnalysisStore
+
+    store = AnalysisStore(_settings(data_dir=data_dir))
+    missing = False
+    for analysis_id in analysis_ids:
+        try:
+            existed = store.delete(analysis_id)
+        except AnalysisNotFound as exc:
+            existed, msg = False, exc.args[0]
+        else:
+            msg = f"no analysis {analysis_id!r} (anything left for it was removed)"
+        typer.echo(f"deleted {analysis_id}" if existed else msg, err=not existed)
+        missing |= not existed
+    raise typer.Exit(1 if missing else 0)
 
 
 def main() -> None:

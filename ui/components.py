@@ -162,6 +162,15 @@ def error_box(message: str) -> str:
     return f'<div class="error-box" role="alert"><b>Could not analyse:</b> {escape(message)}</div>'
 
 
+def warning_box(warnings: list[str]) -> str:
+    """Problems that did not stop the analysis (it was saved); empty when there are none."""
+    if not warnings:
+        return ""
+    items = "".join(f"<li>{escape(w)}</li>" for w in warnings)
+    return (f'<div class="warning-box" role="status"><b>Saved, with warnings:</b>'
+            f"<ul>{items}</ul></div>")
+
+
 # key frames --------------------------------------------------------------------------------
 def _grab(path: Path, t: float, width: int, height: int) -> np.ndarray | None:
     """One frame at ``t`` scaled like tools.media's sampled frames (so face boxes line up)."""
