@@ -64,7 +64,7 @@ from typing import Callable
 import numpy as np
 
 from affectlens.settings import Settings
-from tools.evidence import LabelScore, ToneEvidence, ToneWindow
+from tools.evidence import LabelScore, ToneEvidence, ToneFeatures, ToneWindow
 from tools.media import Media
 
 SR = 16000
@@ -289,8 +289,11 @@ class _Fmt(dict):
         return float("nan")
 
 
-def interpret(features: dict[str, float]) -> tuple[float, float, list[str]]:
+def interpret(features: ToneFeatures | dict[str, float]) -> tuple[float, float, list[str]]:
     """Clip arousal and valence from the population-norm rules, and the rules that fired."""
+    if isinstance(features, dict):
+        features = ToneFeatures(**features)  # validate the names the rules read
+    features = features.present()
     arousal = valence = 0.0
     fired: list[str] = []
     for rule in RULES:
@@ -393,10 +396,12 @@ def analyze_tone(media: Media, settings: Settings) -> ToneEvidence:
     except Exception as exc:  # a library failed on this audio: report, do not raise
         return ev.finished(started, status="failed", reason=f"voice analysis failed: {exc}")
 
-    features = {k: round(float(v), 4) for k, v in {**smile, **praat.features}.items()}
+    values = {k: round(float(v), 4) for k, v in {**smile, **praat.features}.items()}
     offset = media.offset + a / SR
-    features["speech_start_s"], features["speech_end_s"] = round(offset, 3), round(
+    values["voiced_share"] = round(min(voiced / max((b - a) / SR, 1e-3), 1.0), 4)
+    values["speech_start_s"], values["speech_end_s"] = round(offset, 3), round(
         media.offset + b / SR, 3)
+    features = ToneFeatures(**values)  # extra="forbid": a name textualise cannot read fails here
     arousal, valence, rationale = interpret(features)
     windows = _windows(len(speech) / SR, offset, praat, ltimes, loud)
     peaks = sorted((w for w in windows if w.arousal is not None), key=lambda w: -abs(w.arousal))
