@@ -88,6 +88,8 @@ class Segment(BaseModel):
 class SpeechEvidence(Evidence):
     language: str | None = None
     language_probability: float | None = None
+    language_note: str | None = Field(
+        default=None, description="How the language was chosen (guess, probability, re-decode).")
     segments: list[Segment] = []
 
     @property
