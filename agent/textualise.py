@@ -21,6 +21,7 @@ from tools.evidence import (
     ToneEvidence,
     ToneFeatures,
 )
+from tools.voice_emotion import affect
 
 PREFIX: dict[Modality, str] = {"face": "F", "speech": "S", "voice": "V", "scene": "C"}
 MODALITY_OF_PREFIX = {v: k for k, v in PREFIX.items()}
@@ -188,7 +189,7 @@ def voice_cues(ev: ToneEvidence, duration: float) -> list[Cue]:
         if ev.valence is not None:
             parts.append(f"valence {_f(ev.valence)}")
         fired = [_clip(_rule_text(r), 80) for r in ev.rationale
-                 if not r.startswith(("no rule", "window", "speech-emotion"))][:2]
+                 if not r.startswith(("no rule", "window", "speech-emotion", "voice-emotion"))][:2]
         why = f"; {'; '.join(fired)}" if fired else ""
         cues.append(Cue(
             id="", modality="voice", start=0.0, end=duration, name="voice_arousal",
@@ -214,6 +215,17 @@ def voice_cues(ev: ToneEvidence, duration: float) -> list[Cue]:
                 value=round(w.arousal, 2), unit="", scale="-1..1",
                 text=f"voice arousal {_f(w.arousal)} (-1..1){extra}: {_level(w.arousal)}",
             ))
+    if ev.vote is not None:
+        ranked = sorted(ev.vote.probs.items(), key=lambda kv: -kv[1])
+        arousal, valence = affect(ev.vote.probs)
+        listed = ", ".join(f"{k} {_f(p)}" for k, p in ranked[:3])
+        cues.append(Cue(
+            id="", modality="voice", start=0.0, end=duration, name="voice_emotion",
+            value=round(ranked[0][1], 2), unit="probability", scale="0-1",
+            text=f"voice emotion model: {listed} (probability 0-1; reliability "
+                 f"{_f(ev.vote.reliability)}; implied arousal {_f(arousal)}, valence "
+                 f"{_f(valence)})",
+        ))
     for s in ev.emotion_scores[:1]:
         cues.append(Cue(
             id="", modality="voice", start=0.0, end=duration, name="ser",
