@@ -73,6 +73,13 @@ class Settings(BaseSettings):
         description="'whisper-base' (embedded) or any faster-whisper model id or directory.",
     )
     asr_compute_type: str = "int8"
+    asr_languages: list[str] = Field(
+        default_factory=list,
+        description="Expected spoken languages (ISO 639-1, e.g. ['zh', 'en']); whisper's guess "
+        "outside them, or unsure, is re-decoded in the likeliest expected one. Empty: any.",
+    )
+    asr_language_min_prob: float = Field(
+        default=0.6, ge=0, le=1, description="Below this, whisper's language guess is 'unsure'.")
     face_backend: Literal["mediapipe", "pyfeat"] = "mediapipe"
     pyfeat_weights_dir: Path | None = None
     clip_model: str = "ViT-B-32"

@@ -13,7 +13,15 @@ from collections.abc import Iterable
 
 from agent.schemas import MODALITIES, Cue, Modality
 from agent.taxonomy import to_basic
-from tools.evidence import Evidence, FaceEvidence, SceneEvidence, SpeechEvidence, ToneEvidence
+from tools.evidence import (
+    Evidence,
+    FaceEvidence,
+    SceneEvidence,
+    SpeechEvidence,
+    ToneEvidence,
+    ToneFeatures,
+)
+from tools.voice_emotion import affect
 
 PREFIX: dict[Modality, str] = {"face": "F", "speech": "S", "voice": "V", "scene": "C"}
 MODALITY_OF_PREFIX = {v: k for k, v in PREFIX.items()}
@@ -200,16 +208,17 @@ def quote(text: str) -> str:
     return f'"{safe}"'
 
 
-_VOICE_FEATURES = (  # (name in ToneEvidence.features, label, unit)
+_VOICE_FEATURES = (  # (ToneFeatures field, label, unit); checked against the model below
     ("pitch_mean_hz", "mean pitch", "Hz"),
-    ("pitch_std_semitones", "pitch variability", "semitones"),
-    ("pitch_range_semitones", "pitch range", "semitones"),
-    ("loudness_mean", "mean loudness", "sone"),
+    ("pitch_range_st", "pitch range", "semitones"),
+    ("loudness_mean_sone", "mean loudness", "sone"),
     ("speech_rate_syl_s", "speech rate", "syllables/s"),
-    ("voiced_ratio", "voiced share", "0-1"),
+    ("voiced_share", "voiced share", "0-1"),
+    ("jitter_local_pct", "jitter", "%"),
     ("hnr_db", "harmonics-to-noise", "dB"),
-    ("jitter_local", "jitter", "ratio"),
 )
+if _unknown := {k for k, *_ in _VOICE_FEATURES} - set(ToneFeatures.model_fields):
+    raise ImportError(f"textualise reads voice features tools.tone never writes: {_unknown}")
 
 
 def voice_cues(ev: ToneEvidence, duration: float) -> list[Cue]:
@@ -221,7 +230,7 @@ def voice_cues(ev: ToneEvidence, duration: float) -> list[Cue]:
         if ev.valence is not None:
             parts.append(f"valence {_f(ev.valence)}")
         fired = [_clip(_rule_text(r), 80) for r in ev.rationale
-                 if not r.startswith(("no rule", "window", "speech-emotion"))][:2]
+                 if not r.startswith(("no rule", "window", "speech-emotion", "voice-emotion"))][:2]
         why = f"; {'; '.join(fired)}" if fired else ""
         cues.append(Cue(
             id="", modality="voice", start=0.0, end=duration, name="voice_arousal",
@@ -229,11 +238,10 @@ def voice_cues(ev: ToneEvidence, duration: float) -> list[Cue]:
             unit="", scale="-1..1",
             text=f"voice {', '.join(parts)} (-1..1): {_level(ev.arousal)}{why}",
         ))
-    feats = [(lab, ev.features[k], unit) for k, lab, unit in _VOICE_FEATURES if k in ev.features]
-    if not feats and ev.features:  # unknown names: show the first few as they are
-        feats = [(k, v, "") for k, v in list(ev.features.items())[:4]]
+    measured = ev.features.present() if ev.features else {}
+    feats = [(lab, measured[k], unit) for k, lab, unit in _VOICE_FEATURES if k in measured]
     if feats:
-        listed = ", ".join(f"{lab} {_num(v)}{' ' + u if u else ''}" for lab, v, u in feats[:4])
+        listed = ", ".join(f"{lab} {_num(v)}{' ' + u if u else ''}" for lab, v, u in feats)
         cues.append(Cue(
             id="", modality="voice", start=0.0, end=duration, name="prosody",
             value=round(float(feats[0][1]), 2), unit=feats[0][2], scale="",
@@ -248,6 +256,17 @@ def voice_cues(ev: ToneEvidence, duration: float) -> list[Cue]:
                 value=round(w.arousal, 2), unit="", scale="-1..1",
                 text=f"voice arousal {_f(w.arousal)} (-1..1){extra}: {_level(w.arousal)}",
             ))
+    if ev.vote is not None:
+        ranked = sorted(ev.vote.probs.items(), key=lambda kv: -kv[1])
+        arousal, valence = affect(ev.vote.probs)
+        listed = ", ".join(f"{k} {_f(p)}" for k, p in ranked[:3])
+        cues.append(Cue(
+            id="", modality="voice", start=0.0, end=duration, name="voice_emotion",
+            value=round(ranked[0][1], 2), unit="probability", scale="0-1",
+            text=f"voice emotion model: {listed} (probability 0-1; reliability "
+                 f"{_f(ev.vote.reliability)}; implied arousal {_f(arousal)}, valence "
+                 f"{_f(valence)})",
+        ))
     for s in ev.emotion_scores[:1]:
         cues.append(Cue(
             id="", modality="voice", start=0.0, end=duration, name="ser",

@@ -10,7 +10,7 @@ from conftest import SPEECH_DE, SPEECH_EN, SPEECH_FR
 
 from affectlens.models import ModelError, model_path
 from affectlens.settings import Settings
-from tools.asr import transcribe
+from tools.asr import choose_language, transcribe
 from tools.media import load
 
 
@@ -119,3 +119,32 @@ def test_model_and_compute_type_choice(tmp_path: Path, asr_settings: Settings) -
     assert compute_type(asr_settings, "cuda") == "float16"  # int8 is the CPU default
     explicit = Settings(data_dir=tmp_path, asr_compute_type="int8_float16")
     assert compute_type(explicit, "cuda") == "int8_float16"
+
+
+# language choice -------------------------------------------------------------------------------
+def test_choose_language_rules(tmp_path: Path) -> None:
+    probs = {"ko": 0.45, "zh": 0.30, "ja": 0.15, "en": 0.05}
+    free = Settings(data_dir=tmp_path)
+    lang, note = choose_language(probs, "ko", free)
+    assert lang == "ko" and "unsure" in note and "no expected" in note
+    assert choose_language({"de": 0.9}, "de", free)[0] == "de"
+    zh = Settings(data_dir=tmp_path, asr_languages=["zh", "en"])
+    lang, note = choose_language(probs, "ko", zh)
+    assert lang == "zh" and "not an expected language" in note and "re-decoded as zh" in note
+    lang, note = choose_language({"en": 0.5, "zh": 0.4}, "en", zh)  # expected but unsure
+    assert lang == "en" and "unsure" in note
+    assert choose_language({"zh": 0.9, "en": 0.1}, "zh", zh) == (
+        "zh", "whisper guessed zh (p 0.90); kept (expected zh, en)")
+
+
+@pytest.mark.slow
+def test_expected_language_is_kept_and_unexpected_is_redecoded(request, asr_settings) -> None:
+    """Real German speech: with German expected the guess is kept; when only English is
+    expected the clip is re-decoded in English and the evidence says what was done."""
+    media = load(request.getfixturevalue("speech_de_wav"), asr_settings)
+    kept = transcribe(media, asr_settings.model_copy(update={"asr_languages": ["de", "en"]}))
+    assert kept.language == "de" and "kept" in kept.language_note
+    forced = transcribe(media, asr_settings.model_copy(update={"asr_languages": ["en"]}))
+    assert forced.status == "ok" and forced.language == "en"
+    assert "guessed de" in forced.language_note and "re-decoded as en" in forced.language_note
+    assert forced.language_probability < kept.language_probability

@@ -25,6 +25,7 @@ from tools.evidence import (
     Segment,
     SpeechEvidence,
     ToneEvidence,
+    ToneFeatures,
     ToneWindow,
 )
 
@@ -50,7 +51,7 @@ def _speech(*texts: str) -> SpeechEvidence:
 
 
 def _voice() -> ToneEvidence:
-    return ToneEvidence(features={"pitch_mean_hz": 210.0, "loudness_mean": 0.42},
+    return ToneEvidence(features=ToneFeatures(pitch_mean_hz=210.0, loudness_mean_sone=0.42),
                         arousal=0.5, valence=0.2, rationale=["high pitch"],
                         windows=[ToneWindow(start=0, end=2, arousal=0.7),
                                  ToneWindow(start=2, end=4, arousal=-0.1)])
@@ -154,3 +155,27 @@ def test_evidence_distribution_maps_to_basic_emotions():
 
 def test_time_format():
     assert ts(0) == "00:00.0" and ts(61.25) == "01:01.2" and ts(-1) == "00:00.0"
+
+
+def test_voice_feature_names_are_typed():
+    """The old mismatch (textualise read names tone never wrote) cannot come back silently."""
+    with pytest.raises(ValueError, match="loudness_mean"):
+        ToneFeatures(loudness_mean=0.42)
+
+
+def test_real_tone_output_reaches_the_voice_cue(shared_data, settings):
+    """Regression (issue 13): loudness, pitch range and jitter measured by tools.tone on a real
+    EmoDB utterance appear, with their values, in the prosody cue the LLM reads."""
+    from tools.media import load
+    from tools.tone import analyze_tone
+
+    ev = analyze_tone(load(shared_data / "emodb" / "wav" / "03a01Wa.wav", settings), settings)
+    assert ev.status == "ok", ev.reason
+    f = ev.features
+    assert f.loudness_mean_sone and f.pitch_range_st and f.jitter_local_pct
+    prosody = next(c for c in textualise({"voice": ev}, 2.0) if c.name == "prosody")
+    from agent.textualise import _num
+
+    for label, value in (("mean loudness", f.loudness_mean_sone),
+                         ("pitch range", f.pitch_range_st), ("jitter", f.jitter_local_pct)):
+        assert f"{label} {_num(value)}" in prosody.text, prosody.text

@@ -24,15 +24,16 @@ def test_voice_features_in_plausible_ranges(talking_tone) -> None:
     media, ev = talking_tone
     assert ev.status == "ok", ev.reason
     f = ev.features
-    assert 50 <= f["pitch_p5_hz"] <= f["pitch_median_hz"] <= f["pitch_p95_hz"] <= 500
-    assert 0 < f["pitch_range_st"] < 24
-    assert 0 < f["hnr_db"] < 40
-    assert 0 < f["jitter_local_pct"] < 5
-    assert 0 < f["shimmer_local_pct"] < 40
-    assert 2 <= f["speech_rate_syl_s"] <= 8  # the sentence: 30 syllables in about 6 s
-    assert 0 <= f["pause_ratio"] < 0.5
-    assert f["loudness_mean_sone"] > 0
-    assert 0 <= f["speech_start_s"] < f["speech_end_s"] <= media.info.duration_s + 0.01
+    assert 50 <= f.pitch_p5_hz <= f.pitch_median_hz <= f.pitch_p95_hz <= 500
+    assert 0 < f.pitch_range_st < 24
+    assert 0 < f.hnr_db < 40
+    assert 0 < f.jitter_local_pct < 5
+    assert 0 < f.shimmer_local_pct < 40
+    assert 2 <= f.speech_rate_syl_s <= 8  # the sentence: 30 syllables in about 6 s
+    assert 0 <= f.pause_ratio < 0.5
+    assert f.loudness_mean_sone > 0
+    assert 0 < f.voiced_share <= 1
+    assert 0 <= f.speech_start_s < f.speech_end_s <= media.info.duration_s + 0.01
     assert -1 <= ev.arousal <= 1 and -1 <= ev.valence <= 1 and ev.rationale
     assert "opensmile" in ev.model_version and "Praat" in ev.model_version
     print(f"\ntone: {media.info.duration_s:.1f} s of audio in {ev.seconds:.2f} s (warm)")
@@ -41,8 +42,8 @@ def test_voice_features_in_plausible_ranges(talking_tone) -> None:
 def test_windows_cover_the_speech_in_order(talking_tone) -> None:
     _, ev = talking_tone
     assert len(ev.windows) >= 2
-    assert ev.windows[0].start == pytest.approx(ev.features["speech_start_s"], abs=0.01)
-    assert ev.windows[-1].end == pytest.approx(ev.features["speech_end_s"], abs=0.01)
+    assert ev.windows[0].start == pytest.approx(ev.features.speech_start_s, abs=0.01)
+    assert ev.windows[-1].end == pytest.approx(ev.features.speech_end_s, abs=0.01)
     for a, b in zip(ev.windows, ev.windows[1:]):
         assert a.end == pytest.approx(b.start) and a.start < a.end
     voiced = [w for w in ev.windows if w.pitch_hz is not None]
@@ -57,9 +58,9 @@ def test_slow_low_voice_reads_calmer(two_voices_clip: Path, settings: Settings) 
     first = analyze_tone(media.window(0, gap), settings)
     second = analyze_tone(media.window(gap, media.info.duration_s), settings)
     assert first.status == second.status == "ok"
-    assert second.features["speech_start_s"] > gap  # times stay in clip time
-    assert second.features["pitch_median_hz"] < first.features["pitch_median_hz"]
-    assert second.features["speech_rate_syl_s"] < first.features["speech_rate_syl_s"]
+    assert second.features.speech_start_s > gap  # times stay in clip time
+    assert second.features.pitch_median_hz < first.features.pitch_median_hz
+    assert second.features.speech_rate_syl_s < first.features.speech_rate_syl_s
     assert second.arousal < first.arousal
     early = [w.arousal for w in whole.windows if w.end <= gap and w.arousal is not None]
     late = [w.arousal for w in whole.windows if w.start >= gap and w.arousal is not None]
@@ -79,7 +80,7 @@ def test_slow_low_voice_reads_calmer(two_voices_clip: Path, settings: Settings) 
 def test_no_voice_is_missing(fixture, reason, request, settings: Settings) -> None:
     ev = analyze_tone(load(request.getfixturevalue(fixture), settings), settings)
     assert ev.status == "missing" and reason in ev.reason
-    assert ev.features == {} and ev.arousal is None
+    assert ev.features is None and ev.arousal is None
 
 
 # the rules -------------------------------------------------------------------------------------
@@ -124,6 +125,18 @@ def test_every_rule_can_fire_and_is_documented() -> None:
     ]  # fmt: skip
     fired = {w.split()[0] for f in extremes for w in interpret(f)[2]}
     assert fired == {r.name for r in RULES}
+
+
+def test_rules_read_only_typed_feature_names() -> None:
+    """Every name a rule formats is a ToneFeatures field, and a misspelt one is refused."""
+    import string
+
+    from tools.evidence import ToneFeatures
+
+    named = {f for r in RULES for _, f, _, _ in string.Formatter().parse(r.says) if f}
+    assert named and named <= set(ToneFeatures.model_fields)
+    with pytest.raises(ValueError, match="loudness_mean"):
+        interpret(TYPICAL | {"loudness_mean": 0.4})
 
 
 # optional speech-emotion model ------------------------------------------------------------------

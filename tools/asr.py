@@ -5,6 +5,12 @@ into ``settings.model_dir``; any other value is a faster-whisper model id or a d
 model is loaded once per (model, device, compute type, threads) and reused. Silero VAD (shipped
 inside faster-whisper) drops non-speech first, so silence and music give "missing", not
 hallucinated text.
+
+Language: whisper guesses it from the first seconds of speech, and on emotional speech it can
+be wrong (crying Mandarin heard as Korean). ``choose_language`` reads the guess and its
+probability over the first ``DETECT_SEGMENTS`` x 30 s of speech; when the guess is below
+``settings.asr_language_min_prob`` or outside ``settings.asr_languages`` (when set), the clip
+is decoded in the likeliest expected language instead, and ``language_note`` says so.
 """
 
 from __future__ import annotations
@@ -59,6 +65,30 @@ def _load(model: str, device: str, ctype: str, threads: int):
     return WhisperModel(model, device=device, compute_type=ctype, cpu_threads=threads)
 
 
+DETECT_SEGMENTS = 2
+
+
+def choose_language(
+    probs: dict[str, float], guess: str, settings: Settings
+) -> tuple[str | None, str]:
+    """The language to decode in (None: let whisper decide) and a note saying why."""
+    p = probs.get(guess, 0.0)
+    expected = [x.lower() for x in settings.asr_languages]
+    sure = p >= settings.asr_language_min_prob
+    said = f"whisper guessed {guess} (p {p:.2f})"
+    if not expected:
+        if sure:
+            return guess, f"{said}; kept"
+        return guess, f"{said}, unsure (< {settings.asr_language_min_prob:.2f}), no expected " \
+                      "languages configured: kept the guess"
+    if guess in expected and sure:
+        return guess, f"{said}; kept (expected {', '.join(expected)})"
+    best = max(expected, key=lambda x: probs.get(x, 0.0))
+    why = "not an expected language" if guess not in expected else "unsure"
+    return best, (f"{said}, {why}; re-decoded as {best} (p {probs.get(best, 0.0):.2f}), the "
+                  f"likeliest of the expected {', '.join(expected)}")
+
+
 def load_model(settings: Settings):
     """The cached WhisperModel for these settings, and the device it runs on.
 
@@ -90,9 +120,18 @@ def transcribe(media: Media, settings: Settings) -> SpeechEvidence:
     audio = media.audio
     try:
         model, device = load_model(settings)
+        signal = np.ascontiguousarray(audio, dtype=np.float32)
         with _lock:
+            try:
+                guess, _, ranked = model.detect_language(
+                    signal, vad_filter=True, language_detection_segments=DETECT_SEGMENTS)
+                probs = dict(ranked)
+                language, note = choose_language(probs, guess, settings)
+            except Exception as exc:  # no speech for the detector: whisper decides as before
+                probs, language, note = {}, None, f"language detection skipped: {exc}"
             segments, info = model.transcribe(
-                np.ascontiguousarray(audio, dtype=np.float32),
+                signal,
+                language=language,
                 vad_filter=True,
                 word_timestamps=True,
                 beam_size=5,
@@ -132,5 +171,6 @@ def transcribe(media: Media, settings: Settings) -> SpeechEvidence:
         segments=out,
         device=device,
         language=info.language,
-        language_probability=round(float(info.language_probability), 4),
+        language_probability=round(float(probs.get(info.language, info.language_probability)), 4),
+        language_note=note,
     )

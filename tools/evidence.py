@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Literal, Self
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Status = Literal["ok", "missing", "failed"]
 
@@ -88,6 +88,8 @@ class Segment(BaseModel):
 class SpeechEvidence(Evidence):
     language: str | None = None
     language_probability: float | None = None
+    language_note: str | None = Field(
+        default=None, description="How the language was chosen (guess, probability, re-decode).")
     segments: list[Segment] = []
 
     @property
@@ -168,11 +170,59 @@ class ToneWindow(BaseModel):
     arousal: float | None = None
 
 
+class ToneFeatures(BaseModel):
+    """Clip-level prosody and voice quality, units in the names. One typed model shared by
+    tools.tone (writes) and agent.textualise (reads): a misspelt name is an error on both
+    sides, not a silently missing cue. None: not measurable on this clip."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Praat (parselmouth)
+    voiced_s: float | None = None
+    voiced_share: float | None = Field(default=None, description="voiced / speech span, 0-1.")
+    pitch_mean_hz: float | None = None
+    pitch_median_hz: float | None = None
+    pitch_p5_hz: float | None = None
+    pitch_p95_hz: float | None = None
+    pitch_sd_st: float | None = Field(default=None, description="F0 SD in semitones.")
+    jitter_local_pct: float | None = None
+    shimmer_local_pct: float | None = None
+    hnr_db: float | None = None
+    syllables: float | None = None
+    speech_rate_syl_s: float | None = None
+    articulation_rate_syl_s: float | None = None
+    pause_count: float | None = None
+    pause_total_s: float | None = None
+    pause_ratio: float | None = None
+    speaking_time_s: float | None = None
+    # openSMILE eGeMAPSv02 functionals
+    pitch_range_st: float | None = Field(default=None, description="F0 P20-P80, semitones.")
+    pitch_mean_st: float | None = None
+    pitch_variability: float | None = None
+    loudness_mean_sone: float | None = None
+    loudness_variability: float | None = None
+    loudness_peaks_per_s: float | None = None
+    voiced_segments_per_s: float | None = None
+    mean_voiced_segment_s: float | None = None
+    mean_unvoiced_segment_s: float | None = None
+    hammarberg_index_db: float | None = None
+    alpha_ratio_db: float | None = None
+    sound_level_db: float | None = None
+    egemaps_jitter_local: float | None = None
+    egemaps_shimmer_db: float | None = None
+    egemaps_hnr_db: float | None = None
+    # where the speech is, in clip time
+    speech_start_s: float | None = None
+    speech_end_s: float | None = None
+
+    def present(self) -> dict[str, float]:
+        """The measured values only (what the rules in tools.tone read)."""
+        return self.model_dump(exclude_none=True)
+
+
 class ToneEvidence(Evidence):
-    features: dict[str, float] = Field(
-        default_factory=dict,
-        description="Clip-level prosody: name -> value, units in the name (pitch_mean_hz ...).",
-    )
+    features: ToneFeatures | None = Field(
+        default=None, description="Clip-level prosody; None when the voice is missing.")
     windows: list[ToneWindow] = []
     arousal: float | None = Field(default=None, ge=-1, le=1)
     valence: float | None = Field(default=None, ge=-1, le=1)
@@ -180,3 +230,6 @@ class ToneEvidence(Evidence):
     emotion_scores: list[LabelScore] = Field(
         default_factory=list, description="Speech-emotion model output, when one is configured."
     )
+    vote: EmotionVote | None = Field(
+        default=None, description="tools.voice_emotion's 7-class vote; reliability from the "
+        "voiced share.")

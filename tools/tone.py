@@ -48,6 +48,10 @@ Windows (``WINDOW_S`` long) are relative to the clip's own speaker: a window's a
 ``PITCH_UNIT_ST`` semitones and ``dl`` its mean loudness over the clip median in units of
 ``LOUDNESS_UNIT`` (log2 of the sone ratio; 0.5 = +5 phon). 0 is the speaker's usual level.
 
+Voice emotion: ``tools.voice_emotion`` scores the same eGeMAPS functionals with a model fitted
+on EmoDB (docs/models/voice-emotion.md) and fills ``vote`` (7 basic emotions, reliability from
+the voiced share); its arousal/valence go to the rationale, the rules above stay as they are.
+
 Optional speech-emotion model: a local transformers audio-classification directory in
 ``settings.ser_model`` fills ``emotion_scores`` (off by default).
 """
@@ -64,7 +68,8 @@ import numpy as np
 
 from affectlens.cache import model_cache
 from affectlens.settings import Settings
-from tools.evidence import LabelScore, ToneEvidence, ToneWindow
+from tools import voice_emotion
+from tools.evidence import LabelScore, ToneEvidence, ToneFeatures, ToneWindow
 from tools.media import Media
 
 SR = 16000
@@ -221,15 +226,17 @@ _EGEMAPS = {
 }
 
 
-def _opensmile(audio: np.ndarray) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
-    """Clip functionals, and the loudness LLD with its frame-centre times (10 ms step)."""
+def _opensmile(audio: np.ndarray) -> tuple[dict[str, float], dict[str, float], np.ndarray,
+                                          np.ndarray]:
+    """Named clip functionals, all 88 functionals (the voice-emotion model's input), and the
+    loudness LLD with its frame-centre times (10 ms step)."""
     functionals, lld = _smile()
     row = functionals.process_signal(audio, SR).iloc[0]
     feats = {k: v for k, col in _EGEMAPS.items() if (v := _finite(row.get(col))) is not None}
     low = lld.process_signal(audio, SR)
     loud = low["Loudness_sma3"].to_numpy(dtype=float)
     times = np.arange(len(loud)) * 0.01 + 0.01
-    return feats, times, loud
+    return feats, {k: float(v) for k, v in row.items()}, times, loud
 
 
 # interpreting ----------------------------------------------------------------------------------
@@ -289,8 +296,11 @@ class _Fmt(dict):
         return float("nan")
 
 
-def interpret(features: dict[str, float]) -> tuple[float, float, list[str]]:
+def interpret(features: ToneFeatures | dict[str, float]) -> tuple[float, float, list[str]]:
     """Clip arousal and valence from the population-norm rules, and the rules that fired."""
+    if isinstance(features, dict):
+        features = ToneFeatures(**features)  # validate the names the rules read
+    features = features.present()
     arousal = valence = 0.0
     fired: list[str] = []
     for rule in RULES:
@@ -389,14 +399,16 @@ def analyze_tone(media: Media, settings: Settings) -> ToneEvidence:
         if voiced < MIN_VOICED_S:
             return ev.finished(started, status="missing", model_version=version,
                                reason=f"too little voiced speech ({voiced:.2f} s)")
-        smile, ltimes, loud = _opensmile(speech)
+        smile, egemaps, ltimes, loud = _opensmile(speech)
     except Exception as exc:  # a library failed on this audio: report, do not raise
         return ev.finished(started, status="failed", reason=f"voice analysis failed: {exc}")
 
-    features = {k: round(float(v), 4) for k, v in {**smile, **praat.features}.items()}
+    values = {k: round(float(v), 4) for k, v in {**smile, **praat.features}.items()}
     offset = media.offset + a / SR
-    features["speech_start_s"], features["speech_end_s"] = round(offset, 3), round(
+    values["voiced_share"] = round(min(voiced / max((b - a) / SR, 1e-3), 1.0), 4)
+    values["speech_start_s"], values["speech_end_s"] = round(offset, 3), round(
         media.offset + b / SR, 3)
+    features = ToneFeatures(**values)  # extra="forbid": a name textualise cannot read fails here
     arousal, valence, rationale = interpret(features)
     windows = _windows(len(speech) / SR, offset, praat, ltimes, loud)
     peaks = sorted((w for w in windows if w.arousal is not None), key=lambda w: -abs(w.arousal))
@@ -405,6 +417,17 @@ def analyze_tone(media: Media, settings: Settings) -> ToneEvidence:
             rationale.append(
                 f"window {w.start:.1f}-{w.end:.1f} s: arousal {w.arousal:+.2f} relative to this "
                 f"speaker's median pitch and loudness in the clip")
+
+    vote = None
+    try:
+        scored = voice_emotion.score(egemaps, voiced_share=features.voiced_share, voiced_s=voiced)
+        vote = scored.vote
+        version += f"; {vote.model}"
+        rationale.append(
+            f"voice-emotion model: arousal {scored.arousal:+.2f}, valence {scored.valence:+.2f} "
+            "from its class probabilities")
+    except Exception as exc:  # a missing or broken model file: keep the prosody
+        rationale.append(f"voice-emotion model not used: {exc}")
 
     scores: list[LabelScore] = []
     if settings.ser_model:
@@ -415,4 +438,4 @@ def analyze_tone(media: Media, settings: Settings) -> ToneEvidence:
             rationale.append(f"speech-emotion model not used: {exc}")
     return ev.finished(started, features=features, windows=windows, arousal=round(arousal, 3),
                        valence=round(valence, 3), rationale=rationale, emotion_scores=scores,
-                       model_version=version)
+                       vote=vote, model_version=version)
