@@ -38,7 +38,7 @@ def test_a_good_reading_passes():
 
 
 def test_unknown_cue_is_reported_with_the_valid_ids():
-    bad = ["The smile [F7] shows sadness [F1].", "Voice [V1] is calm, so sad."]
+    bad = ["The mouth area [F7] shows sadness [F1].", "Voice [V1] is calm, so sad."]
     problems = vf.check(reading(bad), CUES, ALL)
     assert kinds(problems) == {"unknown-cue"} and not vf.grounded(problems)
     assert "F7" in problems[0].message and "F1, F2, V1" in problems[0].message
