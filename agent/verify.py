@@ -174,8 +174,8 @@ def _bare(sentence: str) -> str:
 
 def _shows(m: lexicon.Mention, cue: Cue) -> bool:
     """Does this cue show what the mention names? A cue's own words always count."""
-    text = cue.text.lower()
-    if m.kind != "quote" and m.phrase.lower() in text:
+    text = cue.text.lower().replace("-", " ")
+    if m.kind != "quote" and m.phrase.lower().replace("-", " ") in text:
         return True
     if m.kind == "face":
         return cue.modality == "face" and lexicon.au_code(cue.name) in m.aus
