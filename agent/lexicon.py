@@ -55,9 +55,11 @@ _ACTION_STEMS: dict[str, tuple[str, ...]] = {
     "furrow": ("furrow", "furrows", "furrowed", "furrowing", "knit", "knitted"),
     "widen": ("widen", "widens", "widened", "widening", "wide", "wider", "wideness"),
     "narrow": ("narrow", "narrows", "narrowed", "narrowing", "squinted", "squinting", "slitted"),
-    "tighten": ("tighten", "tightens", "tightened", "tightening", "tightener", "tight", "tense", "tensed"),
+    "tighten": ("tighten", "tightens", "tightened", "tightening", "tightener", "tight", "tense",
+                "tensed"),
     "close": ("close", "closes", "closed", "closing", "shut", "closure"),
-    "wrinkle": ("wrinkle", "wrinkles", "wrinkled", "wrinkling", "wrinkler", "scrunched", "crinkled"),
+    "wrinkle": ("wrinkle", "wrinkles", "wrinkled", "wrinkling", "wrinkler", "scrunched",
+                "crinkled"),
     "pull": ("pull", "pulls", "pulled", "pulling", "puller", "drawn"),
     "depress": ("depress", "depressed", "depressor", "down", "downturned", "downward"),
     "stretch": ("stretch", "stretches", "stretched", "stretching", "stretcher"),
@@ -294,7 +296,8 @@ def read_voice(text: str, taken: list[tuple[int, int]] = ()) -> list[Mention]:
 
 
 # -- quotes ----------------------------------------------------------------------------------------
-_QUOTE = re.compile(r'"([^"]{2,}?)"|“([^”]{2,}?)”|‘([^’]{2,}?)’|(?<![\w])\'([^\']{2,}?)\'(?![\w])')
+_QUOTE = re.compile(r'"([^"]{2,}?)"|“([^”]{2,}?)”|‘([^’]{2,}?)’'
+                    r"|(?<![\w])'([^']{2,}?)'(?![\w])")
 _ELLIPSIS = re.compile(r"\.\.\.|…")
 
 

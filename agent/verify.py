@@ -31,7 +31,8 @@ GROUNDING_KINDS = frozenset({"unknown-cue", "number", "uncited", "no-citations",
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # unknown-cue | number | uncited | no-citations | content | modality | label | agreement
+    # unknown-cue | number | uncited | no-citations | content | modality | label | agreement
+    kind: str
     message: str
 
     def __str__(self) -> str:
@@ -283,5 +284,6 @@ def prune(reading: EmotionReading, cues: list[Cue]) -> tuple[list[str], list[Dro
         after = labels_in(" ".join(_bare(s) for s in kept))
         if reading.dominant in before and reading.dominant not in after:
             cites = "".join(f"[{i}]" for i in last_ids)
-            kept.append(f"Overall the person seems {ADJECTIVE[reading.dominant]} {cites}.".replace(" .", "."))
+            adjective = ADJECTIVE[reading.dominant]
+            kept.append(f"Overall the person seems {adjective} {cites}".rstrip() + ".")
     return kept, dropped
