@@ -195,3 +195,28 @@ def test_prune_states_the_conclusion_when_its_whole_claim_goes():
     assert len(dropped) == 1 and dropped[0].kept is None
     assert kept[-1] == "Overall the person seems sad [F1]."
     assert vf.check(reading(kept), CUES, ALL) == []
+
+
+def test_verify_node_cuts_only_after_the_last_round():
+    """Rounds left: the content problem goes back to reason. None left: the stored reading
+    loses the clause, keeps its conclusion, and the report lists the cut."""
+    from types import SimpleNamespace
+
+    from affectlens.settings import Settings
+    from agent import nodes
+
+    bad = reading(["The face is sad at 0.62 [F1].", "The voice is calm [V1].",
+                   "The person is sad, with a raised chin [F1][F2]."])
+    state = {"reading": bad, "cues": CUES, "rounds": 1,
+             "status": {m: ("ok" if ok else "missing", "") for m, ok in ALL.items()}}
+    runtime = SimpleNamespace(context=SimpleNamespace(settings=Settings(verify_max_rounds=1)))
+    early = nodes.verify_node(state, runtime)
+    assert "reading" not in early and early["verification"].dropped_claims == []
+    assert any("raised chin" in p for p in early["problems"])
+    assert nodes.after_verify({**state, **early}, runtime) == "reason"
+    late = nodes.verify_node({**state, "rounds": 2}, runtime)
+    stored = late["reading"]
+    assert stored.explanation[-1] == "The person is sad [F1][F2]." and late["problems"] == []
+    assert [d.text for d in late["verification"].dropped_claims] == [bad.explanation[-1]]
+    assert late["verification"].grounded
+    assert not any("raised chin" in a.summary for a in stored.modalities)
