@@ -155,6 +155,8 @@ def reason_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
 
 
 def verify_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
+    """Check the reading; after the last repair round, cut the claims that still name what
+    their cited cues do not show (verify.prune) and list them in the report."""
     reading = state.get("reading")
     if reading is None:
         return {"problems": [], "verification": VerificationReport(
@@ -164,14 +166,25 @@ def verify_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     found = vf.check(reading, cues, available)
     messages = [p.message for p in found]
     fixed_now = [p for p in (state.get("problems") or []) if p not in messages]
+    update: dict = {}
+    dropped = []
+    last_round = state.get("rounds", 0) > runtime.context.settings.verify_max_rounds
+    if last_round and any(p.kind == "content" for p in found):
+        explanation, dropped = vf.prune(reading, cues)
+        reading = reading.model_copy(update={
+            "explanation": explanation,
+            "modalities": rs.accounts(explanation, cues, state["status"])})
+        found = vf.check(reading, cues, available)
+        messages = [p.message for p in found]
+        update["reading"] = reading
     # A reading with no cue rests on nothing: it is never "grounded" (the UI badge, the evals'
     # verified count). Reported, not fed back: another round cannot add evidence.
     report = VerificationReport(
         rounds=state.get("rounds", 0),
         problems=messages if cues else [*messages, NO_CUES],
         fixed=list(dict.fromkeys([*(state.get("fixed") or []), *fixed_now])),
-        grounded=bool(cues) and vf.grounded(found))
-    return {"problems": messages, "seen_problems": messages, "fixed": fixed_now,
+        grounded=bool(cues) and vf.grounded(found), dropped_claims=dropped)
+    return {**update, "problems": messages, "seen_problems": messages, "fixed": fixed_now,
             "verification": report}
 
 

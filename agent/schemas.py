@@ -60,11 +60,22 @@ class EmotionReading(BaseModel):
     modalities: list[ModalityAccount] = []
 
 
+class DroppedClaim(BaseModel):
+    """Explanation text cut after the last repair round: it named what its cited cues do not
+    show (agent.verify.prune)."""
+
+    text: str = Field(description="The sentence as the model wrote it.")
+    kept: str | None = Field(default=None, description="What was kept of it, if anything.")
+    reasons: list[str] = Field(default_factory=list)
+
+
 class VerificationReport(BaseModel):
     rounds: int = 0
     problems: list[str] = Field(default_factory=list, description="Problems left at the end.")
     fixed: list[str] = Field(default_factory=list, description="Problems found and repaired.")
     grounded: bool = False
+    dropped_claims: list[DroppedClaim] = Field(
+        default_factory=list, description="Claims cut from the stored explanation, and why.")
 
 
 class AnalysisResult(BaseModel):

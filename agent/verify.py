@@ -2,7 +2,10 @@
 
 Every problem is phrased as an instruction the LLM can act on when the graph loops back to
 reason. ``grounded`` means: there are citations, every cited id exists, every number quoted next
-to a citation appears in the cited cues, and every non-concluding sentence cites a cue.
+to a citation appears in the cited cues, every non-concluding sentence cites a cue, and every
+facial action, voice quality or quote a sentence names is shown by a cue it cites (``content``,
+read through agent/lexicon). Claims that still fail after the last repair round are cut from the
+stored explanation by ``prune`` (the offending clause, else the claim) and listed.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from agent.schemas import Cue, EmotionReading, Modality
+from agent import lexicon
+from agent.schemas import Cue, DroppedClaim, EmotionReading, Modality
 from agent.taxonomy import ADJECTIVE, BASIC, labels_in, parse_label
 from agent.textualise import PREFIX, cue_line
 
@@ -22,12 +26,13 @@ _AU = re.compile(r"\bAU\s?\d+\b", re.I)
 _TIME = re.compile(r"\b\d+:\d+(?:\.\d+)?\b|\b\d+(?:\.\d+)?-\d+(?:\.\d+)?s\b")  # 00:01.2, 1.2-3.4s
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\[])")
 
-GROUNDING_KINDS = frozenset({"unknown-cue", "number", "uncited", "no-citations"})
+GROUNDING_KINDS = frozenset({"unknown-cue", "number", "uncited", "no-citations", "content"})
 
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # unknown-cue | number | uncited | no-citations | modality | label | agreement
+    # unknown-cue | number | uncited | no-citations | content | modality | label | agreement
+    kind: str
     message: str
 
     def __str__(self) -> str:
@@ -122,6 +127,8 @@ def check(reading: EmotionReading, cues: list[Cue],
                     f"Sentence {n} quotes {', '.join(f'{w:g}' for w in wrong)}, which "
                     f"{'is' if len(wrong) == 1 else 'are'} not in {', '.join(c.id for c in known)}; "
                     "quote the cue values exactly."))
+        problems += [Problem("content", f"Sentence {n} {why}")
+                     for _, why in unsupported(s, known, cues)]
     if sentences and not all_cited:
         problems.append(Problem("no-citations", "No sentence cites a cue; list the cue ids each claim rests on."))
     cited_set = set(all_cited)
@@ -158,3 +165,125 @@ def prefix_modality(cue_id: str) -> Modality | None:
         if cue_id.startswith(p):
             return m
     return None
+
+
+# -- what a claim names against what its cited cues show ----------------------------------------
+def _bare(sentence: str) -> str:
+    """The sentence without its citations (mention spans are read on this text)."""
+    return " ".join(CITATION.sub(" ", sentence).split())
+
+
+def _shows(m: lexicon.Mention, cue: Cue) -> bool:
+    """Does this cue show what the mention names? A cue's own words always count."""
+    text = cue.text.lower().replace("-", " ")
+    if m.kind != "quote" and m.phrase.lower().replace("-", " ") in text:
+        return True
+    if m.kind == "face":
+        return cue.modality == "face" and lexicon.au_code(cue.name) in m.aus
+    if m.kind == "voice":
+        if cue.modality != "voice" or not any(k in text for k in m.measures):
+            return False
+        opposite = {"low": "high arousal", "high": "low arousal"}.get(m.level)
+        return not (opposite and opposite in text)
+    source = str(cue.value) if cue.modality == "speech" and cue.value else cue.text
+    return lexicon.quote_in(m.phrase, source)
+
+
+def _gist(text: str) -> str:
+    """'AU05 upper lid raiser, peak 1.00 (0-1), mean 0.91: widened eyes' ->
+    'AU05 upper lid raiser: widened eyes' (what a cue shows, without its numbers)."""
+    head, _, tail = text.partition(",")
+    tail = tail.rpartition(": ")[2] if ": " in tail else ""
+    return f"{head[:60]}: {tail[:40]}" if tail else head[:60]
+
+
+def _what(m: lexicon.Mention) -> str:
+    if m.kind == "face":
+        return f"a facial action ({'/'.join(m.aus)})"
+    if m.kind == "voice":
+        return "a voice quality (" + ("arousal level" if m.level else "/".join(m.measures)) + ")"
+    return "a quotation"
+
+
+def unsupported(sentence: str, cited: list[Cue], cues: list[Cue]
+                ) -> list[tuple[lexicon.Mention, str]]:
+    """Each mention in the sentence that no cited cue shows, with an instruction that says what
+    the cited cues do show and which cue, if any, shows the mention."""
+    out = []
+    ids = ", ".join(c.id for c in cited) or "none"
+    for m in lexicon.mentions(_bare(sentence)):
+        if any(_shows(m, c) for c in cited):
+            continue
+        elsewhere = [c.id for c in cues if c not in cited and _shows(m, c)]
+        if m.kind == "quote":
+            where = f"cite {', '.join(elsewhere)}" if elsewhere else "quote exactly or drop it"
+            out.append((m, f"quotes {m.phrase!r}, which is not in the cited cues ({ids}); "
+                           f"{where}."))
+            continue
+        modality = {"face": "face", "voice": "voice"}.get(m.kind)
+        shown = "; ".join(f"{c.id} {_gist(c.text)}" for c in cited
+                          if modality is None or c.modality == modality)
+        hint = (f"{', '.join(elsewhere)} show{'s' if len(elsewhere) == 1 else ''} it: cite that "
+                "instead or drop it" if elsewhere else "no cue shows it: drop it")
+        out.append((m, f"names {m.phrase!r}, {_what(m)} that its cited cues do not show"
+                       + (f" ({shown})" if shown else f" ({ids})") + f"; {hint}."))
+    return out
+
+
+_CLAUSE = re.compile(r"(\s*[,;:\u2014\u2013]\s*|\s+(?=(?:and|but|while|with|whereas|although|"
+                     r"though|as|showing|suggesting|indicating)\b))", re.I)
+_LEAD = re.compile(r"^(?:and|but|while|with|whereas|although|though|as)\s+", re.I)
+
+
+def _cut(text: str, spans: list[tuple[int, int]]) -> str:
+    """The text without the clauses that hold any of ``spans`` (a clause: split at commas,
+    semicolons, dashes and conjunctions); '' when fewer than two words are left."""
+    pieces = _CLAUSE.split(text)
+    out, pos = "", 0
+    for k, piece in enumerate(pieces):
+        start, pos = pos, pos + len(piece)
+        if k % 2 or any(a < pos and b > start for a, b in spans):
+            continue
+        out += (pieces[k - 1] if out and k else "") + piece
+    out = _LEAD.sub("", out.strip(" ,;:")).strip(" ,;:")
+    return out[:1].upper() + out[1:] if len(re.findall(r"\w+", out)) >= 2 else ""
+
+
+def prune(reading: EmotionReading, cues: list[Cue]) -> tuple[list[str], list[DroppedClaim]]:
+    """The explanation without what its cited cues do not show, and what was cut.
+
+    Per sentence, the clauses naming unsupported things go (the rest keeps its citations); a
+    sentence with nothing left goes whole. The conclusion survives: when the cut explanation no
+    longer names the dominant emotion, its last claim keeps a plain statement of it."""
+    by_id = {c.id: c for c in cues}
+    kept: list[str] = []
+    dropped: list[DroppedClaim] = []
+    last_ids: list[str] = []
+    for item in reading.explanation:
+        parts: list[str] = []
+        for s, ids in _cited_sentences([item]):
+            cited = [by_id[i] for i in ids if i in by_id]
+            bad = unsupported(s, cited, cues)
+            if not bad:
+                parts.append(s)
+                continue
+            bare = _bare(s)
+            rest = _cut(bare.rstrip(".!?"), [(m.start, m.end) for m, _ in bad])
+            if rest and unsupported(rest, cited, cues):
+                rest = ""
+            cites = "".join(f"[{i}]" for i in ids)
+            if rest:
+                parts.append(f"{rest} {cites}." if cites else f"{rest}.")
+            last_ids = ids or last_ids
+            dropped.append(DroppedClaim(text=s, kept=parts[-1] if rest else None,
+                                        reasons=[why for _, why in bad]))
+        if parts:
+            kept.append(" ".join(parts))
+    if reading.dominant in BASIC:
+        before = labels_in(" ".join(_bare(s) for s in reading.explanation))
+        after = labels_in(" ".join(_bare(s) for s in kept))
+        if reading.dominant in before and reading.dominant not in after:
+            cites = "".join(f"[{i}]" for i in last_ids)
+            adjective = ADJECTIVE[reading.dominant]
+            kept.append(f"Overall the person seems {adjective} {cites}".rstrip() + ".")
+    return kept, dropped

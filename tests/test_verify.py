@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from agent import lexicon
 from agent import reason as rs
 from agent import verify as vf
 from agent.schemas import Cue, EmotionReading
@@ -38,7 +39,7 @@ def test_a_good_reading_passes():
 
 
 def test_unknown_cue_is_reported_with_the_valid_ids():
-    bad = ["The smile [F7] shows sadness [F1].", "Voice [V1] is calm, so sad."]
+    bad = ["The mouth area [F7] shows sadness [F1].", "Voice [V1] is calm, so sad."]
     problems = vf.check(reading(bad), CUES, ALL)
     assert kinds(problems) == {"unknown-cue"} and not vf.grounded(problems)
     assert "F7" in problems[0].message and "F1, F2, V1" in problems[0].message
@@ -120,3 +121,102 @@ def test_a_claim_of_several_sentences_cites_once_at_its_end():
     wrong = reading(["The face is sad at 0.75. The lips are down [F1][F2].",
                      "The voice is calm [V1].", "Overall the person is sad."])
     assert "number" in kinds(vf.check(wrong, CUES, ALL))
+
+
+# -- what a claim names must be shown by the cues it cites (agent/lexicon) ----------------------
+def test_every_au_name_and_gloss_in_the_repo_reads_as_that_au():
+    """The lexicon is derived from the AU tables: each FACS name and each gloss, written in a
+    claim, is read as a facial action that its own AU supports."""
+    from agent.textualise import AU_GLOSS
+    from tools.face_geometry import AU_NAMES
+
+    for code, phrase in [*AU_NAMES.items(), *AU_GLOSS.items()]:
+        found = [m for m in lexicon.mentions(f"The face shows {phrase}.") if m.kind == "face"]
+        assert found and lexicon.au_code(code) in found[0].aus, (code, phrase, found)
+
+
+@pytest.mark.parametrize("text, named", [
+    ("narrowed eyes and a raised chin", {"narrowed eyes": "AU07", "raised chin": "AU17"}),
+    ("the brows are lowered, lip corners pulled down", {"brows are lowered": "AU04",
+                                                        "lip corners pulled down": "AU15"}),
+    ("she is not smiling; the jaw drops", {"jaw drops": "AU26"}),
+    ("no frown, a wide smile", {"smile": "AU12"}),
+])
+def test_facial_actions_are_read_with_their_aus(text, named):
+    found = {m.phrase: m.aus for m in lexicon.mentions(text) if m.kind == "face"}
+    assert set(found) == set(named) and all(named[p] in found[p] for p in named)
+
+
+def test_quoted_words_are_not_facial_claims_and_voice_words_need_a_voice_noun():
+    ms = lexicon.mentions("The image matches 'a smiling person'; the face looks calm.")
+    assert [m.kind for m in ms] == ["quote"]
+    voice = [m for m in lexicon.mentions("A calm voice, speaking quickly at a high pitch.")]
+    assert [(m.phrase, m.level) for m in voice] == [("calm", "low"), ("quickly", ""),
+                                                    ("pitch", "")]
+
+
+def test_a_facial_action_the_cited_cues_do_not_show_is_sent_back():
+    bad = reading(["The face is sad at 0.62, with a smile [F1].", "The voice is calm [V1].",
+                   "Overall the person is sad."])
+    problems = vf.check(bad, CUES, ALL)
+    assert kinds(problems) == {"content"} and not vf.grounded(problems)
+    assert "'smile'" in problems[0].message and "F1" in problems[0].message
+    # citing the cue that shows the action satisfies it; the message says which one does
+    good = reading(["The face is sad at 0.62, lip corners pulled down [F1][F2].",
+                    "The voice is calm [V1].", "Overall the person is sad."])
+    assert vf.check(good, CUES, ALL) == []
+    moved = vf.check(reading(["Lip corners pulled down [F1].", "The voice is calm [V1].",
+                              "Overall the person is sad."]), CUES, ALL)
+    assert [p.kind for p in moved] == ["content"] and "F2 shows it" in moved[0].message
+
+
+def test_a_voice_quality_must_be_measured_and_not_contradicted():
+    loud = vf.check(reading(["Sad at 0.62 [F1][F2].", "The voice is loud [V1].",
+                             "Overall the person is sad."]), CUES, ALL)
+    assert [p.kind for p in loud] == ["content"] and "'loud'" in loud[0].message
+    excited = vf.check(reading(["Sad at 0.62 [F1][F2].", "An agitated voice [V1].",
+                                "Overall the person is sad."]), CUES, ALL)
+    assert [p.kind for p in excited] == ["content"]  # V1 says low arousal
+
+
+def test_prune_cuts_the_offending_clause_and_keeps_the_conclusion():
+    r = reading(["The face is sad at 0.62 [F1].", "The voice is calm [V1].",
+                 "The person is sad, with a smile and a raised chin [F1][F2]."])
+    kept, dropped = vf.prune(r, CUES)
+    assert kept[:2] == r.explanation[:2] and kept[2] == "The person is sad [F1][F2]."
+    assert len(dropped) == 1 and dropped[0].kept == kept[2] and len(dropped[0].reasons) == 2
+    assert not any(p.kind == "content" for p in vf.check(reading(kept), CUES, ALL))
+
+
+def test_prune_states_the_conclusion_when_its_whole_claim_goes():
+    r = reading(["Lip corners down at 0.81 [F2].", "The voice is calm [V1].",
+                 "A smile and a raised chin [F1]: sad."], label="sad", dominant="sadness")
+    kept, dropped = vf.prune(r, CUES)
+    assert len(dropped) == 1 and dropped[0].kept is None
+    assert kept[-1] == "Overall the person seems sad [F1]."
+    assert vf.check(reading(kept), CUES, ALL) == []
+
+
+def test_verify_node_cuts_only_after_the_last_round():
+    """Rounds left: the content problem goes back to reason. None left: the stored reading
+    loses the clause, keeps its conclusion, and the report lists the cut."""
+    from types import SimpleNamespace
+
+    from affectlens.settings import Settings
+    from agent import nodes
+
+    bad = reading(["The face is sad at 0.62 [F1].", "The voice is calm [V1].",
+                   "The person is sad, with a raised chin [F1][F2]."])
+    state = {"reading": bad, "cues": CUES, "rounds": 1,
+             "status": {m: ("ok" if ok else "missing", "") for m, ok in ALL.items()}}
+    runtime = SimpleNamespace(context=SimpleNamespace(settings=Settings(verify_max_rounds=1)))
+    early = nodes.verify_node(state, runtime)
+    assert "reading" not in early and early["verification"].dropped_claims == []
+    assert any("raised chin" in p for p in early["problems"])
+    assert nodes.after_verify({**state, **early}, runtime) == "reason"
+    late = nodes.verify_node({**state, "rounds": 2}, runtime)
+    stored = late["reading"]
+    assert stored.explanation[-1] == "The person is sad [F1][F2]." and late["problems"] == []
+    assert [d.text for d in late["verification"].dropped_claims] == [bad.explanation[-1]]
+    assert late["verification"].grounded
+    assert not any("raised chin" in a.summary for a in stored.modalities)

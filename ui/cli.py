@@ -306,6 +306,9 @@ def _print_result(result, console) -> None:
                   f"{v.rounds} round(s), {len(v.fixed)} fixed, {len(v.problems)} left")
     for p in v.problems:
         console.print(f"  [yellow]- {p}[/yellow]", markup=True, highlight=False)
+    for d in v.dropped_claims:  # cut from the explanation: named what its cues do not show
+        console.print(f"  - cut: {d.text} ({'; '.join(d.reasons)})", style="yellow",
+                      markup=False, highlight=False)
     table = Table("modality", "status", "account", show_lines=False)
     for acc in (r.modalities if r else []):
         table.add_row(acc.modality, acc.status, acc.summary)

@@ -104,7 +104,9 @@ def result_card(result: AnalysisResult) -> str:
         if ver.grounded
         else '<span class="badge badge-failed">not fully grounded</span>'
     )
-    problems = "".join(f"<li>{escape(p)}</li>" for p in ver.problems)
+    problems = "".join(f"<li>{escape(p)}</li>" for p in ver.problems) + "".join(
+        f"<li>Cut: {escape(d.text)} ({escape('; '.join(d.reasons))})</li>"
+        for d in ver.dropped_claims)
     conflicts = " ".join(chip(cues.get(i), i) for i in reading.conflicts)
     return (
         f'<div class="card">{head}'
