@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field
 from agent.fusion import FittedOn
 from evals import metrics
 from evals.datasets import Dataset, Sample, load_dataset, load_meld
+from evals.runner import _jsonable as jsonable  # noqa: F401 - NaN-safe JSON for reports
 from tools.evidence import BASIC_EMOTIONS, EmotionVote
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,14 +109,27 @@ def _speaker(name: str, sample: Sample) -> str | None:
 
 
 # witnesses -----------------------------------------------------------------------------------
+def available_witnesses() -> set[str]:
+    """The modalities whose evidence carries a ``vote`` in this checkout (the face always; the
+    voice and transcript once their scorers are merged)."""
+    from tools.evidence import SpeechEvidence, ToneEvidence
+
+    out = {"face"}
+    if "vote" in ToneEvidence.model_fields:
+        out.add("voice")
+    if "vote" in SpeechEvidence.model_fields:
+        out.add("speech")
+    return out
+
+
 def _witness_votes(sample: Sample, name: str, settings) -> tuple[dict, dict]:
     """Run the cheap tools on one sample; every evidence's ``vote`` (when its tool gives one)."""
     from tools.media import load
 
     votes: dict[str, EmotionVote] = {}
     raw: dict[str, dict[str, float]] = {}
-    wanted = WITNESSES[name]
-    if sample.clip is None or not sample.clip.exists():
+    wanted = set(WITNESSES[name]) & available_witnesses()
+    if not wanted or sample.clip is None or not sample.clip.exists():
         return votes, raw
     media = load(sample.clip, settings)
     if "face" in wanted and media.frames:
@@ -124,17 +138,20 @@ def _witness_votes(sample: Sample, name: str, settings) -> tuple[dict, dict]:
         ev = analyze_face(media, settings)
         if ev.status == "ok" and ev.expression_mean:
             raw["face"] = dict(ev.expression_mean)
-            if getattr(ev, "vote", None) is not None:
+            if ev.vote is not None:  # refitting recalibrates raw["face"], keeps its reliability
                 votes["face"] = ev.vote
     if "voice" in wanted and media.audio is not None and media.audio.size:
-        from tools.evidence import ToneEvidence
+        from tools.tone import analyze_tone
 
-        if "vote" in ToneEvidence.model_fields:  # the voice scorer is installed
-            from tools.tone import analyze_tone
+        ev = analyze_tone(media, settings)
+        if getattr(ev, "vote", None) is not None:
+            votes["voice"] = ev.vote
+    if "speech" in wanted and media.audio is not None and media.audio.size:
+        from tools.asr import transcribe
 
-            ev = analyze_tone(media, settings)
-            if getattr(ev, "vote", None) is not None:
-                votes["voice"] = ev.vote
+        ev = transcribe(media, settings)
+        if getattr(ev, "vote", None) is not None:
+            votes["speech"] = ev.vote
     return votes, raw
 
 
@@ -154,8 +171,9 @@ def collect(name: str, settings=None, *, refresh: bool = False, limit: int | Non
                 cached[it.id] = it
     items, fresh = [], []
     for i, s in enumerate(data.samples, 1):
-        if s.id in cached:
-            items.append(cached[s.id])
+        if s.id in cached:  # the votes are cached; gold and speaker always come from the set
+            items.append(cached[s.id].model_copy(
+                update={"gold": s.labels, "speaker": _speaker(name, s)}))
             continue
         if progress:
             progress(f"[{name} {i}/{len(data.samples)}] {s.id}")

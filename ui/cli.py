@@ -233,6 +233,14 @@ def _print_result(result, console) -> None:
                 console.print(f"    [dim]{line}[/dim]", highlight=False)
         if r.conflicts:
             console.print("conflicting cues: " + ", ".join(r.conflicts))
+    f = getattr(result, "fusion", None)
+    if f is not None:
+        ranked = sorted(f.probs.items(), key=lambda kv: -kv[1])[:3]
+        console.print(f"fused witnesses ({', '.join(f'{m} w={w:.2f}' for m, w in f.weights.items())}"
+                      f"): " + ", ".join(f"{k} {v:.2f}" for k, v in ranked)
+                      + f"; decision: {f.decision}")
+        if f.conflict:
+            console.print(f"[bold yellow]conflict:[/bold yellow] {f.conflict}", highlight=False)
     v = result.verification
     console.print(f"\nverification: {'grounded' if v.grounded else 'NOT grounded'}, "
                   f"{v.rounds} round(s), {len(v.fixed)} fixed, {len(v.problems)} left")
