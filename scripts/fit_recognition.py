@@ -40,6 +40,7 @@ from tools.face import CALIBRATION_FILE, FaceCalibration  # noqa: E402
 FACE_SETS = ("london-faces", "pyfeat-faces", "cremad-face")
 FUSION_SETS = ("london-faces", "pyfeat-faces", "cremad-av", "cremad-audio", "emodb")
 REPORT = ROOT / "eval-results" / "recognition.json"
+FIT_VOTES = ROOT / "evals" / "datasets" / "witness-votes" / "face.jsonl"
 
 
 def fit_face(rows: list[R.Item]) -> FaceCalibration:
@@ -152,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     REPORT.write_text(json.dumps(R.jsonable(report), indent=1))
     if not args.dry_run:
         CALIBRATION_FILE.write_text(shipped_face.model_dump_json(indent=1) + "\n")
+        FIT_VOTES.parent.mkdir(parents=True, exist_ok=True)  # what the calibration saw
+        FIT_VOTES.write_text("".join(r.model_dump_json(include={"id", "dataset", "speaker",
+                                                                "gold", "raw"}) + "\n"
+                                     for r in face_rows))
         fusion.save_params(shipped)
         print(f"\nwrote {CALIBRATION_FILE.relative_to(ROOT)}, "
               f"{fusion.PARAMS_FILE.relative_to(ROOT)}, {REPORT.relative_to(ROOT)}")
