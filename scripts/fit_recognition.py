@@ -34,6 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from agent import fusion  # noqa: E402
 from evals import recognition as R  # noqa: E402
+from evals.report import plot_calibration, plot_confusion  # noqa: E402
 from tools.evidence import BASIC_EMOTIONS, EmotionVote  # noqa: E402
 from tools.face import CALIBRATION_FILE, FaceCalibration  # noqa: E402
 
@@ -140,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         fused_fig[n]["raw_top_ece"] = R.metrics.calibration(
             [tops[k] for k in keys], [right[k] for k in keys])["ece"]
         report["fusion"][n] = fused_fig[n]
+        REPORT.parent.mkdir(parents=True, exist_ok=True)  # reliability diagram + confusion
+        plot_calibration(fused_fig[n]["calibration"], REPORT.parent / f"reliability-{n}.png")
+        plot_confusion(fused_fig[n]["confusion"], REPORT.parent / f"confusion-{n}.png")
     table(f"Fusion of {', '.join(mods)} (leave-one-speaker-out), calibrated confidence",
           fused_fig)
     shipped.fitted_on = fusion.FittedOn(ids=sorted(r.id for r in rows),

@@ -126,11 +126,23 @@ def eval_cmd(
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
     report_only: Optional[Path] = typer.Option(
         None, "--report-only", help="Only rebuild the report from DIR/results.json."),
+    witnesses: bool = typer.Option(
+        False, "--witnesses", help="Score the witnesses and the fusion on every shared set "
+        "(held-out speakers, no LLM; scripts/fit_recognition.py --dry-run)."),
     model_dir: Optional[Path] = ModelDir,
 ) -> None:
     """Evaluate recognition, explanations, grounding, calibration (and robustness) on a dataset;
     write results.json and report.md with plots."""
     from evals.report import write_report
+
+    if witnesses:
+        import importlib.util
+
+        script = Path(__file__).resolve().parents[1] / "scripts" / "fit_recognition.py"
+        spec = importlib.util.spec_from_file_location("fit_recognition", script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        raise typer.Exit(module.main(["--dry-run"]))
 
     if report_only is not None:
         try:
