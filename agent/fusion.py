@@ -133,7 +133,8 @@ def decide(fused: FusedReading | None, llm_dominant: str | None, decision: Decis
     if fused is None:
         return llm_dominant, None, None
     params = params or load_params()
-    out = fused.model_copy(update={"decision": decision, "llm_dominant": llm_dominant})
+    out = fused.model_copy(update={"decision": decision, "llm_dominant": llm_dominant,
+                                   "conflict": None})
     if llm_dominant and llm_dominant != fused.top:
         out.conflict = (f"The LLM named {llm_dominant} (fused probability "
                         f"{fused.probs.get(llm_dominant, 0.0):.2f}); the fused witnesses favour "

@@ -123,3 +123,27 @@ def test_face_calibration_fit_is_reproducible_from_its_shipped_votes():
     for c in BASIC_EMOTIONS:
         assert a.bias[c] == pytest.approx(shipped["bias"][c], abs=1e-3)
     assert sorted(a.fitted_on["ids"]) == sorted(shipped["fitted_on"]["ids"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("decision", ["fusion", "llm"])
+def test_pipeline_stores_the_fusion_and_shows_a_disagreeing_llm(shared_data, settings, decision):
+    """A smiling London face; a stand-in LLM that always says neutral: the fused face vote says
+    happiness, the result carries the fusion, the decision rule applies, the conflict is kept,
+    and the fused ranking was in the prompt."""
+    from agent.run import analyze
+    from tests.test_graph import Scripted
+
+    llm = Scripted()
+    photo = shared_data / "london-faces" / "smiling_front_001_08.jpg"
+    result = analyze(photo, settings.model_copy(update={"decision": decision}), llm=llm,
+                     save=False, without=["scene"])
+    f = result.fusion
+    assert f is not None and f.top == "happiness" and "face" in f.votes
+    assert f.decision == decision and f.llm_dominant == "neutral"
+    assert f.conflict and "neutral" in f.conflict and "happiness" in f.conflict
+    assert result.reading.dominant == ("happiness" if decision == "fusion" else "neutral")
+    chosen = result.reading.dominant
+    assert result.reading.confidence == pytest.approx(
+        fusion.platt(f.probs[chosen], fusion.load_params().platt), abs=1e-3)
+    assert "Fused emotion witnesses" in llm.calls[0][1]["content"] + llm.calls[0][0]["content"]
