@@ -127,7 +127,8 @@ def fuse(votes: dict[str, EmotionVote], params: FusionParams | None = None) -> F
 
 
 def decide(fused: FusedReading | None, llm_dominant: str | None, decision: Decision,
-           params: FusionParams | None = None) -> tuple[str | None, float | None, FusedReading | None]:
+           params: FusionParams | None = None
+           ) -> tuple[str | None, float | None, FusedReading | None]:
     """(dominant, calibrated confidence, fused with the conflict noted). Without a fusion the
     LLM decides and the confidence is left to the caller (None)."""
     if fused is None:

@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 from pydantic import BaseModel, Field
 
 from agent.fusion import FittedOn
@@ -210,7 +209,8 @@ def held_out(rows: Sequence[Item], fit: Callable[[list[Item]], P],
     by_speaker: dict[str | None, P] = {}
     out = []
     for row in rows:
-        if shipped is not None and fitted_on is not None and not fitted_on.seen(row.id, row.speaker):
+        unseen = fitted_on is not None and not fitted_on.seen(row.id, row.speaker)
+        if shipped is not None and unseen:
             out.append(predict(shipped, row))
             continue
         if row.speaker not in by_speaker:

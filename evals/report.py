@@ -129,7 +129,8 @@ def render_markdown(results: dict) -> str:
     rec = m.get("recognition")
     if rec:
         lines += ["", "## Recognition", ""]
-        for key in ("basic_accuracy", "basic_uar", "basic_macro_f1", "compound_macro_f1", "compound_accuracy",
+        for key in ("basic_accuracy", "basic_uar", "basic_macro_f1", "compound_macro_f1",
+                    "compound_accuracy",
                     "compound_dominant_accuracy", "compound_secondary_accuracy",
                     "compound_parts_f1"):
             if key in rec:

@@ -59,7 +59,8 @@ def face_vote(cal: FaceCalibration, row: R.Item) -> EmotionVote:
 
 
 def table(title: str, figures: dict[str, dict]) -> None:
-    print(f"\n### {title}\n\n| set | n | UAR | accuracy | macro-F1 | ECE |\n|---|---|---|---|---|---|")
+    print(f"\n### {title}\n\n| set | n | UAR | accuracy | macro-F1 | ECE |\n"
+          "|---|---|---|---|---|---|")
     for name, f in figures.items():
         ece = R.fmt(f["ece"]) if "ece" in f else ""
         print(f"| {name} | {f['n']} | {R.fmt(f['uar'])} | {R.fmt(f['accuracy'])} | "
@@ -93,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                                         for r, v in zip(rows, votes) if R.top(v.probs) != r.label]}
     table("Face: facex as it is (top class)", raw_fig)
     table("Face: calibrated, leave-one-speaker-out", cal_fig)
-    print(f"\nshipped calibration: temperature {shipped_face.temperature}, bias {shipped_face.bias}")
+    print(f"\nshipped calibration: temperature {shipped_face.temperature}, "
+          f"bias {shipped_face.bias}")
 
     # 3. fusion --------------------------------------------------------------------------------
     def votes_of(r: R.Item) -> dict[str, EmotionVote]:
@@ -128,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                                 [right[r.id + r.dataset] for r in train])
 
     conf = dict(zip([r.id + r.dataset for r in rows],
-                    R.held_out(rows, fit_c, lambda ab, r: fusion.platt(tops[r.id + r.dataset], ab))))
+                    R.held_out(rows, fit_c,
+                               lambda ab, r: fusion.platt(tops[r.id + r.dataset], ab))))
     shipped.platt = fit_c(rows)
     fused_fig = {}
     for n in FUSION_SETS:
