@@ -147,3 +147,31 @@ def test_pipeline_stores_the_fusion_and_shows_a_disagreeing_llm(shared_data, set
     assert result.reading.confidence == pytest.approx(
         fusion.platt(f.probs[chosen], fusion.load_params().platt), abs=1e-3)
     assert "Fused emotion witnesses" in llm.calls[0][1]["content"] + llm.calls[0][0]["content"]
+
+
+def test_runner_reports_the_three_decisions_side_by_side(tmp_path):
+    """Two records from the shipped fusion: fused votes for happiness, an LLM saying neutral
+    on one of them; the aggregate scores fusion, llm and hybrid on the same records."""
+    from evals.report import render_markdown
+    from evals.runner import aggregate
+
+    fused = fusion.fuse({"face": EmotionVote(probs={"happiness": 0.95, "neutral": 0.05})})
+    records = []
+    for i, llm in enumerate(("neutral", "happiness")):
+        f = fusion.decide(fused, llm, "fusion")[2]
+        records.append({
+            "id": f"r{i}", "ok": True, "gold": ["happiness"], "label": "happy",
+            "dominant": "happiness", "secondary": None, "confidence": 0.9, "correct": True,
+            "valence": 0.5, "arousal": 0.1, "grounding": {"grounded_share": 1.0},
+            "mme": {"cot": 1.0}, "explanation": ["A smile [F1]."],
+            "fusion": {"probs": f.probs, "top": f.top, "llm": llm, "conflict": f.conflict,
+                       "decisions": {d: fusion.decide(fused, llm, d)[0]
+                                     for d in ("fusion", "llm", "hybrid")}}})
+    out = aggregate(records, resamples=10)
+    assert out["decisions"]["fusion"]["accuracy"] == 1.0
+    assert out["decisions"]["llm"]["accuracy"] == 0.5
+    assert out["conflicts"] == 1
+    assert out["recognition"]["basic_uar"] == 1.0
+    text = render_markdown({"dataset": {"name": "t", "source": "t"}, "run": {},
+                            "metrics": out, "samples": []})
+    assert "| llm | 2 | 0.500 |" in text
