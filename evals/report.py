@@ -143,7 +143,9 @@ def render_markdown(results: dict) -> str:
             lines += ["", "| decision | n | accuracy | UAR |", "|---|---|---|---|"]
             for d, f in m["decisions"].items():
                 lines.append(f"| {d} | {f['n']} | {_fmt(f['accuracy'])} | {_fmt(f['uar'])} |")
-            lines.append(f"\nLLM vs fusion conflicts: {m.get('conflicts', 0)}\n")
+            lines.append(f"\nLLM vs fusion conflicts: {m.get('conflicts', 0)}; samples whose "
+                         f"speaker the shipped fusion was fitted on (not held out): "
+                         f"{m.get('seen_in_fit', 0)}\n")
         ov = m.get("open_vocab", {})
         lines.append(f"- open vocabulary (wheel groups): precision {_fmt(ov.get('precision'))}, "
                      f"recall {_fmt(ov.get('recall'))}, F {_fmt(ov.get('f1'))}")

@@ -132,6 +132,7 @@ def aggregate(records: list[dict], *, resamples: int = 1000, seed: int = 0) -> d
                 "uar": metrics.uar([g for g, _ in fused], [f["decisions"][d] for _, f in fused])}
             for d in ("fusion", "llm", "hybrid")}
         out["conflicts"] = sum(bool(f["conflict"]) for _, f in fused)
+        out["seen_in_fit"] = sum(bool(r.get("seen_in_fit")) for r in ok)
     out["open_vocab"] = metrics.open_vocab(
         [r["gold"] for r in ok], [[r["label"], r["dominant"] or "", r["secondary"] or ""] for r in ok]
     )
@@ -244,6 +245,7 @@ def run_eval(
                 rec = {"id": sample.id, "clip": str(sample.clip), "gold": sample.labels,
                        "ok": False, "error": f"{type(exc).__name__}: {exc}"}
         rec["seconds"] = time.perf_counter() - t0
+        rec["seen_in_fit"] = _seen_in_fit(sample, data.name)
         records.append(rec)
         results.append(result)
 
@@ -263,6 +265,15 @@ def run_eval(
     (out / RESULTS_FILE).write_text(json.dumps(_jsonable(report), indent=2, ensure_ascii=False))
     write_report(out)
     return report
+
+
+def _seen_in_fit(sample: Sample, dataset: str) -> bool:
+    """Whether the shipped fusion/face calibration saw this sample's speaker (or the sample):
+    its fused figures are then not held out, and the report says so."""
+    from agent.fusion import load_params
+
+    speaker = sample.meta.get("speaker") or f"{dataset}-{sample.id}"
+    return load_params().fitted_on.seen(sample.id, str(speaker))
 
 
 def _robustness(data, results, full, settings, reason_again, judge, similarity,
