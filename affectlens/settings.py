@@ -112,6 +112,12 @@ class Settings(BaseSettings):
     verify_max_rounds: int = Field(
         default=1, ge=0, le=5, description="Repair rounds after the first reading (each is an LLM call)."
     )
+    # recognition (agent/fusion.py, docs/models/fusion.md)
+    decision: Literal["fusion", "llm", "hybrid"] = Field(
+        default="fusion",
+        description="Who names the dominant emotion: the fused witnesses, the LLM, or the LLM "
+        "unless the fusion is confident and disagrees. A disagreement is always reported.",
+    )
     judge_backend: Literal["embedded", "openai", "transformers"] | None = None
     judge_model: str | None = None
 

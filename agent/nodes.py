@@ -9,12 +9,20 @@ import time
 
 from langgraph.runtime import Runtime
 
+from agent import fusion
 from agent import knowledge as kb
 from agent import reason as rs
 from agent import verify as vf
 from agent.schemas import MODALITIES, AnalysisResult, Modality, VerificationReport
 from agent.state import AnalysisState, RunContext
-from agent.textualise import evidence_basic_distribution, header, modality_status, textualise
+from agent.taxonomy import compound_label
+from agent.textualise import (
+    evidence_basic_distribution,
+    fused_line,
+    header,
+    modality_status,
+    textualise,
+)
 from tools.evidence import (
     Evidence,
     FaceEvidence,
@@ -96,8 +104,12 @@ def textualise_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     cues = textualise(evidence, info.duration_s, without=without)
     status = modality_status(evidence, without=without)
     kind = "photo" if info.is_image else ("clip" if info.has_video else "audio recording")
-    return {"cues": cues, "status": status,
-            "header": header(status, cues, 0.0 if info.is_image else info.duration_s, kind),
+    fused = fusion.fuse({m: e.vote for m, e in evidence.items() if m not in without
+                         and e is not None and e.status == "ok"
+                         and getattr(e, "vote", None) is not None})
+    return {"cues": cues, "status": status, "fusion": fused,
+            "header": header(status, cues, 0.0 if info.is_image else info.duration_s, kind)
+            + fused_line(fused),
             "evidence_dist": evidence_basic_distribution(
                 {m: e for m, e in evidence.items() if m not in without})}
 
@@ -150,8 +162,23 @@ def reason_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
         update["error"] = f"reasoning failed: {type(exc).__name__}: {exc}"[:500]
         return update
     reading, fixes = rs.normalise(raw, cues, state["status"], state.get("evidence_dist") or {})
+    reading, update["fusion"] = decide(reading, state.get("fusion"), settings.decision)
     update.update(raw=raw, reading=reading, fixed=fixes, error=None)
     return update
+
+
+def decide(reading, fused, decision):
+    """Apply ``settings.decision`` (agent.fusion.decide): the dominant emotion, its calibrated
+    confidence, and the conflict with the LLM noted on the fused reading."""
+    if fused is None or reading is None:
+        return reading, fused
+    dominant, conf, fused = fusion.decide(fused, reading.dominant, decision)
+    if dominant != reading.dominant:
+        secondary = reading.secondary if reading.secondary != dominant else None
+        reading = reading.model_copy(update={
+            "dominant": dominant, "secondary": secondary,
+            "label": compound_label(dominant, secondary)})
+    return reading.model_copy(update={"confidence": conf}), fused
 
 
 def verify_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
@@ -203,7 +230,7 @@ def build_result(state: AnalysisState, settings) -> AnalysisResult:
         id=state["result_id"], media=state["media"],
         face=ev.get("face"), speech=ev.get("speech"), voice=ev.get("voice"), scene=ev.get("scene"),
         cues=state.get("cues") or [], knowledge=state.get("knowledge") or [],
-        reading=state.get("reading"), verification=verification,
+        reading=state.get("reading"), fusion=state.get("fusion"), verification=verification,
         timings=dict(state.get("timings") or {}), models=dict(state.get("models") or {}),
         settings=_settings_record(settings, state.get("without") or []),
         error=state.get("error"), source=state.get("source"),
@@ -212,7 +239,7 @@ def build_result(state: AnalysisState, settings) -> AnalysisResult:
 
 def _settings_record(settings, without) -> dict:
     keep = ("llm_backend", "llm_model", "frame_rate", "asr_model", "face_backend", "device",
-            "verify_max_rounds", "llm_max_tokens", "llm_temperature", "llm_seed")
+            "verify_max_rounds", "llm_max_tokens", "llm_temperature", "llm_seed", "decision")
     out = {k: getattr(settings, k) for k in keep}
     out["without"] = list(without)
     return out

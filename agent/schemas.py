@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from agent.fusion import FusedReading
 from tools.evidence import FaceEvidence, MediaInfo, SceneEvidence, SpeechEvidence, ToneEvidence
 
 Modality = Literal["face", "speech", "voice", "scene"]
@@ -89,6 +90,9 @@ class AnalysisResult(BaseModel):
     cues: list[Cue] = []
     knowledge: list[str] = Field(default_factory=list, description="Knowledge entry ids used.")
     reading: EmotionReading | None = None
+    fusion: FusedReading | None = Field(
+        default=None, description="The fused witnesses, the decision rule and any conflict "
+        "with the LLM (agent.fusion); reading.confidence is calibrated from it.")
     verification: VerificationReport = Field(default_factory=VerificationReport)
     timings: dict[str, float] = Field(default_factory=dict, description="Stage -> seconds.")
     models: dict[str, str] = Field(default_factory=dict, description="Role -> model and version.")

@@ -42,6 +42,7 @@ class AnalysisState(TypedDict, total=False):
     header: str
     cues: list[Cue]
     evidence_dist: dict[str, float]
+    fusion: Any  # agent.fusion.FusedReading | None: fused votes, then the decision
     knowledge: list[str]  # entry ids
     knowledge_text: list[str]
     raw: Any  # the LLM's last compact reading (agent.reason.LLMReading)

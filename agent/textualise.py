@@ -421,3 +421,15 @@ def evidence_basic_distribution(evidence: dict[Modality, Evidence | None]) -> di
                     break
     total = sum(dist.values())
     return {k: v / total for k, v in dist.items()} if total > 0 else {}
+
+
+def fused_line(fused) -> str:
+    """The fused witnesses' ranking for the header (agent.fusion.FusedReading; '' without
+    votes): each witness's top and weight, then the fused top three."""
+    if fused is None:
+        return ""
+    ranked = sorted(fused.probs.items(), key=lambda kv: -kv[1])[:3]
+    each = ", ".join(f"{m} {max(v.probs, key=v.probs.get)} (weight {fused.weights.get(m, 0):.2f})"
+                     for m, v in sorted(fused.votes.items()))
+    return ("\nFused emotion witnesses (" + each + "): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in ranked) + ".")

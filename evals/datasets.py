@@ -114,7 +114,8 @@ def load_manifest(path: str | Path) -> Dataset:
             "valence": _number(row.get("valence")),
             "arousal": _number(row.get("arousal")),
             "subtitle": row.get("subtitle") or None,
-            "meta": {k: v for k, v in row.items() if k in ("note", "source")},
+            "meta": {k: v for k, v in row.items()
+                     if k in ("note", "source", "speaker", "intended")},
         }
         samples.append(_sample(path, i, fields))
     return Dataset(name=path.parent.name, source=path, format="manifest", samples=samples)

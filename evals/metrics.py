@@ -88,6 +88,33 @@ def macro_f1(
     return float(np.mean(list(per_class_f1(gold, pred, labels).values())))
 
 
+def per_class_recall(
+    gold: Sequence[str], pred: Sequence[str | None], labels: Sequence[str] | None = None
+) -> dict[str, float]:
+    """Recall of each class: ``R_c = TP_c / (TP_c + FN_c)`` over the gold samples of class c;
+    NaN for a class with no gold sample (it cannot be recalled or missed). ``labels`` defaults
+    to the classes present in gold."""
+    _same_length(gold, pred)
+    if labels is None:
+        labels = sorted(set(gold))
+    out = {}
+    for c in labels:
+        n = sum(g == c for g in gold)
+        out[c] = sum(g == c and p == c for g, p in zip(gold, pred)) / n if n else math.nan
+    return out
+
+
+def uar(
+    gold: Sequence[str], pred: Sequence[str | None], labels: Sequence[str] | None = None
+) -> float:
+    """Unweighted average recall, the speech-emotion field's headline (Schuller et al., the
+    INTERSPEECH 2009 Emotion Challenge): ``UAR = (1/|L|) sum_{c in L} R_c`` over the classes
+    with at least one gold sample, so a majority-class guesser scores 1/|L|, not the class
+    share. Equal to scikit-learn's ``balanced_accuracy_score``."""
+    recalls = [r for r in per_class_recall(gold, pred, labels).values() if not math.isnan(r)]
+    return float(np.mean(recalls)) if recalls else math.nan
+
+
 def basic_of(label: str | None) -> str | None:
     """The dominant basic emotion of any label ("happily surprised" -> surprise)."""
     if not label:

@@ -129,11 +129,23 @@ def render_markdown(results: dict) -> str:
     rec = m.get("recognition")
     if rec:
         lines += ["", "## Recognition", ""]
-        for key in ("basic_accuracy", "basic_macro_f1", "compound_macro_f1", "compound_accuracy",
+        for key in ("basic_accuracy", "basic_uar", "basic_macro_f1", "compound_macro_f1",
+                    "compound_accuracy",
                     "compound_dominant_accuracy", "compound_secondary_accuracy",
                     "compound_parts_f1"):
             if key in rec:
                 lines.append(f"- {key}: {_fmt(rec[key])}")
+        recall = rec.get("basic_per_class_recall") or {}
+        if recall:
+            lines.append("- per-class recall: " + ", ".join(
+                f"{k} {_fmt(v, 2)}" for k, v in recall.items()))
+        if m.get("decisions"):
+            lines += ["", "| decision | n | accuracy | UAR |", "|---|---|---|---|"]
+            for d, f in m["decisions"].items():
+                lines.append(f"| {d} | {f['n']} | {_fmt(f['accuracy'])} | {_fmt(f['uar'])} |")
+            lines.append(f"\nLLM vs fusion conflicts: {m.get('conflicts', 0)}; samples whose "
+                         f"speaker the shipped fusion was fitted on (not held out): "
+                         f"{m.get('seen_in_fit', 0)}\n")
         ov = m.get("open_vocab", {})
         lines.append(f"- open vocabulary (wheel groups): precision {_fmt(ov.get('precision'))}, "
                      f"recall {_fmt(ov.get('recall'))}, F {_fmt(ov.get('f1'))}")

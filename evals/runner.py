@@ -24,6 +24,7 @@ import numpy as np
 
 from affectlens.settings import Settings
 from evals import metrics
+from tools.evidence import BASIC_EMOTIONS as BASIC
 from evals.datasets import Dataset, Sample
 
 # Robustness conditions -> the modalities ``without=`` removes.
@@ -84,6 +85,15 @@ def score_sample(
         timings=result.timings,
         models=result.models,
     )
+    fused = getattr(result, "fusion", None)
+    if fused is not None:  # the three decision rules on the same perception and LLM reading
+        from agent.fusion import decide
+
+        llm = fused.llm_dominant or pred_basic
+        rec["fusion"] = {"probs": fused.probs, "top": fused.top, "llm": llm,
+                         "conflict": fused.conflict,
+                         "decisions": {d: decide(fused, llm, d)[0]
+                                       for d in ("fusion", "llm", "hybrid")}}
     reference = sample.reference or " ".join(sample.clues)
     if judge is not None and reference:
         rec["judge"] = judge.score(
@@ -109,7 +119,20 @@ def aggregate(records: list[dict], *, resamples: int = 1000, seed: int = 0) -> d
     rec["basic_accuracy"] = metrics.accuracy(gb, pred_basic)
     rec["basic_macro_f1"] = metrics.macro_f1(gb, pred_basic)
     rec["basic_confusion"]["matrix"] = metrics.confusion_matrix(gb, pred_basic, rec["basic_confusion"]["labels"])
+    rec["basic_uar"] = metrics.uar(gb, pred_basic, [c for c in BASIC if c in set(gb)])
+    rec["basic_per_class_recall"] = metrics.per_class_recall(
+        gb, pred_basic, [c for c in BASIC if c in set(gb)])
     out["recognition"] = rec
+    fused = [(metrics.basic_of(r["gold"][0]), r["fusion"]) for r in ok if r.get("fusion")]
+    if fused:  # fusion | llm | hybrid side by side (settings.decision picks one)
+        out["decisions"] = {
+            d: {"n": len(fused),
+                "accuracy": metrics.accuracy([g for g, _ in fused],
+                                             [f["decisions"][d] for _, f in fused]),
+                "uar": metrics.uar([g for g, _ in fused], [f["decisions"][d] for _, f in fused])}
+            for d in ("fusion", "llm", "hybrid")}
+        out["conflicts"] = sum(bool(f["conflict"]) for _, f in fused)
+        out["seen_in_fit"] = sum(bool(r.get("seen_in_fit")) for r in ok)
     out["open_vocab"] = metrics.open_vocab(
         [r["gold"] for r in ok], [[r["label"], r["dominant"] or "", r["secondary"] or ""] for r in ok]
     )
@@ -126,6 +149,8 @@ def aggregate(records: list[dict], *, resamples: int = 1000, seed: int = 0) -> d
         "basic_accuracy": lambda rs: metrics.accuracy(
             [metrics.basic_of(r["gold"][0]) for r in rs], [r["dominant"] for r in rs]),
         "basic_macro_f1": lambda rs: metrics.macro_f1(
+            [metrics.basic_of(r["gold"][0]) for r in rs], [r["dominant"] for r in rs]),
+        "basic_uar": lambda rs: metrics.uar(
             [metrics.basic_of(r["gold"][0]) for r in rs], [r["dominant"] for r in rs]),
         "open_vocab_f1": lambda rs: metrics.open_vocab(
             [r["gold"] for r in rs],
@@ -220,6 +245,7 @@ def run_eval(
                 rec = {"id": sample.id, "clip": str(sample.clip), "gold": sample.labels,
                        "ok": False, "error": f"{type(exc).__name__}: {exc}"}
         rec["seconds"] = time.perf_counter() - t0
+        rec["seen_in_fit"] = _seen_in_fit(sample, data.name)
         records.append(rec)
         results.append(result)
 
@@ -239,6 +265,15 @@ def run_eval(
     (out / RESULTS_FILE).write_text(json.dumps(_jsonable(report), indent=2, ensure_ascii=False))
     write_report(out)
     return report
+
+
+def _seen_in_fit(sample: Sample, dataset: str) -> bool:
+    """Whether the shipped fusion/face calibration saw this sample's speaker (or the sample):
+    its fused figures are then not held out, and the report says so."""
+    from agent.fusion import load_params
+
+    speaker = sample.meta.get("speaker") or f"{dataset}-{sample.id}"
+    return load_params().fitted_on.seen(sample.id, str(speaker))
 
 
 def _robustness(data, results, full, settings, reason_again, judge, similarity,

@@ -139,6 +139,8 @@ class FaceEvidence(Evidence):
     au_events: list[AUEvent] = []
     expression_mean: dict[str, float] = Field(default_factory=dict)
     dominant_expression: str | None = None
+    vote: EmotionVote | None = Field(
+        default=None, description="Calibrated expression probabilities as a witness (tools.face).")
 
 
 # scene ---------------------------------------------------------------------------------------

@@ -21,15 +21,17 @@ import time
 import warnings
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from pydantic import BaseModel
 
 from affectlens.cache import model_cache
 from affectlens.settings import Settings
 from agent.taxonomy import to_basic
 from tools import face_geometry as geo
-from tools.evidence import AUEvent, Box, FaceEvidence, FaceFrame
+from tools.evidence import BASIC_EMOTIONS, AUEvent, Box, EmotionVote, FaceEvidence, FaceFrame
 
 if TYPE_CHECKING:
     from tools.media import Frame, Media
@@ -205,6 +207,52 @@ def _mediapipe_models(facex_path: str) -> _Mediapipe:
     return _Mediapipe(facex_path)
 
 
+# calibration --------------------------------------------------------------------------------
+CALIBRATION_FILE = Path(__file__).with_name("face_calibration.json")
+CAL_EPS = 1e-4  # probability floor before the log (frame probabilities are rounded to 4 places)
+
+
+class FaceCalibration(BaseModel):
+    """Temperature and per-class offsets for facex (docs/models/face-calibration.md):
+    ``p_cal(c) = softmax_c(log max(p(c), CAL_EPS) / temperature + bias[c])``, fitted by
+    ``scripts/fit_recognition.py``; ``fitted_on`` lists the rows and speakers it saw."""
+
+    temperature: float = 1.0
+    bias: dict[str, float] = {}
+    fitted_on: dict[str, list[str]] = {}
+    version: str = "uncalibrated"
+
+    def apply(self, probs: dict[str, float]) -> dict[str, float]:
+        z = np.array([np.log(max(probs.get(c, 0.0), CAL_EPS)) / self.temperature
+                      + self.bias.get(c, 0.0) for c in BASIC_EMOTIONS])
+        q = np.exp(z - z.max())
+        q = q / q.sum()
+        return {c: round(float(v), 4) for c, v in zip(BASIC_EMOTIONS, q)}
+
+
+@lru_cache(maxsize=1)
+def calibration() -> FaceCalibration:
+    if CALIBRATION_FILE.is_file():
+        return FaceCalibration.model_validate_json(CALIBRATION_FILE.read_text())
+    return FaceCalibration()
+
+
+def face_vote(ev: FaceEvidence, cal: FaceCalibration | None = None) -> EmotionVote | None:
+    """The face as a witness: calibrated facex probabilities (py-feat's as they are), with
+    reliability = share of sampled frames with a face."""
+    if not ev.expression_mean or not ev.frames:
+        return None
+    seen = sum(f.faces > 0 for f in ev.frames) / len(ev.frames)
+    if ev.backend == "mediapipe":
+        cal = cal or calibration()
+        return EmotionVote(probs=cal.apply(ev.expression_mean), reliability=round(seen, 4),
+                           model=f"facex + temperature/bias {cal.version}")
+    probs = {c: float(ev.expression_mean.get(c, 0.0)) for c in BASIC_EMOTIONS}
+    total = sum(probs.values()) or 1.0
+    return EmotionVote(probs={c: round(v / total, 4) for c, v in probs.items()},
+                       reliability=round(seen, 4), model=f"{ev.backend} (uncalibrated)")
+
+
 # summaries -----------------------------------------------------------------------------------
 def au_events(frames: list[FaceFrame], *, single_image: bool = False) -> list[AUEvent]:
     """Spans where an AU stays at or above ``ACTIVE``: onset, peak and offset times.
@@ -258,6 +306,7 @@ def _finish(ev: FaceEvidence, frames: list[FaceFrame], single_image: bool) -> Fa
         return ev
     ev.au_events = au_events(frames, single_image=single_image)
     ev.expression_mean, ev.dominant_expression = _expression_summary(frames)
+    ev.vote = face_vote(ev)
     return ev
 
 

@@ -189,11 +189,23 @@ def eval_cmd(
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
     report_only: Optional[Path] = typer.Option(
         None, "--report-only", help="Only rebuild the report from DIR/results.json."),
+    witnesses: bool = typer.Option(
+        False, "--witnesses", help="Score the witnesses and the fusion on every shared set "
+        "(held-out speakers, no LLM; scripts/fit_recognition.py --dry-run)."),
     model_dir: Optional[Path] = ModelDir,
 ) -> None:
     """Evaluate recognition, explanations, grounding, calibration (and robustness) on a dataset;
     write results.json and report.md with plots."""
     from evals.report import write_report
+
+    if witnesses:
+        import importlib.util
+
+        script = Path(__file__).resolve().parents[1] / "scripts" / "fit_recognition.py"
+        spec = importlib.util.spec_from_file_location("fit_recognition", script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        raise typer.Exit(module.main(["--dry-run"]))
 
     if report_only is not None:
         try:
@@ -301,6 +313,14 @@ def _print_result(result, console) -> None:
                 console.print(f"    [dim]{line}[/dim]", highlight=False)
         if r.conflicts:
             console.print("conflicting cues: " + ", ".join(r.conflicts))
+    f = getattr(result, "fusion", None)
+    if f is not None:
+        ranked = sorted(f.probs.items(), key=lambda kv: -kv[1])[:3]
+        console.print(f"fused witnesses ({', '.join(f'{m} w={w:.2f}' for m, w in f.weights.items())}"
+                      f"): " + ", ".join(f"{k} {v:.2f}" for k, v in ranked)
+                      + f"; decision: {f.decision}")
+        if f.conflict:
+            console.print(f"[bold yellow]conflict:[/bold yellow] {f.conflict}", highlight=False)
     v = result.verification
     console.print(f"\nverification: {'grounded' if v.grounded else 'NOT grounded'}, "
                   f"{v.rounds} round(s), {len(v.fixed)} fixed, {len(v.problems)} left")

@@ -1,0 +1,177 @@
+"""Witness recognition: UAR, the speaker guard, the fusion's documented formula, and the
+face calibration's reproducibility, on the shared sets and the shipped fitted files."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent import fusion
+from evals import metrics as M
+from evals import recognition as R
+from tools.evidence import BASIC_EMOTIONS, EmotionVote
+from tools.face import CALIBRATION_FILE, FaceCalibration
+
+REPO = Path(__file__).resolve().parents[1]
+FIT_VOTES = REPO / "evals" / "datasets" / "witness-votes" / "face.jsonl"
+
+
+def test_uar_and_per_class_recall_by_hand():
+    gold = ["anger", "anger", "anger", "neutral"]
+    pred = ["anger", "anger", "neutral", "neutral"]
+    # recall anger 2/3, neutral 1/1 -> UAR 5/6, while accuracy is 3/4
+    assert M.per_class_recall(gold, pred) == {"anger": pytest.approx(2 / 3), "neutral": 1.0}
+    assert M.uar(gold, pred) == pytest.approx(5 / 6)
+    # a majority guesser scores 1/|classes|, not the class share
+    assert M.uar(gold, ["anger"] * 4) == pytest.approx(0.5)
+    assert math.isnan(M.per_class_recall(gold, pred, ["anger", "fear"])["fear"])
+
+
+def test_manifests_load_with_speakers_and_basic_gold():
+    london = R.load_set("london-faces")
+    assert len(london.samples) == 68
+    labels = [s.labels[0] for s in london.samples]
+    assert labels.count("happiness") == 34 and labels.count("neutral") == 34
+    assert all(s.clip.is_file() and s.meta["speaker"].startswith("london-") for s in london.samples)
+    emodb = R.load_set("emodb")
+    assert len(emodb.samples) == 535 and len({s.meta["speaker"] for s in emodb.samples}) == 10
+    av = R.load_set("cremad-av")
+    # both "sad" clips were perceived as neutral: the votes are the gold, not the intended label
+    sad = [s for s in av.samples if s.meta["intended"] == "sadness"]
+    assert [s.labels[0] for s in sad] == ["neutral"]
+
+
+def test_guard_refuses_the_shipped_calibrations_training_rows():
+    cal = FaceCalibration.model_validate_json(CALIBRATION_FILE.read_text())
+    fitted = fusion.FittedOn(**cal.fitted_on)
+    items = [R.Item(id=s.id, dataset="london-faces", speaker=s.meta["speaker"], gold=s.labels)
+             for s in R.load_set("london-faces").samples]
+    assert fitted.speakers and all(fitted.seen(i.id, i.speaker) for i in items)
+    with pytest.raises(R.SpeakerLeak):
+        R.guard(fitted, items)
+    assert R.guard(fitted, items, skip=True) == []
+    unseen = R.Item(id="x", dataset="other", speaker="someone-else", gold=["anger"])
+    assert R.guard(fitted, [unseen]) == [unseen]
+
+
+def test_held_out_never_scores_a_row_with_a_fit_that_saw_its_speaker():
+    items = [R.Item(id=f"{spk}-{j}", dataset="d", speaker=spk, gold=["anger"])
+             for spk in ("a", "b", "c") for j in range(2)]
+    fits = []
+
+    def fit(rows):
+        fits.append({r.speaker for r in rows})
+        return {r.speaker for r in rows}
+
+    seen_by = R.held_out(items, fit, lambda speakers, row: speakers)
+    assert all(row.speaker not in s for row, s in zip(items, seen_by))
+    assert len(fits) == 3  # one refit per speaker
+
+
+def test_fusion_follows_its_documented_formula_with_the_shipped_weights():
+    params = fusion.load_params()
+    assert params.fitted_on.ids, "agent/fusion.json ships with the rows it was fitted on"
+    face = EmotionVote(probs={"happiness": 0.6, "neutral": 0.3, "sadness": 0.1}, reliability=0.5)
+    voice = EmotionVote(probs={"anger": 0.5, "neutral": 0.4, "happiness": 0.1}, reliability=1.0)
+    weights = {"face": 0.8, "voice": 1.5}
+    q, used = fusion.pool({"face": face, "voice": voice}, weights, params.bias)
+    # log q = b + sum_m w_m r_m log max(p_m, EPS) - log Z
+    expect = np.array([params.bias.get(c, 0.0) for c in BASIC_EMOTIONS])
+    for v, w in ((face, 0.8 * 0.5), (voice, 1.5)):
+        p = np.array([max(v.probs.get(c, 0.0), fusion.EPS) for c in BASIC_EMOTIONS])
+        expect = expect + w * np.log(p / p.sum())
+    expect = np.exp(expect - expect.max())
+    assert np.allclose(q, expect / expect.sum())
+    assert used == {"face": 0.4, "voice": 1.5}
+    # a witness with reliability 0 drops out: the fusion is the other one alone
+    alone, _ = fusion.pool({"voice": voice}, weights, params.bias)
+    q0, used0 = fusion.pool({"face": face.model_copy(update={"reliability": 0.0}),
+                             "voice": voice}, weights, params.bias)
+    assert np.allclose(q0, alone) and "face" not in used0
+
+
+def test_decision_rules_and_the_visible_conflict():
+    params = fusion.FusionParams(platt=(1.0, 0.0))
+    fused = fusion.fuse({"face": EmotionVote(probs={"happiness": 0.9, "sadness": 0.1})}, params)
+    assert fused.top == "happiness"
+    dom, conf, out = fusion.decide(fused, "sadness", "fusion", params)
+    assert dom == "happiness" and out.conflict and "sadness" in out.conflict
+    assert conf == pytest.approx(fusion.platt(fused.probs["happiness"], params.platt), abs=1e-4)
+    assert fusion.decide(fused, "sadness", "llm", params)[0] == "sadness"
+    assert fusion.decide(fused, "sadness", "llm", params)[2].conflict  # still reported
+    assert fusion.decide(fused, "happiness", "fusion", params)[2].conflict is None
+
+
+def test_face_calibration_fit_is_reproducible_from_its_shipped_votes():
+    """Refit from the shipped votes (facex + AUs on the face sets) gives the shipped file."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "fit_recognition", REPO / "scripts" / "fit_recognition.py")
+    fit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fit)
+    rows = [R.Item.model_validate_json(line) for line in FIT_VOTES.read_text().splitlines()]
+    rows = [r for r in rows if r.label and "face" in r.raw]
+    shipped = json.loads(CALIBRATION_FILE.read_text())
+    a, b = fit.fit_face(rows), fit.fit_face(rows)
+    assert a == b
+    assert a.temperature == pytest.approx(shipped["temperature"], abs=1e-3)
+    for c in BASIC_EMOTIONS:
+        assert a.bias[c] == pytest.approx(shipped["bias"][c], abs=1e-3)
+    assert sorted(a.fitted_on["ids"]) == sorted(shipped["fitted_on"]["ids"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("decision", ["fusion", "llm"])
+def test_pipeline_stores_the_fusion_and_shows_a_disagreeing_llm(shared_data, settings, decision):
+    """A smiling London face; a stand-in LLM that always says neutral: the fused face vote says
+    happiness, the result carries the fusion, the decision rule applies, the conflict is kept,
+    and the fused ranking was in the prompt."""
+    from agent.run import analyze
+    from tests.test_graph import Scripted
+
+    llm = Scripted()
+    photo = shared_data / "london-faces" / "smiling_front_001_08.jpg"
+    result = analyze(photo, settings.model_copy(update={"decision": decision}), llm=llm,
+                     save=False, without=["scene"])
+    f = result.fusion
+    assert f is not None and f.top == "happiness" and "face" in f.votes
+    assert f.decision == decision and f.llm_dominant == "neutral"
+    assert f.conflict and "neutral" in f.conflict and "happiness" in f.conflict
+    assert result.reading.dominant == ("happiness" if decision == "fusion" else "neutral")
+    chosen = result.reading.dominant
+    assert result.reading.confidence == pytest.approx(
+        fusion.platt(f.probs[chosen], fusion.load_params().platt), abs=1e-3)
+    assert "Fused emotion witnesses" in llm.calls[0][1]["content"] + llm.calls[0][0]["content"]
+
+
+def test_runner_reports_the_three_decisions_side_by_side(tmp_path):
+    """Two records from the shipped fusion: fused votes for happiness, an LLM saying neutral
+    on one of them; the aggregate scores fusion, llm and hybrid on the same records."""
+    from evals.report import render_markdown
+    from evals.runner import aggregate
+
+    fused = fusion.fuse({"face": EmotionVote(probs={"happiness": 0.95, "neutral": 0.05})})
+    records = []
+    for i, llm in enumerate(("neutral", "happiness")):
+        f = fusion.decide(fused, llm, "fusion")[2]
+        records.append({
+            "id": f"r{i}", "ok": True, "gold": ["happiness"], "label": "happy",
+            "dominant": "happiness", "secondary": None, "confidence": 0.9, "correct": True,
+            "valence": 0.5, "arousal": 0.1, "grounding": {"grounded_share": 1.0},
+            "mme": {"cot": 1.0}, "explanation": ["A smile [F1]."],
+            "fusion": {"probs": f.probs, "top": f.top, "llm": llm, "conflict": f.conflict,
+                       "decisions": {d: fusion.decide(fused, llm, d)[0]
+                                     for d in ("fusion", "llm", "hybrid")}}})
+    out = aggregate(records, resamples=10)
+    assert out["decisions"]["fusion"]["accuracy"] == 1.0
+    assert out["decisions"]["llm"]["accuracy"] == 0.5
+    assert out["conflicts"] == 1
+    assert out["recognition"]["basic_uar"] == 1.0
+    text = render_markdown({"dataset": {"name": "t", "source": "t"}, "run": {},
+                            "metrics": out, "samples": []})
+    assert "| llm | 2 | 0.500 |" in text
