@@ -40,16 +40,36 @@ SYSTEM = (
     + ", ".join(WORDS[e] for e in BASIC_EMOTIONS) + "."
 )
 # ChatML (the Qwen2.5 template); the line comes last so the prefix is shared by every call.
-PREFIX = (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n"
-          "Which emotion does the speaker express?\nLine: \"")
+ASK = "Which emotion does the speaker express?\nLine: \""
 SUFFIX = "\"<|im_end|>\n<|im_start|>assistant\n"
+# te-v2: the same question after worked examples (written for this prompt, not from MELD; a few
+# in other languages), so the model sees the answer format and everyday neutral lines.
+EXAMPLES = [
+    ("Can you pass me the salt?", "neutral"),
+    ("Oh my God, you got the job? That's amazing!", "joy"),
+    ("Get out of my apartment, right now!", "anger"),
+    ("Wait, what? You're married?!", "surprise"),
+    ("I miss her so much. I can't stop crying.", "sadness"),
+    ("Ich treffe dich dann um acht am Bahnhof.", "neutral"),
+    ("Eww, that's gross, I'm not touching that.", "disgust"),
+    ("我好害怕，别离开我。", "fear"),
+    ("Estoy tan feliz de verte otra vez.", "joy"),
+    ("So, uh, how was work today?", "neutral"),
+]
+_SHOTS = "".join(f"<|im_start|>user\n{ASK}{line}{SUFFIX}{label}<|im_end|>\n"
+                 for line, label in EXAMPLES)
+_SYS = f"<|im_start|>system\n{SYSTEM}<|im_end|>\n"
+PREFIXES = {
+    "te-v1": f"{_SYS}<|im_start|>user\n{ASK}",
+    "te-v2": f"{_SYS}{_SHOTS}<|im_start|>user\n{ASK}",
+}
 MAX_CHARS = 600  # a whole-clip transcript is cut here (the prompt stays ~200 tokens)
 FULL_SPEECH_WORDS = 8  # at this many words the text witness counts fully
 
 
-def prompt(text: str) -> str:
+def prompt(text: str, version: str = PROMPT_VERSION) -> str:
     text = " ".join(text.split())[:MAX_CHARS].replace('"', "'")
-    return PREFIX + text + SUFFIX
+    return PREFIXES[version] + text + SUFFIX
 
 
 def label_token_ids(tokenize) -> dict[str, list[int]]:
@@ -107,9 +127,9 @@ class LabelScorer:
         self.ids = label_token_ids(tok)
         self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
 
-    def logprobs(self, text: str) -> np.ndarray:
+    def logprobs(self, text: str, version: str = PROMPT_VERSION) -> np.ndarray:
         """log P(label | prompt) over the seven labels (renormalised), BASIC_EMOTIONS order."""
-        p = prompt(text)
+        p = prompt(text, version)
         if p in self._memo:
             return self._memo[p]
         tokens = self.llama.tokenize(p.encode(), add_bos=False, special=True)
@@ -182,7 +202,7 @@ def get_scorer(settings, model: str) -> LabelScorer:
 def score_text(text: str, settings, head: Head | None = None) -> dict[str, float]:
     """Calibrated distribution for one line of text."""
     head = head or Head.load()
-    return _dist(head.apply(get_scorer(settings, head.model).logprobs(text)))
+    return _dist(head.apply(get_scorer(settings, head.model).logprobs(text, head.prompt_version)))
 
 
 def text_emotion(speech: SpeechEvidence | None, settings, head: Head | None = None,
@@ -197,8 +217,8 @@ def text_emotion(speech: SpeechEvidence | None, settings, head: Head | None = No
     if len(segs) > 1 and max_segments:
         for s in segs[:max_segments]:
             out.append(SegmentEmotion(start=s.start, end=s.end, text=s.text.strip(),
-                                      probs=_dist(head.apply(scorer.logprobs(s.text)))))
-    clip = head.apply(scorer.logprobs(speech.text))
+                                      probs=_dist(head.apply(scorer.logprobs(s.text, head.prompt_version)))))
+    clip = head.apply(scorer.logprobs(speech.text, head.prompt_version))
     vote = EmotionVote(probs=_dist(clip), reliability=reliability(speech),
                        model=f"text-emotion {head.model} {head.prompt_version} (MELD head)")
     if len(segs) == 1 and max_segments:

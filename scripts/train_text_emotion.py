@@ -64,23 +64,24 @@ def samples(fit_rows: int, test_rows: int, meld: Path = MELD):
     return stratified(fit, fit_rows), stratified(load_split("test", meld), test_rows)
 
 
-def cache_file(model: str, text: str) -> Path:
-    h = hashlib.sha1(prompt(text).encode()).hexdigest()[:16]
-    return CACHE / f"{model}-{PROMPT_VERSION}" / f"{h}.npy"
+def cache_file(model: str, text: str, version: str = PROMPT_VERSION) -> Path:
+    h = hashlib.sha1(prompt(text, version).encode()).hexdigest()[:16]
+    return CACHE / f"{model}-{version}" / f"{h}.npy"
 
 
-def cached_logprobs(model: str, texts) -> np.ndarray | None:
+def cached_logprobs(model: str, texts, version: str = PROMPT_VERSION) -> np.ndarray | None:
     """The cached (n, 7) log-probs, or None when any row is missing."""
     rows = []
     for t in texts:
-        f = cache_file(model, t)
+        f = cache_file(model, t, version)
         if not f.exists():
             return None
         rows.append(np.load(f))
     return np.stack(rows)
 
 
-def score(model: str, texts, threads: int = 0) -> tuple[np.ndarray, float]:
+def score(model: str, texts, threads: int = 0,
+          version: str = PROMPT_VERSION) -> tuple[np.ndarray, float]:
     """(n, 7) label log-probs (cached per row) and seconds per uncached row."""
     from affectlens.settings import Settings
     from agent.text_emotion import get_scorer
@@ -88,14 +89,14 @@ def score(model: str, texts, threads: int = 0) -> tuple[np.ndarray, float]:
     scorer = None
     out, spent, done = [], 0.0, 0
     for i, t in enumerate(texts):
-        f = cache_file(model, t)
+        f = cache_file(model, t, version)
         if f.exists():
             out.append(np.load(f))
             continue
         if scorer is None:
             scorer = get_scorer(Settings(threads=threads), model)
         t0 = time.perf_counter()
-        lp = scorer.logprobs(t)
+        lp = scorer.logprobs(t, version)
         spent += time.perf_counter() - t0
         done += 1
         f.parent.mkdir(parents=True, exist_ok=True)
@@ -160,18 +161,26 @@ def confusion(y, pred) -> str:
     return "\n".join(lines)
 
 
-def compare(n: int, threads: int) -> None:
+def compare(n: int, threads: int, version: str = PROMPT_VERSION) -> None:
     """0.5B vs 1.5B on the first ``n`` rows of the seeded test sample: zero-shot weighted F1
     (argmax of the raw label probabilities), NLL, and seconds per row."""
     _, test = samples(300, 300)
     test = test.iloc[:n]
     y = labels_of(test)
     for model in ("qwen2.5-0.5b", "qwen2.5-1.5b"):
-        lp, sec = score(model, list(test["text"]), threads)
+        lp, sec = score(model, list(test["text"]), threads, version)
         m = metrics(y, lp.argmax(1), boot=300)
         nll = -lp[np.arange(len(y)), y].mean()
+        # The same head, fitted by 5-fold cross-validation on these rows (never on the row scored).
+        pred = np.empty(len(y), int)
+        for k in range(5):
+            held = np.arange(len(y)) % 5 == k
+            t, b = fit_head(lp[~held], y[~held])
+            pred[held] = (lp[held] / t + b).argmax(1)
+        cv = metrics(y, pred, boot=300)
         print(f"{model}: raw weighted F1 {m['weighted_f1']} {m['weighted_f1_ci95']} "
-              f"acc {m['accuracy']} NLL {nll:.3f}; {sec:.2f} s/row (uncached rows)")
+              f"acc {m['accuracy']} NLL {nll:.3f}; 5-fold head weighted F1 {cv['weighted_f1']} "
+              f"{cv['weighted_f1_ci95']}; {sec:.2f} s/row (uncached rows)")
 
 
 def main(argv=None) -> int:
@@ -181,18 +190,19 @@ def main(argv=None) -> int:
     ap.add_argument("--test-rows", type=int, default=300)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--compare", type=int, default=0, help="Only compare 0.5B vs 1.5B on N rows.")
+    ap.add_argument("--prompt", default=PROMPT_VERSION, help="Prompt version (te-v1, te-v2).")
     ap.add_argument("--out", type=Path, default=HEAD_FILE)
     a = ap.parse_args(argv)
     if a.compare:
-        compare(a.compare, a.threads)
+        compare(a.compare, a.threads, a.prompt)
         return 0
     fit, test = samples(a.fit_rows, a.test_rows)
     print(f"MELD sample: fit {len(fit)} rows (train+dev), test {len(test)} rows; seed {SEED}")
-    lp_fit, s1 = score(a.model, list(fit["text"]), a.threads)
-    lp_test, s2 = score(a.model, list(test["text"]), a.threads)
+    lp_fit, s1 = score(a.model, list(fit["text"]), a.threads, a.prompt)
+    lp_test, s2 = score(a.model, list(test["text"]), a.threads, a.prompt)
     y_fit, y_test = labels_of(fit), labels_of(test)
     t, b = fit_head(lp_fit, y_fit)
-    head = Head(model=a.model, temperature=round(t, 4), offsets=[round(float(x), 4) for x in b])
+    head = Head(model=a.model, prompt_version=a.prompt, temperature=round(t, 4), offsets=[round(float(x), 4) for x in b])
     raw = metrics(y_test, lp_test.argmax(1))
     cal = metrics(y_test, head.apply(lp_test).argmax(1))
     fit_m = metrics(y_fit, head.apply(lp_fit).argmax(1), boot=1)
