@@ -33,6 +33,7 @@ CACHE = Path.home() / ".cache" / "affectlens" / "text_emotion" / "rows"
 MELD_TO_BASIC = {"anger": "anger", "disgust": "disgust", "fear": "fear", "joy": "happiness",
                  "sadness": "sadness", "surprise": "surprise", "neutral": "neutral"}
 SEED = 0
+COMPARE_ROWS = 60  # the test rows --compare used to choose the model and the prompt
 
 
 def load_split(split: str, meld: Path = MELD):
@@ -107,20 +108,33 @@ def score(model: str, texts, threads: int = 0,
     return np.stack(out), (spent / done if done else float("nan"))
 
 
-def fit_head(logp: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> tuple[float, np.ndarray]:
-    """Temperature and per-class offsets by minimum NLL (small L2 on the offsets)."""
+def fit_head(logp: np.ndarray, y: np.ndarray, l2: float = 1e-2,
+             offsets: bool = True) -> tuple[float, np.ndarray]:
+    """Temperature and per-class offsets by minimum NLL (small L2 on the offsets); with
+    ``offsets=False`` only the temperature (the argmax stays the LLM's)."""
     from scipy.optimize import minimize
 
     k = logp.shape[1]
 
     def nll(theta):
-        t, b = np.exp(theta[0]), theta[1:]
+        t, b = np.exp(theta[0]), (theta[1:] if offsets else np.zeros(k))
         z = log_softmax(logp / t + b)
         return -z[np.arange(len(y)), y].mean() + l2 * (b ** 2).sum()
 
-    res = minimize(nll, np.zeros(k + 1), method="L-BFGS-B")
-    b = res.x[1:] - res.x[1:].mean()
+    res = minimize(nll, np.zeros(k + 1 if offsets else 1), method="L-BFGS-B")
+    b = res.x[1:] - res.x[1:].mean() if offsets else np.zeros(k)
     return float(np.exp(res.x[0])), b
+
+
+def cv_weighted_f1(logp: np.ndarray, y: np.ndarray, offsets: bool, folds: int = 5) -> float:
+    """Weighted F1 of the head fitted on the other folds (fit rows only: selects the head
+    without looking at test)."""
+    pred = np.empty(len(y), int)
+    for k in range(folds):
+        held = np.arange(len(y)) % folds == k
+        t, b = fit_head(logp[~held], y[~held], offsets=offsets)
+        pred[held] = (logp[held] / t + b).argmax(1)
+    return metrics(y, pred, boot=1)["weighted_f1"]
 
 
 def metrics(y: np.ndarray, pred: np.ndarray, boot: int = 1000, seed: int = SEED) -> dict:
@@ -171,16 +185,10 @@ def compare(n: int, threads: int, version: str = PROMPT_VERSION) -> None:
         lp, sec = score(model, list(test["text"]), threads, version)
         m = metrics(y, lp.argmax(1), boot=300)
         nll = -lp[np.arange(len(y)), y].mean()
-        # The same head, fitted by 5-fold cross-validation on these rows (never on the row scored).
-        pred = np.empty(len(y), int)
-        for k in range(5):
-            held = np.arange(len(y)) % 5 == k
-            t, b = fit_head(lp[~held], y[~held])
-            pred[held] = (lp[held] / t + b).argmax(1)
-        cv = metrics(y, pred, boot=300)
+        cv = cv_weighted_f1(lp, y, True)  # head fitted on the other folds of these rows
         print(f"{model}: raw weighted F1 {m['weighted_f1']} {m['weighted_f1_ci95']} "
-              f"acc {m['accuracy']} NLL {nll:.3f}; 5-fold head weighted F1 {cv['weighted_f1']} "
-              f"{cv['weighted_f1_ci95']}; {sec:.2f} s/row (uncached rows)")
+              f"acc {m['accuracy']} NLL {nll:.3f}; 5-fold head weighted F1 {cv}; "
+              f"{sec:.2f} s/row (uncached rows)")
 
 
 def main(argv=None) -> int:
@@ -201,17 +209,27 @@ def main(argv=None) -> int:
     lp_fit, s1 = score(a.model, list(fit["text"]), a.threads, a.prompt)
     lp_test, s2 = score(a.model, list(test["text"]), a.threads, a.prompt)
     y_fit, y_test = labels_of(fit), labels_of(test)
-    t, b = fit_head(lp_fit, y_fit)
+    cv = {o: cv_weighted_f1(lp_fit, y_fit, o) for o in (False, True)}
+    with_offsets = cv[True] > cv[False]
+    print(f"5-fold CV weighted F1 on the fit rows: temperature only {cv[False]}, "
+          f"temperature + offsets {cv[True]} -> {'offsets' if with_offsets else 'temperature only'}")
+    t, b = fit_head(lp_fit, y_fit, offsets=with_offsets)
     head = Head(model=a.model, prompt_version=a.prompt, temperature=round(t, 4), offsets=[round(float(x), 4) for x in b])
     raw = metrics(y_test, lp_test.argmax(1))
     cal = metrics(y_test, head.apply(lp_test).argmax(1))
+    # The prompt version and the model were chosen on the first COMPARE_ROWS test rows
+    # (--compare): the rest were seen by no choice at all.
+    unseen = metrics(y_test[COMPARE_ROWS:], head.apply(lp_test[COMPARE_ROWS:]).argmax(1))
     fit_m = metrics(y_fit, head.apply(lp_fit).argmax(1), boot=1)
     head.fit = {
         "data": "MELD (Poria et al. 2019, GPL-3.0 repository), utterance only",
         "fit_rows": len(fit), "test_rows": len(test), "seed": SEED,
         "sampling": "class-proportional stratified: train+dev for the fit, test for scoring",
         "objective": "min NLL of softmax(logp/T + b), L2 1e-2 on b",
+        "offsets_fitted": bool(with_offsets),
+        "cv_weighted_f1_fit_rows": {"temperature_only": cv[False], "with_offsets": cv[True]},
         "test_raw_argmax": raw, "test_head": cal,
+        f"test_head_rows_{COMPARE_ROWS}_on (not used to choose model or prompt)": unseen,
         "fit_weighted_f1": fit_m["weighted_f1"],
         "seconds_per_row": round(float(np.nanmean([s1, s2])), 3)
         if not np.isnan(np.nanmean([s1, s2])) else None,
@@ -223,6 +241,8 @@ def main(argv=None) -> int:
               f"95% CI {m['weighted_f1_ci95']}, acc {m['accuracy']}, macro-F1 {m['macro_f1']}, "
               f"UAR {m['uar']}")
         print("  recall " + " ".join(f"{e}={r}" for e, r in m["recall"].items()))
+    print(f"MELD test rows {COMPARE_ROWS}-{len(test)} (not used for any choice) with head: "
+          f"weighted F1 {unseen['weighted_f1']} 95% CI {unseen['weighted_f1_ci95']}")
     print(confusion(y_test, head.apply(lp_test).argmax(1)))
     print(f"wrote {a.out}")
     return 0

@@ -43,7 +43,7 @@ def test_head_reproduces_its_fit_from_cached_rows(shared_data):
     lp_test = tr.cached_logprobs(head.model, test["text"], head.prompt_version)
     if lp_fit is None or lp_test is None:
         pytest.skip("per-row log-probs not cached here: run scripts/train_text_emotion.py")
-    t, b = tr.fit_head(lp_fit, tr.labels_of(fit))
+    t, b = tr.fit_head(lp_fit, tr.labels_of(fit), offsets=head.fit["offsets_fitted"])
     assert t == pytest.approx(head.temperature, abs=2e-3)
     assert np.allclose(b, head.offsets, atol=2e-3)
     m = tr.metrics(tr.labels_of(test), head.apply(lp_test).argmax(1), boot=1)
