@@ -27,7 +27,7 @@ from tools.evidence import BASIC_EMOTIONS, EmotionVote, SpeechEvidence
 
 log = logging.getLogger(__name__)
 HEAD_FILE = Path(__file__).with_name("text_emotion_head.json")
-PROMPT_VERSION = "te-v1"
+PROMPT_VERSION = "te-v2"  # the version the shipped head was fitted with
 
 # The word the prompt offers for each basic emotion ("joy" is MELD's and a single common token).
 WORDS: dict[str, str] = {
@@ -115,6 +115,28 @@ class Head(BaseModel):
         return cls.model_validate_json(Path(path).read_text())
 
 
+def _get_state(llama) -> bytes:
+    """The context's KV state (llama.cpp's own bytes; Llama.save_state would also copy the
+    Python-side logits buffer, hundreds of MB for a 150k vocabulary)."""
+    import ctypes
+
+    import llama_cpp
+
+    size = llama_cpp.llama_state_get_size(llama._ctx.ctx)
+    buf = (ctypes.c_uint8 * int(size))()
+    n = llama_cpp.llama_state_get_data(llama._ctx.ctx, buf, size)
+    return bytes(buf)[: int(n)]
+
+
+def _set_state(llama, state: bytes) -> None:
+    import ctypes
+
+    import llama_cpp
+
+    buf = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+    llama_cpp.llama_state_set_data(llama._ctx.ctx, buf, len(state))
+
+
 @dataclass
 class LabelScorer:
     """Reads the seven label log-probs for a line from a llama.cpp model (one forward pass)."""
@@ -126,6 +148,10 @@ class LabelScorer:
         tok = lambda s: self.llama.tokenize(s.encode(), add_bos=False, special=False)  # noqa: E731
         self.ids = label_token_ids(tok)
         self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
+        # Per prompt version: the instruction's tokens and the KV state after them (~15 MB for
+        # the 1.5B), so a call after the reasoning LLM used the shared model reloads the state
+        # instead of re-evaluating the few-shot instruction.
+        self._prefix: dict[str, tuple[list[int], object]] = {}
 
     def logprobs(self, text: str, version: str = PROMPT_VERSION) -> np.ndarray:
         """log P(label | prompt) over the seven labels (renormalised), BASIC_EMOTIONS order."""
@@ -141,6 +167,22 @@ class LabelScorer:
                 if a != b:
                     break
                 n += 1
+            pref, state = self._prefix.get(version, (None, None))
+            if pref is None:
+                # The last token of the instruction may merge with the line's first word.
+                pref = self.llama.tokenize(PREFIXES[version].encode(), add_bos=False,
+                                           special=True)[:-1]
+            if tokens[: len(pref)] != pref:
+                pref = []  # not a shared prefix after all: evaluate the whole prompt
+            if pref and n < len(pref):
+                if state is not None:
+                    _set_state(llama, state)
+                    llama.input_ids[: len(pref)] = pref
+                else:
+                    llama.n_tokens = n
+                    llama.eval(pref[n:])
+                    self._prefix[version] = (pref, _get_state(llama))
+                n = len(pref)
             llama.n_tokens = n
             llama.eval(tokens[n:])
             # Only the last token's logits are computed (logits_all is off): output row 0.

@@ -38,7 +38,9 @@ def test_head_reproduces_its_fit_from_cached_rows(shared_data):
     its test figure (the LLM is not needed; skipped when this machine never scored the rows)."""
     tr = _train_module()
     head = Head.load()
-    fit, test = tr.samples(head.fit["fit_rows"], head.fit["test_rows"], shared_data / "meld")
+    fit, test = tr.used(*tr.samples(head.fit["fit_rows"], head.fit["test_rows"],
+                                    shared_data / "meld"),
+                        head.fit["fit_use"], head.fit["test_use"])
     lp_fit = tr.cached_logprobs(head.model, fit["text"], head.prompt_version)
     lp_test = tr.cached_logprobs(head.model, test["text"], head.prompt_version)
     if lp_fit is None or lp_test is None:
