@@ -254,6 +254,12 @@ def main(argv=None) -> int:
     print(f"MELD test rows {COMPARE_ROWS}-{len(test)} (not used for any choice) with head: "
           f"weighted F1 {unseen['weighted_f1']} 95% CI {unseen['weighted_f1_ci95']}")
     print(confusion(y_test, head.apply(lp_test).argmax(1)))
+    pred = head.apply(lp_test).argmax(1)
+    wrong = np.flatnonzero(pred != y_test)
+    print(f"misses ({len(wrong)} of {len(y_test)}), first 10 in sample order:")
+    for i in wrong[:10]:
+        print(f"  gold {BASIC_EMOTIONS[y_test[i]]:9} pred {BASIC_EMOTIONS[pred[i]]:9} "
+              f"{test['text'][i][:80]!r}")
     print(f"wrote {a.out}")
     return 0
 
