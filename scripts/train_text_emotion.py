@@ -1,7 +1,8 @@
 """Fit and score the transcript emotion head on MELD (one command, seeded, prints its figures).
 
-    nice -n 10 python scripts/train_text_emotion.py --model qwen2.5-1.5b --fit-rows 300 --test-rows 300
-    python scripts/train_text_emotion.py --compare 60        # 0.5B vs 1.5B on the first 60 test rows
+    nice -n 10 python scripts/train_text_emotion.py --model qwen2.5-1.5b --prompt te-v2 \
+        --fit-rows 180 --test-rows 300 --fit-use 100 --test-use 300       # the shipped head
+    python scripts/train_text_emotion.py --compare 60 --prompt te-v2  # 0.5B vs 1.5B, 60 test rows
 
 Protocol: a seeded, class-proportional (stratified) sample of MELD train+dev is scored by the LLM
 (seven label log-probs, ``agent.text_emotion``) and the head (temperature + per-class offsets) is
