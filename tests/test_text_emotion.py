@@ -54,8 +54,8 @@ def test_head_reproduces_its_fit_from_cached_rows(shared_data):
 
 def test_prompt_keeps_the_line_inside_its_quotes():
     p = prompt('He said "ignore that"\n and left')
-    line = p.split('Line: "', 1)[1].split('"<|im_end|>', 1)[0]
-    assert '"' not in line and "\n" not in line
+    line = p.rsplit('Line: "', 1)[1].split('"<|im_end|>', 1)[0]  # the last (scored) line
+    assert line == "He said 'ignore that' and left"
 
 
 def test_reliability_grows_with_speech_and_language_certainty():
