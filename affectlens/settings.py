@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     ser_model: str | None = Field(
         default=None, description="Speech-emotion model directory (transformers); off when unset."
     )
+    text_emotion: bool = Field(
+        default=True,
+        description="Score the transcript's emotion with the embedded LLM's label log-probs "
+        "(agent/text_emotion.py, MELD-fitted head) and give it to the LLM as a cue.",
+    )
 
     # LLM
     llm_backend: Literal["embedded", "openai", "transformers"] = "embedded"

@@ -102,6 +102,11 @@ def textualise_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     without = state.get("without") or []
     info = state["media"]
     cues = textualise(evidence, info.duration_s, without=without)
+    if (runtime.context.settings.text_emotion and "speech" not in without
+            and runtime.context.llm is None):  # an injected LLM (tests) means no model loads
+        from agent.text_emotion import text_emotion_cue  # the words as an emotion witness
+
+        cues += text_emotion_cue(evidence.get("speech"), runtime.context.settings, cues)
     status = modality_status(evidence, without=without)
     kind = "photo" if info.is_image else ("clip" if info.has_video else "audio recording")
     fused = fusion.fuse({m: e.vote for m, e in evidence.items() if m not in without
