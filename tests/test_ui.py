@@ -225,3 +225,20 @@ def _store_list(settings):
     from agent.store import AnalysisStore
 
     return AnalysisStore(settings).list()
+
+
+def test_waits_scale_with_the_host_and_say_where_the_limit_came_from():
+    """The browser and e2e waits come from ``HostSpeed`` (conftest): a slower host gets a
+    longer limit, and a timeout fails with the limit and the measured speed."""
+    from conftest import REFERENCE_TOKPS, HostSpeed
+
+    fast, slow = HostSpeed(tokens_per_s=REFERENCE_TOKPS), HostSpeed(tokens_per_s=10.0)
+    assert slow.limit(400, 90) > fast.limit(400, 90) > fast.limit(100, 90)
+    with pytest.raises(pytest.fail.Exception,
+                       match=r"chat: limit \d+ s from 10\.0 tok/s measured"):
+        with slow.within("chat", 400, 20) as limit:
+            assert limit == slow.limit(400, 20)
+            raise TimeoutError("Timeout 30000ms exceeded")
+    with pytest.raises(ValueError):  # anything else passes through
+        with slow.within("chat", 400):
+            raise ValueError("not a timeout")
