@@ -320,7 +320,7 @@ def test_time_question_uses_the_cue_lookup(analysis, settings):
 @pytest.mark.slow
 def test_ignoring_the_voice_gives_a_counterfactual_without_voice_cues(analysis, settings):
     answer = chat.ask(analysis.id, "Ignore the voice: what would the emotion be then?", settings)
-    assert answer.tool == "without" and answer.without == "voice", answer
+    assert answer.tool == "without" and answer.without == "voice", answer  # chat.overrule
     cf = answer.counterfactual
     assert cf is not None and cf.label
     assert not any(i.startswith("V") for s in cf.explanation for i in cited_ids(s))
