@@ -128,7 +128,7 @@ def render(reply: BaseModel) -> tuple[str, list[str]]:
     """(text, cited ids in order) of a reply: each claim's sentence with its ids in brackets,
     written here, not by the model (any brackets it wrote itself are dropped)."""
     value = getattr(reply, "root", reply)
-    if isinstance(value, Decline) or not getattr(value, "answerable", False):
+    if isinstance(value, Decline):
         reason = " ".join(vf.CITATION.sub(" ", value.reason).split())
         return re.sub(r"\s+([.,;:!?])", r"\1", reason), []
     sentences = [c.sentence for c in value.claims]
