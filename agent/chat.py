@@ -125,13 +125,16 @@ def answer_schema(cues: list[Cue]) -> type[RootModel]:
 
 
 def render(reply: BaseModel) -> tuple[str, list[str]]:
-    """(text, cited ids in order) of a reply: each claim's sentence with its ids in brackets,
-    written here, not by the model (any brackets it wrote itself are dropped)."""
+    """(text, cited ids in order) of a reply: every sentence of a claim followed by the claim's
+    ids in brackets, written here, not by the model (brackets it wrote itself are dropped)."""
     value = getattr(reply, "root", reply)
     if isinstance(value, Decline):
         reason = " ".join(vf.CITATION.sub(" ", value.reason).split())
         return re.sub(r"\s+([.,;:!?])", r"\1", reason), []
-    sentences = [c.sentence for c in value.claims]
+    sentences = []
+    for claim in value.claims:  # a claim of several sentences cites each of them
+        pieces = [p for p in vf.split_sentences([claim.text]) if vf.CITATION.sub("", p).strip()]
+        sentences += [Claim(text=p, cues=claim.cues).sentence for p in pieces or [claim.text]]
     cited = list(dict.fromkeys(i for c in value.claims for i in c.cues))
     return " ".join(sentences), cited
 
