@@ -221,8 +221,10 @@ for _name in ("audio_wav", "audio_mp3", "audio_m4a", "silent_clip", "video_only_
 # --- waits sized from the host -------------------------------------------------------------------
 SPEED_MODEL = "qwen2.5-0.5b"
 SPEED_TOKENS = 64
-REFERENCE_TOKPS = 40.0  # the 0.5B on the 2-core AMD host the fixed allowances were timed on
-SAFETY = 3.0  # a loaded CI machine, a cold cache, a second verify round
+# The 0.5B's generation speed on the 2-core AMD host the fixed allowances were timed on: the
+# 1.5B made ~22 tokens/s there (docs/bench.md), the 0.5B about 2.3 times that.
+REFERENCE_TOKPS = 50.0
+SAFETY = 2.0  # a loaded CI machine, a cold cache
 
 
 class HostSpeed(BaseModel):
@@ -267,15 +269,14 @@ def host_speed() -> HostSpeed:
     except Exception as exc:  # noqa: BLE001 - no model here: nothing to size a wait from
         pytest.skip(f"cannot measure the host's LLM speed: {exc}")
     assert isinstance(llm, EmbeddedLLM), type(llm)
-    ask = [{"role": "user", "content": "Count from one to one hundred in words."}]
+    count = "1, 2, 3, 4, 5, 6, 7, 8,"  # a plain continuation: it keeps counting, no stop
     with llm._lock:
-        llm._llama.create_chat_completion(messages=ask, max_tokens=4, temperature=0.0)
+        llm._llama.create_completion(count, max_tokens=4, temperature=0.0)  # warm-up
         t0 = time.perf_counter()
-        out = llm._llama.create_chat_completion(messages=ask, max_tokens=SPEED_TOKENS,
-                                                temperature=0.0)
+        out = llm._llama.create_completion(count, max_tokens=SPEED_TOKENS, temperature=0.0)
         seconds = time.perf_counter() - t0
     tokens = out["usage"]["completion_tokens"]
-    assert tokens > 8, out
+    assert tokens >= SPEED_TOKENS // 2, out
     speed = HostSpeed(tokens_per_s=round(tokens / seconds, 2))
     _SPEED.append(speed)
     return speed

@@ -30,6 +30,8 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
+    # a backstop only: the waits below are sized from the host and fail first, with a message
+    pytest.mark.timeout(3600),
     pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("ffmpeg") is None,
                        reason="needs /usr/bin/chromium and ffmpeg"),
 ]
