@@ -285,8 +285,9 @@ def host_speed() -> HostSpeed:
 def pytest_terminal_summary(terminalreporter) -> None:
     if _SPEED:
         s = _SPEED[0]
+        scale = max(1.0, REFERENCE_TOKPS / s.tokens_per_s)
         terminalreporter.write_line(f"host speed: {s.tokens_per_s:.1f} tok/s ({s.model}); "
-                                    f"waits scale by {max(1.0, REFERENCE_TOKPS / s.tokens_per_s):.2f}")
+                                    f"waits scale by {scale:.2f}")
 
 
 # --- the fast tier loads no model ----------------------------------------------------------------
