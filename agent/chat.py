@@ -2,7 +2,11 @@
 
 A small LangGraph graph per question -- ``route`` (the LLM fills ``ToolChoice``) -> ``act``
 (the typed tool runs) -> ``respond`` (the LLM answers with the analysis and the tool result in
-context; citations are checked, one repair round, unknown ids removed and reported). Threads
+context). Answers that explain cite by construction, as the analysis does: the LLM fills
+``answer_schema(cues)``, whose claims each carry 1-3 ids from an enum of this thread's cues (or
+it declines with a reason), and ``render`` writes the text with the citations appended by code.
+Only a term explanation or a list of similar analyses (not about this clip's cues) is free
+text, streamed. Threads
 are checkpointed in ``settings.data_dir / "chat.sqlite"`` (LangGraph's SqliteSaver), thread id
 ``f"{analysis_id}:{thread}"``, so a conversation survives a restart.
 
@@ -20,21 +24,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, RootModel, create_model
 
 import prompts
 from affectlens.settings import Settings, get_settings
 from agent import verify as vf
-from agent.chat_tools import ToolChoice, ToolResult, run_tool
+from agent.chat_tools import ToolChoice, ToolResult, modality_in, run_tool, times_in
+from agent.reason import SENTENCE_CHARS, Claim
 from agent.schemas import MODALITIES, AnalysisResult, Cue, EmotionReading
 from agent.store import AnalysisNotFound, AnalysisStore, StoredAnalysis
-from agent.taxonomy import labels_in
 from agent.textualise import render_cues
 
 DB_NAME = "chat.sqlite"
@@ -42,8 +46,13 @@ DEFAULT_THREAD = "default"
 MAX_QUESTION_CHARS = 2000
 HISTORY_TURNS = 3  # earlier question/answer pairs the LLM sees
 ROUTE_MAX_TOKENS = 96
+MAX_CLAIMS = 4
+MAX_CLAIM_CUES = 3
+REASON_CHARS = 200
+FREE_TEXT_TOOLS = ("explain", "similar")  # answers about a term or other clips, not these cues
 _THREAD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _WHY = re.compile(r"^\W*(why|how come|what makes you)\b", re.I)
+_LEAVE_OUT = re.compile(r"\b(ignore|ignoring|without|leave out|leaving out|left out)\b", re.I)
 PROMPT_SYSTEM, PROMPT_ROUTE, PROMPT_ANSWER = "chat_system", "chat_route", "chat_answer"
 
 
@@ -78,8 +87,62 @@ class ChatAnswer(BaseModel):
         default_factory=list, description="Ids the LLM cited that do not exist (removed).")
     problems: list[str] = Field(default_factory=list)
     grounded: bool = True
+    declined: bool = Field(default=False, description="The LLM said the cues cannot answer.")
     thread: str = DEFAULT_THREAD
     error: str | None = None
+
+
+# structured answer -------------------------------------------------------------------------------
+class Decline(BaseModel):
+    """The cues cannot answer (or the question is off topic): said so, no claim made."""
+
+    answerable: Literal[False]
+    reason: str = Field(min_length=1, max_length=REASON_CHARS)
+
+
+class CitedAnswer(BaseModel):
+    """Base of the per-analysis answer: 1..MAX_CLAIMS claims, each citing its cues."""
+
+    answerable: Literal[True]
+    claims: list[Claim]
+
+
+def answer_schema(cues: list[Cue]) -> type[RootModel]:
+    """The reply schema for one thread: either claims whose ``cues`` are 1-3 ids from an enum
+    of ``cues`` (so an uncited or mis-cited claim does not validate, and the grammar cannot
+    produce one), or an explicit decline. Raises ``ValueError`` without cues: nothing to cite."""
+    ids = tuple(dict.fromkeys(c.id for c in cues))
+    if not ids:
+        raise ValueError("no cues to cite")
+    Ref = Literal[ids]  # type: ignore[valid-type]
+    claim = create_model(
+        "ChatClaim", __base__=Claim, text=(str, Field(min_length=1, max_length=SENTENCE_CHARS)),
+        cues=(list[Ref], Field(min_length=1, max_length=MAX_CLAIM_CUES)))
+    answer = create_model("Answer", __base__=CitedAnswer, claims=(
+        list[claim], Field(min_length=1, max_length=MAX_CLAIMS,
+                           description="1-4 sentences, each with the cue ids it rests on")))
+    return RootModel[answer | Decline]  # type: ignore[valid-type, return-value]
+
+
+def render(reply: BaseModel) -> tuple[str, list[str]]:
+    """(text, cited ids in order) of a reply: every sentence of a claim followed by the claim's
+    ids in brackets, written here, not by the model (brackets it wrote itself are dropped)."""
+    value = getattr(reply, "root", reply)
+    if isinstance(value, Decline):
+        reason = " ".join(vf.CITATION.sub(" ", value.reason).split())
+        return re.sub(r"\s+([.,;:!?])", r"\1", reason), []
+    sentences = []
+    for claim in value.claims:  # a claim of several sentences cites each of them
+        pieces = [p for p in vf.split_sentences([claim.text]) if vf.CITATION.sub("", p).strip()]
+        sentences += [Claim(text=p, cues=claim.cues).sentence for p in pieces or [claim.text]]
+    cited = list(dict.fromkeys(i for c in value.claims for i in c.cues))
+    return " ".join(sentences), cited
+
+
+def needs_claims(tool: str, question: str, cues: list[Cue]) -> bool:
+    """Whether the answer must be the cited schema: always when there are cues to cite, unless
+    a tool explained a term or listed other analyses (and the question is no why-question)."""
+    return bool(cues) and (tool not in FREE_TEXT_TOOLS or bool(_WHY.match(question)))
 
 
 # graph -------------------------------------------------------------------------------------------
@@ -160,10 +223,20 @@ def route(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
 
 
 def overrule(choice: ToolChoice, question: str) -> ToolChoice:
-    """A why-question asks for the evidence, never for what a term means: the 0.5B router sent
-    "Why does the person look angry?" to explain('angry'), and the answer then recited the
-    knowledge base without citing a cue."""
-    if choice.tool == "explain" and _WHY.match(question):
+    """Where the question's own words decide the tool, they win over the router's pick:
+
+    - a why-question asks for the evidence, never for what a term means (the 0.5B router sent
+      "Why does the person look angry?" to explain('angry'), which cited no cue);
+    - "ignore / without / leave out" + one named modality is the counterfactual;
+    - a what-question with an explicit time is a lookup (unless the router chose a re-run).
+    So the unambiguous questions route the same on every host, whatever the model picks."""
+    why = bool(_WHY.match(question))
+    modality = modality_in(question)
+    if _LEAVE_OUT.search(question) and modality is not None and not why:
+        return ToolChoice(tool="without", modality=modality)
+    if times_in(question) and not why and choice.tool not in ("lookup", "rerun"):
+        return ToolChoice(tool="lookup", modality=modality or "any")
+    if choice.tool == "explain" and why:
         return ToolChoice(tool="answer")
     return choice
 
@@ -217,20 +290,26 @@ def strip_unknown(text: str, unknown: list[str]) -> str:
 
 
 def respond(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
-    """The LLM's answer (streamed when asked), checked: one repair round for unknown ids or an
-    evidence answer without citations, then unknown ids are removed and reported."""
+    """The LLM's answer: claims through ``answer_schema`` (rendered with their citations), or,
+    after ``explain``/``similar``, free text (streamed when asked) whose unknown ids are removed
+    and reported. Numbers are checked against the cited cues either way."""
     ctx = runtime.context
     a = ctx.analysis
     result = ToolResult.model_validate(state["result"])
     thread_cues = _thread_cues(state)
     cues = [*a.cues, *thread_cues]
+    structured = needs_claims(result.tool, state["question"], cues)
     msgs = [_system(a, thread_cues), *_history(state),
             {"role": "user", "content": prompts.render(
                 PROMPT_ANSWER, question=state["question"], tool=result.tool,
-                summary=result.summary)}]
-    error = None
+                summary=result.summary, structured=structured)}]
+    error, declined = None, False
     try:
-        if ctx.stream:
+        if structured:
+            reply = ctx.llm.chat(msgs, answer_schema(cues), max_tokens=ctx.settings.llm_max_tokens)
+            text, _ = render(reply)
+            declined = isinstance(reply.root, Decline)
+        elif ctx.stream:
             write = get_stream_writer()
             pieces = []
             for piece in ctx.llm.stream(msgs, max_tokens=ctx.settings.llm_max_tokens):
@@ -242,36 +321,20 @@ def respond(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
     except Exception as exc:  # noqa: BLE001 - LLMError: a typed, stored failure
         text, error = "", f"{type(exc).__name__}: {exc}"[:300]
     cited, unknown, problems = check_answer(text, cues)
-    needs_cites = bool(cues) and not cited and (
-        result.tool in ("lookup", "rerun") or bool(labels_in(text)))
-    if not error and (unknown or needs_cites) and ctx.settings.verify_max_rounds > 0:
-        why = "cited unknown ids" if unknown else "cited no cue"
-        note = (f"You cited {', '.join(unknown)}, which do not exist. " if unknown else
-                "You cited no cue. ")
-        retry = [*msgs, {"role": "assistant", "content": text},
-                 {"role": "user", "content": note + "Answer again, citing only ids from the cue "
-                  f"list ({', '.join(c.id for c in cues)}) in brackets."}]
-        try:
-            again = str(ctx.llm.chat(retry, max_tokens=ctx.settings.llm_max_tokens)).strip()
-            c2, u2, p2 = check_answer(again, cues)
-            if len(u2) < len(unknown) or (not unknown and c2):
-                text, cited, unknown = again, c2, u2
-                problems = [*p2, f"repaired: the first answer {why}"]
-        except Exception:  # noqa: BLE001 - keep the first answer
-            pass
-    if unknown:
+    if unknown:  # only free text can cite an unknown id; a claim's ids come from the enum
         text = strip_unknown(text, unknown)
-    if error:
-        text = f"Sorry, no answer could be generated ({error})."
-    grounded = not unknown and not any("quotes" in p for p in problems) and (
-        bool(cited) or not needs_cites)
+    if declined:
+        problems.append("declined: the cues do not answer this question")
+    if error:  # the details stay in ``error``: a rejected reply's text is never shown
+        text = f"Sorry, no answer could be generated ({error.split(':')[0]})."
+    grounded = not error and not unknown and not any("quotes" in p for p in problems)
     by_id = {c.id: c for c in cues}
     answer = ChatAnswer(
         text=text, cited=cited, cues=[by_id[i] for i in cited], tool=result.tool,
         arguments=result.arguments, tool_summary=result.summary or None,
         new_cues=result.cues if result.new_cues else [], counterfactual=result.counterfactual,
         without=result.without, unknown_cues=unknown, problems=problems, grounded=grounded,
-        thread=ctx.thread, error=error)
+        declined=declined, thread=ctx.thread, error=error)
     message = ChatMessage(role="assistant", content=text, created=_now(), cited=cited,
                           tool=result.tool if result.tool != "answer" else None,
                           tool_summary=result.summary or None)
@@ -364,8 +427,9 @@ def ask(analysis_id: str, question: str, settings: Settings | None = None, *,
 
 def ask_stream(analysis_id: str, question: str, settings: Settings | None = None, *,
                thread: str = DEFAULT_THREAD, llm: Any = None) -> Iterator[str | ChatAnswer]:
-    """Like ``ask``, but yields the answer's text in chunks as the LLM writes it, then the final
-    ``ChatAnswer`` (whose text may differ: a repaired answer or unknown citations removed)."""
+    """Like ``ask``, but yields a free-text answer's chunks as the LLM writes it, then the final
+    ``ChatAnswer`` (whose text may differ: unknown citations removed). A cited answer is
+    structured, so it comes whole, as the final ``ChatAnswer`` only."""
     settings, ctx, state = _prepare(analysis_id, question, settings, thread, llm)
     ctx.stream = True
     final: dict = {}
@@ -414,6 +478,6 @@ def analyses(settings: Settings | None = None) -> list[StoredAnalysis]:
 
 
 __all__ = [
-    "AnalysisNotFound", "ChatAnswer", "ChatError", "ChatMessage", "analyses", "ask",
-    "ask_stream", "delete_threads", "history", "threads",
+    "AnalysisNotFound", "ChatAnswer", "ChatError", "ChatMessage", "Decline", "analyses",
+    "answer_schema", "ask", "ask_stream", "delete_threads", "history", "render", "threads",
 ]

@@ -26,7 +26,12 @@ two_voices_clip             ``SPEECH_EN`` then 1.5 s silence then a slower, lowe
 vfr_clip                    variable frame rate video (30 fps, then 10 fps)
 huge_clip                   4000 x 3000 video, 1 s
 tricky_name_clip            single_face.mp4 copied to ``-x:y%03d.mp4`` (option/protocol-like)
+host_speed                  the embedded 0.5B's tokens/s on this host, measured once per run;
+                            ``host_speed.within(what, tokens, fixed_s)`` sizes a wait from it
 ==========================  ============================================================
+
+Tiers: the fast tier is ``-m "not slow and not browser"`` and loads no model; a test outside
+the slow tier that builds an LLM fails at once and says so (``pytest_runtest_setup`` below).
 """
 
 from __future__ import annotations
@@ -34,10 +39,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import BaseModel
 
 from affectlens.settings import Settings
 
@@ -207,3 +216,117 @@ for _name in ("audio_wav", "audio_mp3", "audio_m4a", "silent_clip", "video_only_
               "noise_clip", "truncated_mp4", "zero_byte_mp4", "random_mp4", "text_mp4",
               "vfr_clip", "huge_clip", "tricky_name_clip"):  # fmt: skip
     globals()[_name] = _derived_fixture(_name)
+
+
+# --- waits sized from the host -------------------------------------------------------------------
+SPEED_MODEL = "qwen2.5-0.5b"
+SPEED_TOKENS = 64
+# The 0.5B's generation speed on the 2-core AMD host the fixed allowances were timed on: the
+# 1.5B made ~22 tokens/s there (docs/bench.md), the 0.5B about 2.3 times that.
+REFERENCE_TOKPS = 50.0
+SAFETY = 2.0  # a loaded CI machine, a cold cache
+
+
+class HostSpeed(BaseModel):
+    """How fast this host generates, so a wait is a budget, not a constant tuned on one CPU."""
+
+    tokens_per_s: float
+    model: str = SPEED_MODEL
+
+    def limit(self, tokens: int, fixed_s: float = 0.0) -> float:
+        """Seconds for ``tokens`` generated plus ``fixed_s`` of other work (perception, prompt
+        evaluation) as timed on the reference host, scaled by how much slower this one is."""
+        slower = max(1.0, REFERENCE_TOKPS / self.tokens_per_s)
+        return SAFETY * (fixed_s * slower + tokens / self.tokens_per_s)
+
+    def message(self, what: str, limit: float) -> str:
+        return (f"{what}: limit {limit:.0f} s from {self.tokens_per_s:.1f} tok/s measured "
+                f"({self.model}, {SPEED_TOKENS} tokens)")
+
+    @contextmanager
+    def within(self, what: str, tokens: int, fixed_s: float = 0.0) -> Iterator[float]:
+        """Yield the limit in seconds; a timeout inside (builtin, playwright's or a future's)
+        fails the test with the limit and the speed it came from."""
+        limit = self.limit(tokens, fixed_s)
+        try:
+            yield limit
+        except Exception as exc:
+            if type(exc).__name__ == "TimeoutError":
+                pytest.fail(f"{self.message(what, limit)}: {str(exc).splitlines()[0][:200]}")
+            raise
+
+
+_SPEED: list[HostSpeed] = []
+
+
+@pytest.fixture(scope="session")
+def host_speed() -> HostSpeed:
+    """The embedded 0.5B's greedy generation speed here (one short warm-up, then timed)."""
+    from agent.llm import EmbeddedLLM, get_llm
+
+    try:
+        llm = get_llm(Settings(llm_model=SPEED_MODEL))
+    except Exception as exc:  # noqa: BLE001 - no model here: nothing to size a wait from
+        pytest.skip(f"cannot measure the host's LLM speed: {exc}")
+    assert isinstance(llm, EmbeddedLLM), type(llm)
+    count = "1, 2, 3, 4, 5, 6, 7, 8,"  # a plain continuation: it keeps counting, no stop
+    with llm._lock:
+        llm._llama.create_completion(count, max_tokens=4, temperature=0.0)  # warm-up
+        t0 = time.perf_counter()
+        out = llm._llama.create_completion(count, max_tokens=SPEED_TOKENS, temperature=0.0)
+        seconds = time.perf_counter() - t0
+    tokens = out["usage"]["completion_tokens"]
+    assert tokens >= SPEED_TOKENS // 2, out
+    speed = HostSpeed(tokens_per_s=round(tokens / seconds, 2))
+    _SPEED.append(speed)
+    return speed
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _SPEED:
+        s = _SPEED[0]
+        scale = max(1.0, REFERENCE_TOKPS / s.tokens_per_s)
+        terminalreporter.write_line(f"host speed: {s.tokens_per_s:.1f} tok/s ({s.model}); "
+                                    f"waits scale by {scale:.2f}")
+
+
+# --- the fast tier loads no model ----------------------------------------------------------------
+_FAST: list[str] = []  # the node id of the fast-tier test being set up or run, if any
+
+
+def _slow(item: pytest.Item) -> bool:
+    return any(item.iter_markers(name="slow")) or any(item.iter_markers(name="browser"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    _FAST[:] = [] if _slow(item) else [item.nodeid]
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    _FAST[:] = [] if _slow(item) else [item.nodeid]
+    try:
+        return (yield)
+    finally:
+        _FAST[:] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Make loading the embedded LLM fail inside a fast-tier test: a GGUF model loads and runs
+    for seconds to minutes, so a test that does it belongs to the slow tier (mark it ``slow``).
+    (The OpenAI client and the transformers tests' tiny local models load nothing heavy.)"""
+    try:
+        from agent import llm
+    except ImportError:
+        return
+    embedded = llm._BACKENDS["embedded"]
+
+    def guarded(settings):
+        if _FAST:
+            pytest.fail(f"{_FAST[0]} loads the embedded LLM ({settings.llm_model}) but is not "
+                        "marked slow: the fast tier loads no model", pytrace=False)
+        return embedded(settings)
+
+    llm._BACKENDS["embedded"] = guarded

@@ -2,7 +2,7 @@
 typed ``MediaError`` (before any model loads) or yields a reading whose missing modalities are
 the right ones, and the store stays consistent (``list()`` works, every saved JSON loads).
 
-Media-level cases are fast. The cases that reach the LLM use the small embedded model
+Media-level cases are fast. The cases that reach the LLM (slow tier) use the small embedded model
 (``qwen2.5-0.5b``) without repair rounds, and several hostile properties are combined in one
 clip (huge resolution + several faces + no audio; variable frame rate + German speech;
 audio only + a spoken prompt injection; two shell-hostile names analysed in two threads at
@@ -181,6 +181,7 @@ def assert_reading(result: AnalysisResult, *, ok: set[str], absent: set[str]) ->
         assert ev is None or ev.status != "failed", (m, ev.reason)  # hostile, not broken tools
 
 
+@pytest.mark.slow
 def test_huge_resolution_several_faces_no_audio(hostile_media, llm_settings) -> None:
     result = _analyze(hostile_media["huge_multi"], llm_settings)
     assert (result.media.width, result.media.height) == (4000, 3000)
@@ -189,6 +190,7 @@ def test_huge_resolution_several_faces_no_audio(hostile_media, llm_settings) -> 
     assert result.face.max_faces >= 2  # multi_face.jpg shows several people
 
 
+@pytest.mark.slow
 def test_variable_frame_rate_and_german_speech(hostile_media, llm_settings) -> None:
     result = _analyze(hostile_media["vfr_german"], llm_settings)
     assert_reading(result, ok={"face", "speech"}, absent=set())
@@ -198,11 +200,13 @@ def test_variable_frame_rate_and_german_speech(hostile_media, llm_settings) -> N
     assert times == sorted(times) and times[-1] <= result.media.duration_s
 
 
+@pytest.mark.slow
 def test_silence(silent_clip: Path, llm_settings) -> None:
     result = _analyze(silent_clip, llm_settings)
     assert_reading(result, ok={"face"}, absent={"speech", "voice"})
 
 
+@pytest.mark.slow
 def test_noise_only_and_no_face_in_view(hostile_media, llm_settings) -> None:
     result = _analyze(hostile_media["noise_noface"], llm_settings)
     assert_reading(result, ok=set(), absent={"speech"})
@@ -211,6 +215,7 @@ def test_noise_only_and_no_face_in_view(hostile_media, llm_settings) -> None:
     assert face.status == "missing" and face.reason
 
 
+@pytest.mark.slow
 def test_audio_only_with_spoken_prompt_injection(hostile_media, llm_settings) -> None:
     result = _analyze(hostile_media["injection_wav"], llm_settings)
     assert not result.media.has_video
@@ -224,11 +229,13 @@ def test_audio_only_with_spoken_prompt_injection(hostile_media, llm_settings) ->
     assert "ignore" in inside.lower() and "ignore" not in outside.lower()
     assert "[flagged:" in inside
     assert any(c.flags for c in result.cues if c.modality == "speech")
-    # ... and it did not take over the answer.
+    # ... and cannot name the answer: the label is composed by the taxonomy from basic emotions
+    # the schema enumerates (a code guarantee, not the model's restraint).
     assert "hack" not in result.reading.label.lower()
     assert "pirate" not in result.reading.label.lower()
 
 
+@pytest.mark.slow
 def test_two_analyses_at_once_with_shell_hostile_names(hostile_media, llm_settings) -> None:
     results: dict[str, AnalysisResult] = {}
     errors: list[BaseException] = []
@@ -256,6 +263,7 @@ def test_two_analyses_at_once_with_shell_hostile_names(hostile_media, llm_settin
     assert hostile_media["shell"].is_file() and hostile_media["dash"].is_file()
 
 
+@pytest.mark.slow
 def test_store_is_consistent_after_everything(llm_settings) -> None:
     """Runs last in this file: every saved analysis lists and loads, no temp file is left."""
     store = AnalysisStore(llm_settings)

@@ -102,6 +102,7 @@ def test_judge_role_uses_judge_settings_only_when_set():
     assert (judge.llm_backend, judge.llm_model) == ("openai", "m")
 
 
+@pytest.mark.slow
 def test_bad_messages_are_a_clear_value_error(small_gguf):
     llm = get_llm(_settings())
     with pytest.raises(ValueError, match="non-empty"):
@@ -113,6 +114,7 @@ def test_bad_messages_are_a_clear_value_error(small_gguf):
 # ----------------------------------------------------------------------------- embedded
 
 
+@pytest.mark.slow
 def test_embedded_structured_call_returns_a_validated_object(small_gguf):
     llm = get_llm(_settings())
     assert isinstance(llm, LLM)
@@ -123,6 +125,7 @@ def test_embedded_structured_call_returns_a_validated_object(small_gguf):
     assert -1 <= reading.valence <= 1 and reading.emotion
 
 
+@pytest.mark.slow
 def test_embedded_is_cached_per_settings_and_streams_what_chat_returns(small_gguf):
     llm = get_llm(_settings())
     assert get_llm(_settings()) is llm
@@ -134,6 +137,7 @@ def test_embedded_is_cached_per_settings_and_streams_what_chat_returns(small_ggu
     assert len(pieces) > 1 and "".join(pieces) == text  # temperature 0: same tokens
 
 
+@pytest.mark.slow
 def test_embedded_prompt_cache_restores_state_without_changing_answers(small_gguf):
     """A, then a different prompt B, then A again: A is restored from the RAM cache and the
     greedy answer must be identical."""
@@ -150,6 +154,7 @@ def test_embedded_prompt_cache_restores_state_without_changing_answers(small_ggu
     assert llm.chat(a, max_tokens=12) == first
 
 
+@pytest.mark.slow
 def test_embedded_errors_are_clear(small_gguf, tmp_path):
     with pytest.raises(LLMError, match="neither an embedded name"):
         get_llm(_settings(llm_model=str(tmp_path / "absent.gguf")))
@@ -166,6 +171,7 @@ def test_embedded_errors_are_clear(small_gguf, tmp_path):
         llm.chat(QUESTION, Reading, max_tokens=4)
 
 
+@pytest.mark.slow
 def test_default_embedded_model_answers_a_structured_call():
     s = Settings(threads=2, llm_context=1024)
     assert s.llm_backend == "embedded" and s.llm_model == "qwen2.5-1.5b"
@@ -177,6 +183,8 @@ def test_default_embedded_model_answers_a_structured_call():
     assert llm.model_id.startswith("qwen2.5-1.5b (llama.cpp") and "Q4_K_M" in llm.model_id
     reading = llm.chat(QUESTION, Reading, max_tokens=48)
     assert isinstance(reading, Reading)
+    # The model's own word, asserted only because the input is unambiguous (a broad smile,
+    # AU6+AU12, and "I won the lottery!"), and any of its positive synonyms passes.
     assert reading.emotion.lower() in {"happiness", "happy", "joy", "surprise", "excitement"}
     assert reading.valence > 0
 
@@ -227,6 +235,7 @@ def openai_server(small_gguf, tmp_path_factory):
         log.close()
 
 
+@pytest.mark.slow
 def test_openai_backend_structured_call_against_a_real_server(openai_server):
     url, served = openai_server
     llm = get_llm(_settings(llm_backend="openai", llm_base_url=url, llm_model=served))
@@ -342,6 +351,7 @@ def test_transformers_backend_random_model_gives_a_clear_error(tmp_path):
         get_llm(_settings(llm_backend="transformers", llm_model=str(tmp_path / "nothing")))
 
 
+@pytest.mark.slow
 def test_check_first_grammar_sampling_picks_the_same_tokens_as_llama_cpp():
     """The embedded backend checks the unconstrained top token against the grammar first and
     constrains the whole vocabulary only when it is refused: the reply must be the one plain

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import time
 
 import numpy as np
 import pytest
@@ -189,8 +190,9 @@ def test_serve_requires_auth_and_lists_no_history(served):
 
 
 @pytest.mark.slow
-def test_two_sessions_see_only_their_own_analysis(served, shared_data):
-    """Two clients analyse different real inputs; each sees its own label and id."""
+def test_two_sessions_see_only_their_own_analysis(served, shared_data, host_speed):
+    """Two clients analyse different real inputs; each sees its own label and id. The wait is
+    sized from the host's measured LLM speed (two readings, each with its repair rounds)."""
     from gradio_client import Client, handle_file
 
     app, url, settings = served
@@ -199,7 +201,10 @@ def test_two_sessions_see_only_their_own_analysis(served, shared_data):
     # Gradio 6: a Video input is the file itself; the per-session gr.State is neither an
     # argument nor a return value of the API, so the id is read from the card.
     jobs = [c.submit(handle_file(str(p)), api_name="/analyse") for c, p in zip(clients, inputs)]
-    outs = [job.result(timeout=600) for job in jobs]
+    tokens = 2 * settings.llm_max_tokens * (1 + settings.verify_max_rounds)
+    with host_speed.within("two analyses through gradio_client", tokens, 60.0) as limit:
+        deadline = time.monotonic() + limit
+        outs = [job.result(timeout=max(1.0, deadline - time.monotonic())) for job in jobs]
     ids = []
     for out, path in zip(outs, inputs):
         progress, error, card = out[0], out[1], out[2]
@@ -220,3 +225,20 @@ def _store_list(settings):
     from agent.store import AnalysisStore
 
     return AnalysisStore(settings).list()
+
+
+def test_waits_scale_with_the_host_and_say_where_the_limit_came_from():
+    """The browser and e2e waits come from ``HostSpeed`` (conftest): a slower host gets a
+    longer limit, and a timeout fails with the limit and the measured speed."""
+    from conftest import REFERENCE_TOKPS, HostSpeed
+
+    fast, slow = HostSpeed(tokens_per_s=REFERENCE_TOKPS), HostSpeed(tokens_per_s=10.0)
+    assert slow.limit(400, 90) > fast.limit(400, 90) > fast.limit(100, 90)
+    with pytest.raises(pytest.fail.Exception,
+                       match=r"chat: limit \d+ s from 10\.0 tok/s measured"):
+        with slow.within("chat", 400, 20) as limit:
+            assert limit == slow.limit(400, 20)
+            raise TimeoutError("Timeout 30000ms exceeded")
+    with pytest.raises(ValueError):  # anything else passes through
+        with slow.within("chat", 400):
+            raise ValueError("not a timeout")
