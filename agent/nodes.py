@@ -102,16 +102,19 @@ def textualise_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     without = state.get("without") or []
     info = state["media"]
     cues = textualise(evidence, info.duration_s, without=without)
+    votes = {m: e.vote for m, e in evidence.items() if m not in without
+             and e is not None and e.status == "ok" and getattr(e, "vote", None) is not None}
     if (runtime.context.settings.text_emotion and "speech" not in without
             and runtime.context.llm is None):  # an injected LLM (tests) means no model loads
-        from agent.text_emotion import text_emotion_cue  # the words as an emotion witness
+        from agent.text_emotion import text_witness  # the words as an emotion witness
 
-        cues += text_emotion_cue(evidence.get("speech"), runtime.context.settings, cues)
+        text_cues, text_vote = text_witness(evidence.get("speech"), runtime.context.settings, cues)
+        cues += text_cues
+        if text_vote is not None:
+            votes["speech"] = text_vote
     status = modality_status(evidence, without=without)
     kind = "photo" if info.is_image else ("clip" if info.has_video else "audio recording")
-    fused = fusion.fuse({m: e.vote for m, e in evidence.items() if m not in without
-                         and e is not None and e.status == "ok"
-                         and getattr(e, "vote", None) is not None})
+    fused = fusion.fuse(votes)
     return {"cues": cues, "status": status, "fusion": fused,
             "header": header(status, cues, 0.0 if info.is_image else info.duration_s, kind)
             + fused_line(fused),

@@ -270,23 +270,26 @@ def text_emotion(speech: SpeechEvidence | None, settings, head: Head | None = No
     return TextEmotion(clip=vote, segments=out)
 
 
-def text_emotion_cue(speech: SpeechEvidence | None, settings, cues: list) -> list:
-    """The whole clip's text vote as one speech cue (id after the transcript cues); [] when
-    nothing was said or the scorer cannot run (the analysis goes on without it)."""
+def text_witness(speech: SpeechEvidence | None, settings, cues: list
+                 ) -> tuple[list, EmotionVote | None]:
+    """The transcript as a witness: its whole-clip vote (for the fusion) and that vote as one
+    speech cue (id after the transcript cues); ([], None) when nothing was said or the scorer
+    cannot run (the analysis goes on without it)."""
     from agent.schemas import Cue
 
     try:
         te = text_emotion(speech, settings, max_segments=0)
     except Exception as exc:  # noqa: BLE001 - a missing model must not stop the analysis
         log.warning("text emotion skipped: %s", exc)
-        return []
+        return [], None
     if te is None:
-        return []
+        return [], None
     ranked = sorted(te.clip.probs.items(), key=lambda kv: -kv[1])[:3]
     n = sum(1 for c in cues if c.modality == "speech") + 1
     listed = ", ".join(f"{e} {p:.2f}" for e, p in ranked)
-    return [Cue(id=f"S{n}", modality="speech", start=speech.segments[0].start,
-                end=speech.segments[-1].end, name="text_emotion", value=round(ranked[0][1], 2),
-                unit="probability", scale="0-1",
-                text=f"the words alone read as {listed} (text-emotion scorer, 0-1; "
-                     f"reliability {te.clip.reliability:.2f})")]
+    cue = Cue(id=f"S{n}", modality="speech", start=speech.segments[0].start,
+              end=speech.segments[-1].end, name="text_emotion", value=round(ranked[0][1], 2),
+              unit="probability", scale="0-1",
+              text=f"the words alone read as {listed} (text-emotion scorer, 0-1; "
+                   f"reliability {te.clip.reliability:.2f})")
+    return [cue], te.clip

@@ -51,8 +51,11 @@ SETS: dict[str, Path] = {
 # Which witnesses a set is scored with (the votes its gold labels are about).
 WITNESSES: dict[str, tuple[str, ...]] = {
     "london-faces": ("face",), "pyfeat-faces": ("face",), "cremad-face": ("face",),
-    "cremad-av": ("face", "voice", "speech"), "cremad-audio": ("voice", "speech"),
-    "emodb": ("voice", "speech"), "meld-text": ("speech",),
+    # The acted corpora speak a dozen fixed, lexically neutral sentences: their words carry no
+    # emotion by design, so fitting the transcript's weight on them would teach the fusion to
+    # ignore words everywhere. The transcript is scored on MELD's real dialogue instead.
+    "cremad-av": ("face", "voice"), "cremad-audio": ("voice",),
+    "emodb": ("voice",), "meld-text": ("speech",),
 }
 
 
@@ -111,13 +114,11 @@ def _speaker(name: str, sample: Sample) -> str | None:
 def available_witnesses() -> set[str]:
     """The modalities whose evidence carries a ``vote`` in this checkout (the face always; the
     voice and transcript once their scorers are merged)."""
-    from tools.evidence import SpeechEvidence, ToneEvidence
+    from tools.evidence import ToneEvidence
 
-    out = {"face"}
+    out = {"face", "speech"}  # the transcript's vote: agent.text_emotion
     if "vote" in ToneEvidence.model_fields:
         out.add("voice")
-    if "vote" in SpeechEvidence.model_fields:
-        out.add("speech")
     return out
 
 
@@ -128,6 +129,14 @@ def _witness_votes(sample: Sample, name: str, settings) -> tuple[dict, dict]:
     votes: dict[str, EmotionVote] = {}
     raw: dict[str, dict[str, float]] = {}
     wanted = set(WITNESSES[name]) & available_witnesses()
+    if name == "meld-text" and sample.subtitle:  # the utterance as the ASR would give it
+        from agent.text_emotion import text_emotion
+        from tools.evidence import Segment, SpeechEvidence
+
+        said = sample.subtitle.replace("\x92", "'").replace("\x85", "...")
+        te = text_emotion(SpeechEvidence(language="en", language_probability=1.0, segments=[
+            Segment(start=0.0, end=1.0, text=said)]), settings, max_segments=0)
+        return ({"speech": te.clip} if te else {}), raw
     if not wanted or sample.clip is None or not sample.clip.exists():
         return votes, raw
     media = load(sample.clip, settings)
@@ -148,9 +157,11 @@ def _witness_votes(sample: Sample, name: str, settings) -> tuple[dict, dict]:
     if "speech" in wanted and media.audio is not None and media.audio.size:
         from tools.asr import transcribe
 
-        ev = transcribe(media, settings)
-        if getattr(ev, "vote", None) is not None:
-            votes["speech"] = ev.vote
+        from agent.text_emotion import text_emotion
+
+        te = text_emotion(transcribe(media, settings), settings, max_segments=0)
+        if te is not None:
+            votes["speech"] = te.clip
     return votes, raw
 
 

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from affectlens.settings import Settings  # noqa: E402
@@ -24,6 +26,7 @@ LLM = "qwen2.5-0.5b"
 START_TIMEOUT_S = 300.0
 
 
+@pytest.mark.slow  # runs two real analyses with the 0.5B LLM
 def test_kill_mid_analysis_leaves_the_store_clean(tmp_path):
     env = {**os.environ, "AFFECTLENS_DATA_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1",
            "AFFECTLENS_LLM_MODEL": LLM}

@@ -113,7 +113,7 @@ def test_german_angry_line_scores_anger(te_settings):
 
 @pytest.mark.slow
 def test_segments_and_cue(te_settings):
-    from agent.text_emotion import text_emotion_cue
+    from agent.text_emotion import text_witness
 
     speech = SpeechEvidence(language="en", language_probability=0.98, segments=[
         Segment(start=0.0, end=2.0, text="Well, that makes me feel so good."),
@@ -121,5 +121,6 @@ def test_segments_and_cue(te_settings):
     ])
     te = text_emotion(speech, te_settings)
     assert [max(s.probs, key=s.probs.get) for s in te.segments] == ["happiness", "anger"]
-    cue = text_emotion_cue(speech, te_settings, [])[0]
+    (cue,), vote = text_witness(speech, te_settings, [])
+    assert vote == te.clip
     assert cue.id == "S1" and cue.name == "text_emotion" and cue.modality == "speech"

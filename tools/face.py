@@ -20,6 +20,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING

@@ -54,7 +54,12 @@ def library_output(settings: Settings, verbose: bool) -> Iterator[IO[str]]:
     os.environ.setdefault("GLOG_minloglevel", "1")
     sys.stderr.flush()
     saved = os.dup(2)
-    terminal = os.fdopen(os.dup(saved), "w", encoding="utf-8", errors="replace", buffering=1)
+    try:  # sys.stderr is fd 2 in a terminal; a caller that replaced it (a test runner) keeps it
+        own = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        own = False
+    terminal = (os.fdopen(os.dup(saved), "w", encoding="utf-8", errors="replace", buffering=1)
+                if own else sys.stderr)
     os.dup2(log.fileno(), 2)
     handler = logging.StreamHandler(log)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -71,7 +76,8 @@ def library_output(settings: Settings, verbose: bool) -> Iterator[IO[str]]:
         os.close(saved)
         root.removeHandler(handler)
         logging.captureWarnings(False)
-        terminal.close()
+        if own:
+            terminal.close()
         log.close()
 
 
