@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     text_emotion: bool = Field(
         default=True,
         description="Score the transcript's emotion with the embedded LLM's label log-probs "
-        "(agent/text_emotion.py, MELD-fitted head) and give it to the LLM as a cue.",
+        "(agent/text_emotion.py, MELD-fitted head): a vote in the fusion and a cue for the LLM.",
     )
 
     # LLM
