@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from pydantic import BaseModel, Field
@@ -19,6 +18,7 @@ from affectlens.settings import Settings  # noqa: E402
 from agent import llm as llm_mod  # noqa: E402
 from agent.llm import LLMError, get_llm  # noqa: E402
 from test_llm import _settings as _embedded_settings  # noqa: E402
+from openai_stub import Server, completion  # noqa: E402
 from test_llm import small_gguf  # noqa: E402,F401 - the fixture
 
 # vLLM 0.6's body for a prompt longer than --max-model-len (a 400, like a bad request field).
@@ -40,50 +40,6 @@ QUESTION = [{"role": "user", "content": "Which emotion is a broad smile?"}]
 class Reading(BaseModel):
     emotion: str
     valence: float = Field(ge=-1, le=1)
-
-
-def completion(content: str) -> dict:
-    return {"id": "c1", "object": "chat.completion", "created": 0, "model": "m",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": content}}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
-
-
-class Server:
-    """A stdlib HTTP server speaking /v1/chat/completions; ``answer(request) -> (status, body)``
-    decides each reply and every request body is kept."""
-
-    def __init__(self, answer):
-        self.requests: list[dict] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append(body)
-                status, reply = answer(body)
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join()
 
 
 def _openai(url: str, **kw) -> Settings:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from pydantic import BaseModel, Field
 from affectlens.settings import Settings
 from agent.llm import get_llm
 from agent.run import analyze
+from openai_stub import Server, completion
 from tools.media import load
 from tools.scene import key_frame_indices
 
@@ -65,52 +64,21 @@ def _fill(schema: dict, node: dict):
     return None
 
 
-class VisionServer:
-    """/v1/chat/completions that keeps each request and answers the schema it was sent."""
-
-    def __init__(self):
-        self.requests: list[dict] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append(body)
-                schema = body["response_format"]["json_schema"]["schema"]
-                reply = _fill(schema, schema)
-                reply["dominant"] = "happiness"
-                data = json.dumps({
-                    "id": "c", "object": "chat.completion", "created": 0, "model": body["model"],
-                    "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                        "role": "assistant", "content": json.dumps(reply)}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def answer_the_schema(body: dict) -> tuple[int, dict]:
+    """The stub's reply: a filled copy of the per-analysis schema it was sent (happiness)."""
+    schema = body["response_format"]["json_schema"]["schema"]
+    reply = _fill(schema, schema)
+    reply["dominant"] = "happiness"
+    return 200, completion(json.dumps(reply))
 
 
 def test_openai_backend_sends_the_key_frames_as_image_parts(face_clip, tmp_path):
     from PIL import Image
 
-    server = VisionServer()
-    try:
+    with Server(answer_the_schema) as server:
         settings = Settings(data_dir=tmp_path, llm_backend="openai", llm_base_url=server.url,
                             llm_model="served-vlm", llm_multimodal=True, verify_max_rounds=0)
         result = analyze(face_clip, settings, without=["speech", "voice", "scene"])
-    finally:
-        server.close()
     assert len(server.requests) == 1
     content = server.requests[0]["messages"][-1]["content"]
     texts = [p["text"] for p in content if p["type"] == "text"]
@@ -129,13 +97,10 @@ def test_openai_backend_sends_the_key_frames_as_image_parts(face_clip, tmp_path)
 
 
 def test_a_text_only_openai_model_gets_no_images(face_clip, tmp_path):
-    server = VisionServer()
-    try:
+    with Server(answer_the_schema) as server:
         settings = Settings(data_dir=tmp_path, llm_backend="openai", llm_base_url=server.url,
                             llm_model="served-text", verify_max_rounds=0)
         analyze(face_clip, settings, without=["speech", "voice", "scene"])
-    finally:
-        server.close()
     assert isinstance(server.requests[0]["messages"][-1]["content"], str)
 
 
