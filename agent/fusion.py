@@ -126,6 +126,18 @@ def fuse(votes: dict[str, EmotionVote], params: FusionParams | None = None) -> F
                         votes=votes, weights=used, model=f"log-linear pool {params.version}")
 
 
+def decided(fused: FusedReading | None, decision: Decision) -> str | None:
+    """The dominant emotion the evidence names before the LLM writes, or None when the LLM is
+    to choose: ``fusion`` always decides; ``hybrid`` when its calibrated confidence reaches
+    ``HYBRID_MIN``; ``llm`` never. The LLM then explains that emotion (its schema allows only
+    it), so the stored explanation concludes with the label it is stored under."""
+    if fused is None or decision == "llm":
+        return None
+    if decision == "fusion" or fused.confidence >= HYBRID_MIN:
+        return fused.top
+    return None
+
+
 def decide(fused: FusedReading | None, llm_dominant: str | None, decision: Decision,
            params: FusionParams | None = None
            ) -> tuple[str | None, float | None, FusedReading | None]:

@@ -154,7 +154,18 @@ def reason_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     rounds = state.get("rounds", 0)
     problems = state.get("problems") or []
     previous = state.get("raw") if rounds and problems else None
-    msgs = rs.messages(state.get("header", ""), cues, state.get("knowledge_text") or [],
+    # Who decides (settings.decision): the LLM names its own emotion first (kept, and any
+    # disagreement with the fusion reported). When the decision then goes to the fused witnesses,
+    # its explanation concluded with another emotion; the repair round asks it to explain the
+    # decided one, and its schema allows no other.
+    fused = state.get("fusion")
+    dominant = (fusion.decided(fused, settings.decision)
+                if previous is not None and fused is not None and fused.conflict else None)
+    header = state.get("header", "") + (
+        f"\nDecided by the fused witnesses: the dominant emotion is {dominant} (you named "
+        f"{fused.llm_dominant}). Explain the evidence for {dominant}; list the cues that point "
+        "elsewhere as conflicts." if dominant else "")
+    msgs = rs.messages(header, cues, state.get("knowledge_text") or [],
                        previous, problems if previous is not None else None)
     if not cues:
         return {"rounds": rounds + 1, "raw": None, "fixed": [], "error": None,
@@ -164,23 +175,30 @@ def reason_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
                     "models": {"reason": getattr(llm, "model_id", type(llm).__name__),
                                **rs.prompt_versions()}}
     try:
-        raw = llm.chat(msgs, rs.schema_for(cues), max_tokens=settings.llm_max_tokens,
+        raw = llm.chat(msgs, rs.schema_for(cues, dominant), max_tokens=settings.llm_max_tokens,
                        **_key_frames(settings, runtime.context.media))
     except Exception as exc:  # noqa: BLE001 - LLMError, backend down: keep the last reading
         update["error"] = f"reasoning failed: {type(exc).__name__}: {exc}"[:500]
         return update
     reading, fixes = rs.normalise(raw, cues, state["status"], state.get("evidence_dist") or {})
-    reading, update["fusion"] = decide(reading, state.get("fusion"), settings.decision)
+    reading, update["fusion"] = decide(reading, fused, settings.decision,
+                                       explained=dominant is not None)
     update.update(raw=raw, reading=reading, fixed=fixes, error=None)
     return update
 
 
-def decide(reading, fused, decision):
+def decide(reading, fused, decision, *, explained: bool = False):
     """Apply ``settings.decision`` (agent.fusion.decide): the dominant emotion, its calibrated
-    confidence, and the conflict with the LLM noted on the fused reading."""
+    confidence, and the conflict with the LLM noted on the fused reading. ``explained``: the
+    LLM was asked to explain the decided emotion, so its own pick and the conflict stay those
+    of the round before."""
     if fused is None or reading is None:
         return reading, fused
+    before = fused
     dominant, conf, fused = fusion.decide(fused, reading.dominant, decision)
+    if explained:
+        fused = fused.model_copy(update={"llm_dominant": before.llm_dominant,
+                                         "conflict": before.conflict})
     if dominant != reading.dominant:
         secondary = reading.secondary if reading.secondary != dominant else None
         reading = reading.model_copy(update={

@@ -104,10 +104,12 @@ class ModalityClaims(BaseModel):
         return self.claims()
 
 
-def schema_for(cues: list[Cue]) -> type[BaseModel]:
+def schema_for(cues: list[Cue], dominant: str | None = None) -> type[BaseModel]:
     """The JSON schema for one analysis: a claim for each modality with cues, citing only that
     modality's ids (at least one), and a conclusion citing any ids; conflicts are ids too. So
-    every cited id exists and every available modality is accounted for, by construction."""
+    every cited id exists and every available modality is accounted for, by construction.
+    ``dominant``: the emotion the fused witnesses decided (agent.fusion.decided); the only
+    value the schema then allows, and the one the conclusion is asked to name."""
     if not cues:
         return LLMReading
     ids = tuple(dict.fromkeys(c.id for c in cues))
@@ -126,8 +128,9 @@ def schema_for(cues: list[Cue]) -> type[BaseModel]:
             per_modality[m] = claim(m, mine, f"one sentence: what the {m} cues show")
     return create_model(
         "Reading", __base__=ModalityClaims, **per_modality,
-        conclusion=claim("conclusion", ids, "one sentence naming the emotion and its main cues"),
-        dominant=(Basic, ...),
+        conclusion=claim("conclusion", ids, f"one sentence naming {dominant or 'the emotion'} "
+                                            "and its main cues"),
+        dominant=(Literal[dominant] if dominant else Basic, ...),  # type: ignore[valid-type]
         secondary=(Basic | Literal["none"], "none"),
         valence=(float, Field(ge=-1, le=1)),
         arousal=(float, Field(ge=-1, le=1)),

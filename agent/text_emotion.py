@@ -224,21 +224,23 @@ def _dist(probs: np.ndarray) -> dict[str, float]:
     return {e: round(float(p), 4) for e, p in zip(BASIC_EMOTIONS, probs)}
 
 
-_SCORERS: dict[tuple, LabelScorer] = {}
+_SCORERS: dict[int, LabelScorer] = {}
+_SCORERS_LOCK = threading.Lock()
 
 
 def get_scorer(settings, model: str) -> LabelScorer:
-    """The scorer on the embedded GGUF ``model`` (shares agent.llm's loaded instance and lock)."""
-    from agent.llm import _load_llama, resolve_gguf
+    """The scorer on the embedded GGUF ``model``: agent.llm's loaded instance and its lock (one
+    copy of the weights, whatever the reasoning backend), with this module's token ids and
+    cached instruction state."""
+    from agent.llm import get_llm
 
-    _, path = resolve_gguf(settings.model_copy(update={"llm_model": model}))
-    key = (str(path), settings.llm_context, settings.cpu_threads, settings.llm_seed)
-    if key not in _SCORERS:
-        llama, lock = _load_llama(str(path), settings.llm_context, settings.cpu_threads,
-                                  -1 if settings.resolved_device == "cuda" else 0,
-                                  settings.llm_seed)
-        _SCORERS[key] = LabelScorer(llama, lock)
-    return _SCORERS[key]
+    llm = get_llm(settings.model_copy(update={"llm_backend": "embedded", "llm_model": model}))
+    with _SCORERS_LOCK:
+        key = id(llm._llama)
+        if key not in _SCORERS or _SCORERS[key].llama is not llm._llama:
+            _SCORERS.clear()  # the instance cache evicted the model: drop its stale state
+            _SCORERS[key] = LabelScorer(llm._llama, llm._lock)
+        return _SCORERS[key]
 
 
 def score_text(text: str, settings, head: Head | None = None) -> dict[str, float]:
@@ -258,8 +260,8 @@ def text_emotion(speech: SpeechEvidence | None, settings, head: Head | None = No
     out = []
     if len(segs) > 1 and max_segments:
         for s in segs[:max_segments]:
-            out.append(SegmentEmotion(start=s.start, end=s.end, text=s.text.strip(),
-                                      probs=_dist(head.apply(scorer.logprobs(s.text, head.prompt_version)))))
+            probs = _dist(head.apply(scorer.logprobs(s.text, head.prompt_version)))
+            out.append(SegmentEmotion(start=s.start, end=s.end, text=s.text.strip(), probs=probs))
     clip = head.apply(scorer.logprobs(speech.text, head.prompt_version))
     vote = EmotionVote(probs=_dist(clip), reliability=reliability(speech),
                        model=f"text-emotion {head.model} {head.prompt_version} (MELD head)")

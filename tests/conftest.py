@@ -71,6 +71,16 @@ def ffmpeg(*args: str | Path) -> None:
     subprocess.run(cmd, check=True, timeout=120)
 
 
+def reverified(result) -> bool:
+    """The verifier's verdict recomputed on the stored reading and cues (agent.verify is
+    deterministic): what ``result.verification.grounded`` must say. A reading with no cue is
+    never grounded."""
+    from agent import verify as vf
+
+    available = {a.modality: a.status == "ok" for a in result.reading.modalities}
+    return bool(result.cues) and vf.grounded(vf.check(result.reading, result.cues, available))
+
+
 def espeak(text: str, out: Path, voice: str = "en", speed: int = 160, pitch: int = 50) -> Path:
     subprocess.run(
         ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(out), text],

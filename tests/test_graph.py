@@ -16,6 +16,7 @@ from agent.run import analyze, reason_again
 from agent.schemas import MODALITIES
 from agent.store import AnalysisStore
 from agent.verify import cited_ids
+from tests.conftest import reverified
 
 
 class Scripted:
@@ -138,4 +139,4 @@ def test_verify_loop_repairs_a_bad_first_reading(face_clip, tmp_path):
     assert v.rounds == len(llm.calls) and any("F9" in f for f in v.fixed)
     cited = {i for s in result.reading.explanation for i in cited_ids(s)}
     assert "F9" not in cited and cited <= {c.id for c in result.cues}
-    assert v.grounded == (not v.problems), v  # the repaired reading's quality is the model's
+    assert v.grounded == reverified(result), v  # the repaired reading's quality is the model's

@@ -1,5 +1,7 @@
 """The per-analysis JSON schema makes citations structural: only real ids, per modality."""
 
+import json
+
 import pytest
 from pydantic import ValidationError
 
@@ -39,6 +41,18 @@ def test_claims_can_only_cite_their_own_modality_and_must_cite():
         model.model_validate({**GOOD, "voice": {"text": "x", "cues": []}})  # uncited
     with pytest.raises(ValidationError):
         model.model_validate({**GOOD, "conclusion": {"text": "x", "cues": ["F9"]}})  # no such cue
+
+
+def test_a_decided_emotion_is_the_only_dominant_the_schema_allows():
+    """On the repair round after the fused witnesses overruled the LLM (agent.nodes), the
+    schema admits only the decided emotion, and the conclusion is asked to name it."""
+    model = rs.schema_for(CUES, "sadness")
+    model.model_validate(GOOD)
+    with pytest.raises(ValidationError):
+        model.model_validate({**GOOD, "dominant": "happiness"})
+    schema = model.model_json_schema()
+    assert "sadness" in json.dumps(schema["properties"]["conclusion"])
+    assert rs.schema_for(CUES).model_validate({**GOOD, "dominant": "happiness"})
 
 
 def test_structured_reading_normalises_to_cited_sentences():

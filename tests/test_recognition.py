@@ -106,6 +106,20 @@ def test_decision_rules_and_the_visible_conflict():
     assert fusion.decide(fused, "happiness", "fusion", params)[2].conflict is None
 
 
+def test_who_decides_before_the_llm_explains():
+    """fusion: always the fused top; hybrid: only from HYBRID_MIN calibrated confidence; llm:
+    never (agent.nodes then asks the LLM to explain the decided emotion)."""
+    params = fusion.FusionParams(platt=(1.0, 0.0))
+    sure = fusion.fuse({"face": EmotionVote(probs={"happiness": 0.95, "sadness": 0.05})}, params)
+    unsure = fusion.fuse({"face": EmotionVote(probs={"happiness": 0.4, "sadness": 0.35,
+                                                     "neutral": 0.25})}, params)
+    assert sure.confidence >= fusion.HYBRID_MIN > unsure.confidence
+    assert fusion.decided(sure, "fusion") == fusion.decided(unsure, "fusion") == "happiness"
+    assert fusion.decided(sure, "hybrid") == "happiness"
+    assert fusion.decided(unsure, "hybrid") is None
+    assert fusion.decided(sure, "llm") is None and fusion.decided(None, "fusion") is None
+
+
 def test_face_calibration_fit_is_reproducible_from_its_shipped_votes():
     """Refit from the shipped votes (facex + AUs on the face sets) gives the shipped file."""
     import importlib.util

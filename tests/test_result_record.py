@@ -7,6 +7,7 @@ constrained to, so the reading is valid for whatever the tools produced."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
@@ -38,10 +39,12 @@ class SchemaFiller:
                 first = fields[m].annotation.model_fields["cues"].annotation.__args__[0].__args__[0]
                 claims[m] = {"text": f"The {m} cue is observed.", "cues": [first]}
         any_id = next(iter(claims.values()))["cues"]
+        allowed = get_args(fields["dominant"].annotation)  # one value once the fusion decided
+        dominant = "happiness" if "happiness" in allowed else allowed[0]
         return schema.model_validate({
             **claims,
-            "conclusion": {"text": "Overall the person shows happiness.", "cues": any_id},
-            "dominant": "happiness", "valence": 0.4, "arousal": 0.2, "confidence": 0.5})
+            "conclusion": {"text": f"Overall the person shows {dominant}.", "cues": any_id},
+            "dominant": dominant, "valence": 0.4, "arousal": 0.2, "confidence": 0.5})
 
 
 @pytest.fixture(scope="module")
