@@ -278,6 +278,7 @@ def host_speed() -> HostSpeed:
         llm = get_llm(Settings(llm_model=SPEED_MODEL))
     except Exception as exc:  # noqa: BLE001 - no model here: nothing to size a wait from
         pytest.skip(f"cannot measure the host's LLM speed: {exc}")
+    llm = getattr(llm, "llm", llm)  # get_llm gives a sampling view (agent.llm.Sampled)
     assert isinstance(llm, EmbeddedLLM), type(llm)
     count = "1, 2, 3, 4, 5, 6, 7, 8,"  # a plain continuation: it keeps counting, no stop
     with llm._lock:

@@ -10,6 +10,7 @@ checked against the stored thread (its citations shown), never against the model
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import socket
@@ -144,7 +145,7 @@ def test_analyse_read_and_chat(page, app, host_speed):
 
 def test_corrupt_file_shows_a_readable_error(page, tmp_path):
     bad = tmp_path / "broken.mp4"
-    bad.write_bytes(os.urandom(64 * 1024))
+    bad.write_bytes(random.Random(0).randbytes(64 * 1024))  # seeded: the same probe each run
     page.reload()
     page.wait_for_selector("#clip", timeout=30_000)
     _upload(page, bad)
@@ -152,5 +153,7 @@ def test_corrupt_file_shows_a_readable_error(page, tmp_path):
     box = page.wait_for_selector("#error .error-box", timeout=60_000)
     message = box.inner_text()
     assert "broken.mp4" in message and "Traceback" not in message
-    assert "not a readable media file" in message
+    # ffprobe may take noise for some container it then fails to read, or for one outside the
+    # demuxer whitelist (tools.media): either typed message, never a traceback
+    assert "not a readable media file" in message or "not one AffectLens accepts" in message
     page.screenshot(path=str(ARTIFACTS / "4-error.png"))
