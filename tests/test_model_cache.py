@@ -13,6 +13,7 @@ import tools.asr
 import tools.face
 import tools.scene
 import tools.tone
+import tools.voice_emotion
 from affectlens.cache import ModelCache, model_cache
 
 
@@ -36,7 +37,7 @@ def _both(fn, *args):
 def test_every_loader_is_a_locked_model_cache():
     loaders = [tools.asr._load, tools.face._mediapipe_models, tools.face._pyfeat_model,
                tools.scene._load, tools.tone._smile, tools.tone._ser_pipeline,
-               agent.embeddings._load]
+               tools.voice_emotion._functionals_smile, agent.embeddings._load]
     assert all(isinstance(f, ModelCache) for f in loaders)
 
 

@@ -87,13 +87,11 @@ SER_CHUNK_S, SER_MAX_S = 10.0, 60.0
 # measuring -------------------------------------------------------------------------------------
 @model_cache(maxsize=1)
 def _smile():
+    """eGeMAPSv02 low-level descriptors (the functionals: tools.voice_emotion.functionals)."""
     import opensmile
 
-    def make(level):
-        return opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=level)
-
-    levels = opensmile.FeatureLevel
-    return make(levels.Functionals), make(levels.LowLevelDescriptors)
+    return opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
+                           feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
 
 
 def _versions() -> str:
@@ -230,13 +228,12 @@ def _opensmile(audio: np.ndarray) -> tuple[dict[str, float], dict[str, float], n
                                           np.ndarray]:
     """Named clip functionals, all 88 functionals (the voice-emotion model's input), and the
     loudness LLD with its frame-centre times (10 ms step)."""
-    functionals, lld = _smile()
-    row = functionals.process_signal(audio, SR).iloc[0]
+    row = voice_emotion.functionals(audio)
     feats = {k: v for k, col in _EGEMAPS.items() if (v := _finite(row.get(col))) is not None}
-    low = lld.process_signal(audio, SR)
+    low = _smile().process_signal(audio, SR)
     loud = low["Loudness_sma3"].to_numpy(dtype=float)
     times = np.arange(len(loud)) * 0.01 + 0.01
-    return feats, {k: float(v) for k, v in row.items()}, times, loud
+    return feats, row, times, loud
 
 
 # interpreting ----------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
+from affectlens.cache import model_cache
 from tools.evidence import BASIC_EMOTIONS, EmotionVote
 
 SR = 16000
@@ -31,7 +32,7 @@ CIRCUMPLEX: dict[str, tuple[float, float]] = {
 }  # fmt: skip
 
 
-@lru_cache(maxsize=1)
+@model_cache(maxsize=1)
 def _functionals_smile():
     import opensmile
 
@@ -42,7 +43,8 @@ def _functionals_smile():
 
 
 def functionals(speech: np.ndarray) -> dict[str, float]:
-    """All 88 eGeMAPSv02 functionals of a 16 kHz mono signal (the speech span only)."""
+    """All 88 eGeMAPSv02 functionals of a 16 kHz mono signal (the speech span only): the one
+    extractor for the model's input, tools.tone's named features and the training script."""
     row = _functionals_smile().process_signal(np.asarray(speech, dtype=np.float32), SR).iloc[0]
     return {k: float(v) for k, v in row.items()}
 
