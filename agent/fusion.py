@@ -109,8 +109,14 @@ def pool(votes: dict[str, EmotionVote], weights: dict[str, float], bias: dict[st
     return q / q.sum(), used
 
 
+def _logit(q):
+    """logit of a probability (scalar or array), clipped to [1e-6, 1 - 1e-6]."""
+    q = np.clip(q, 1e-6, 1 - 1e-6)
+    return np.log(q / (1 - q))
+
+
 def platt(q: float, ab: Sequence[float]) -> float:
-    x = math.log(min(max(q, 1e-6), 1 - 1e-6) / (1 - min(max(q, 1e-6), 1 - 1e-6)))
+    x = float(_logit(q))
     return float(1 / (1 + math.exp(-(ab[0] * x + ab[1]))))
 
 
@@ -198,7 +204,7 @@ def fit_platt(q: Sequence[float], correct: Sequence[bool]) -> tuple[float, float
     """Platt scaling on logit(q): a 1-feature logistic regression (mild ridge), deterministic."""
     from scipy.optimize import minimize
 
-    x = np.log(np.clip(q, 1e-6, 1 - 1e-6) / (1 - np.clip(q, 1e-6, 1 - 1e-6)))
+    x = _logit(np.asarray(q, dtype=float))
     t = np.asarray(correct, dtype=float)
 
     def loss(ab):

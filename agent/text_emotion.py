@@ -18,6 +18,7 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,12 @@ class Head(BaseModel):
     @classmethod
     def load(cls, path: Path = HEAD_FILE) -> Head:
         return cls.model_validate_json(Path(path).read_text())
+
+
+@lru_cache(maxsize=1)
+def shipped_head() -> Head:
+    """The head in the repo, read once (every clip with speech is scored with it)."""
+    return Head.load()
 
 
 def _get_state(llama) -> bytes:
@@ -245,7 +252,7 @@ def get_scorer(settings, model: str) -> LabelScorer:
 
 def score_text(text: str, settings, head: Head | None = None) -> dict[str, float]:
     """Calibrated distribution for one line of text."""
-    head = head or Head.load()
+    head = head or shipped_head()
     return _dist(head.apply(get_scorer(settings, head.model).logprobs(text, head.prompt_version)))
 
 
@@ -254,7 +261,7 @@ def text_emotion(speech: SpeechEvidence | None, settings, head: Head | None = No
     """Per-segment distributions and the whole clip's vote; None when nothing was said."""
     if speech is None or speech.status != "ok" or not speech.text.strip():
         return None
-    head = head or Head.load()
+    head = head or shipped_head()
     scorer = get_scorer(settings, head.model)
     segs = [s for s in speech.segments if s.text.strip()]
     out = []
