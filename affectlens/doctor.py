@@ -66,7 +66,9 @@ def _ffmpeg_row(tool: str) -> Row:
 def check(settings: Settings, *, deep: bool = False) -> list[Row]:
     """One row per component; ``deep`` re-hashes every assembled model."""
     device = settings.resolved_device
-    rows = [Row("device", "compute", "present", f"device setting: {settings.device}", device=device)]
+    rows = [
+        Row("device", "compute", "present", f"device setting: {settings.device}", device=device)
+    ]
     for dist, required in PACKAGES:
         try:
             version = md.version(dist)
@@ -100,7 +102,11 @@ def render(rows: list[Row]) -> str:
         table.add_column(col, overflow="fold")
     colour = {"present": "green", "missing": "red", "corrupt": "red", "optional-missing": "yellow"}
     for r in rows:
-        where = f"{r.path}\n{r.detail}" if r.path and r.detail and r.state != "present" else (r.path or r.detail)
+        where = (
+            f"{r.path}\n{r.detail}"
+            if r.path and r.detail and r.state != "present"
+            else (r.path or r.detail)
+        )
         table.add_row(r.kind, r.name, f"[{colour[r.state]}]{r.state}[/]", r.device, r.size, where)
     console = Console(width=160, record=True)
     with console.capture() as cap:

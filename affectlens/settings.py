@@ -43,9 +43,7 @@ def default_config_file() -> Path:
 class Settings(BaseSettings):
     """Model choices and paths, device, sampling, limits, storage and server."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, extra="forbid", validate_default=True
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
 
     # storage
     data_dir: Path = Field(
@@ -79,7 +77,8 @@ class Settings(BaseSettings):
         "outside them, or unsure, is re-decoded in the likeliest expected one. Empty: any.",
     )
     asr_language_min_prob: float = Field(
-        default=0.6, ge=0, le=1, description="Below this, whisper's language guess is 'unsure'.")
+        default=0.6, ge=0, le=1, description="Below this, whisper's language guess is 'unsure'."
+    )
     face_backend: Literal["mediapipe", "pyfeat"] = "mediapipe"
     pyfeat_weights_dir: Path | None = None
     clip_model: str = "ViT-B-32"
@@ -115,7 +114,10 @@ class Settings(BaseSettings):
         "from scratch, so the same prompt gives bit-identical output (evals turn it off).",
     )
     verify_max_rounds: int = Field(
-        default=1, ge=0, le=5, description="Repair rounds after the first reading (each is an LLM call)."
+        default=1,
+        ge=0,
+        le=5,
+        description="Repair rounds after the first reading (each is an LLM call).",
     )
     # recognition (agent/fusion.py, docs/models/fusion.md)
     decision: Literal["fusion", "llm", "hybrid"] = Field(
@@ -150,11 +152,14 @@ class Settings(BaseSettings):
     @classmethod
     def _no_unknown_env(cls, data: Any) -> Any:
         known = {name.upper() for name in cls.model_fields} | NON_SETTING_VARS
-        unknown = sorted(k for k in os.environ
-                         if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX):] not in known)
+        unknown = sorted(
+            k for k in os.environ if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX) :] not in known
+        )
         if unknown:
-            raise ValueError(f"unknown setting(s) in the environment: {', '.join(unknown)} "
-                             f"(see `Settings` in affectlens/settings.py for the names)")
+            raise ValueError(
+                f"unknown setting(s) in the environment: {', '.join(unknown)} "
+                f"(see `Settings` in affectlens/settings.py for the names)"
+            )
         return data
 
     def auth_pairs(self) -> list[tuple[str, str]]:

@@ -22,7 +22,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -32,14 +32,20 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field, RootModel, create_model
 
-import prompts
+from affectlens import prompts
+from affectlens.agent import verify as vf
+from affectlens.agent.chat_tools import ToolChoice, ToolResult, modality_in, run_tool, times_in
+from affectlens.agent.citations import (
+    cited_ids,
+    replace_citations,
+    split_sentences,
+    strip_citations,
+)
+from affectlens.agent.reason import SENTENCE_CHARS, Claim
+from affectlens.agent.schemas import MODALITIES, AnalysisResult, Cue, EmotionReading
+from affectlens.agent.store import AnalysisNotFound, AnalysisStore, StoredAnalysis
+from affectlens.agent.textualise import render_cues
 from affectlens.settings import Settings, get_settings
-from agent import verify as vf
-from agent.chat_tools import ToolChoice, ToolResult, modality_in, run_tool, times_in
-from agent.reason import SENTENCE_CHARS, Claim
-from agent.schemas import MODALITIES, AnalysisResult, Cue, EmotionReading
-from agent.store import AnalysisNotFound, AnalysisStore, StoredAnalysis
-from agent.textualise import render_cues
 
 DB_NAME = "chat.sqlite"
 DEFAULT_THREAD = "default"
@@ -84,7 +90,8 @@ class ChatAnswer(BaseModel):
     counterfactual: EmotionReading | None = None
     without: str | None = Field(default=None, description="Modality the counterfactual left out.")
     unknown_cues: list[str] = Field(
-        default_factory=list, description="Ids the LLM cited that do not exist (removed).")
+        default_factory=list, description="Ids the LLM cited that do not exist (removed)."
+    )
     problems: list[str] = Field(default_factory=list)
     grounded: bool = True
     declined: bool = Field(default=False, description="The LLM said the cues cannot answer.")
@@ -116,11 +123,23 @@ def answer_schema(cues: list[Cue]) -> type[RootModel]:
         raise ValueError("no cues to cite")
     Ref = Literal[ids]  # type: ignore[valid-type]
     claim = create_model(
-        "ChatClaim", __base__=Claim, text=(str, Field(min_length=1, max_length=SENTENCE_CHARS)),
-        cues=(list[Ref], Field(min_length=1, max_length=MAX_CLAIM_CUES)))
-    answer = create_model("Answer", __base__=CitedAnswer, claims=(
-        list[claim], Field(min_length=1, max_length=MAX_CLAIMS,
-                           description="1-4 sentences, each with the cue ids it rests on")))
+        "ChatClaim",
+        __base__=Claim,
+        text=(str, Field(min_length=1, max_length=SENTENCE_CHARS)),
+        cues=(list[Ref], Field(min_length=1, max_length=MAX_CLAIM_CUES)),
+    )
+    answer = create_model(
+        "Answer",
+        __base__=CitedAnswer,
+        claims=(
+            list[claim],
+            Field(
+                min_length=1,
+                max_length=MAX_CLAIMS,
+                description="1-4 sentences, each with the cue ids it rests on",
+            ),
+        ),
+    )
     return RootModel[answer | Decline]  # type: ignore[valid-type, return-value]
 
 
@@ -129,11 +148,11 @@ def render(reply: BaseModel) -> tuple[str, list[str]]:
     ids in brackets, written here, not by the model (brackets it wrote itself are dropped)."""
     value = getattr(reply, "root", reply)
     if isinstance(value, Decline):
-        reason = " ".join(vf.CITATION.sub(" ", value.reason).split())
+        reason = strip_citations(value.reason)
         return re.sub(r"\s+([.,;:!?])", r"\1", reason), []
     sentences = []
     for claim in value.claims:  # a claim of several sentences cites each of them
-        pieces = [p for p in vf.split_sentences([claim.text]) if vf.CITATION.sub("", p).strip()]
+        pieces = [p for p in split_sentences(claim.text) if strip_citations(p)]
         sentences += [Claim(text=p, cues=claim.cues).sentence for p in pieces or [claim.text]]
     cited = list(dict.fromkeys(i for c in value.claims for i in c.cues))
     return " ".join(sentences), cited
@@ -168,34 +187,45 @@ class ChatContext:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _system(analysis: AnalysisResult, thread_cues: list[Cue]) -> dict:
     r = analysis.reading
     v = analysis.verification
     verification = ("grounded" if v.grounded else "not fully grounded") + (
-        f"; open problems: {'; '.join(v.problems[:2])}" if v.problems else "")
-    from agent.textualise import header, modality_status, neutralise
+        f"; open problems: {'; '.join(v.problems[:2])}" if v.problems else ""
+    )
+    from affectlens.agent.textualise import header, modality_status, neutralise
 
     evidence = {m: getattr(analysis, m) for m in MODALITIES}
     status = modality_status(evidence, without=analysis.settings.get("without") or [])
-    kind = "photo" if analysis.media.is_image else (
-        "clip" if analysis.media.has_video else "audio recording")
-    head = header(status, analysis.cues, 0.0 if analysis.media.is_image
-                  else analysis.media.duration_s, kind)
-    return {"role": "system", "content": prompts.render(
-        PROMPT_SYSTEM, header=head, cues=render_cues([*analysis.cues, *thread_cues]),
-        label=neutralise(r.label) if r else f"none ({analysis.error or 'no reading'})",
-        explanation=[neutralise(e) for e in r.explanation] if r else [],  # LLM text: inert
-        verification=verification)}
+    kind = (
+        "photo"
+        if analysis.media.is_image
+        else ("clip" if analysis.media.has_video else "audio recording")
+    )
+    head = header(
+        status, analysis.cues, 0.0 if analysis.media.is_image else analysis.media.duration_s, kind
+    )
+    return {
+        "role": "system",
+        "content": prompts.render(
+            PROMPT_SYSTEM,
+            header=head,
+            cues=render_cues([*analysis.cues, *thread_cues]),
+            label=neutralise(r.label) if r else f"none ({analysis.error or 'no reading'})",
+            explanation=[neutralise(e) for e in r.explanation] if r else [],  # LLM text: inert
+            verification=verification,
+        ),
+    }
 
 
 def _history(state: ChatState) -> list[dict]:
     """The last turns before the current question, as plain chat messages."""
     past = (state.get("messages") or [])[:-1]  # the last one is the current question
     turns = [m for m in past if m.get("role") in ("user", "assistant")]
-    return [{"role": m["role"], "content": m["content"]} for m in turns[-2 * HISTORY_TURNS:]]
+    return [{"role": m["role"], "content": m["content"]} for m in turns[-2 * HISTORY_TURNS :]]
 
 
 def _thread_cues(state: ChatState) -> list[Cue]:
@@ -208,16 +238,25 @@ def route(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
     a = ctx.analysis
     present = sorted({c.modality for c in a.cues}, key=MODALITIES.index)
     # A short prompt of its own (no cues): small models route far better without the context.
-    msgs = [{"role": "system", "content": prompts.render(
-                PROMPT_ROUTE, duration=a.media.duration_s, modalities=", ".join(present) or "none")},
-            {"role": "user", "content": state["question"]}]
+    msgs = [
+        {
+            "role": "system",
+            "content": prompts.render(
+                PROMPT_ROUTE, duration=a.media.duration_s, modalities=", ".join(present) or "none"
+            ),
+        },
+        {"role": "user", "content": state["question"]},
+    ]
     try:
         choice = ctx.llm.chat(msgs, ToolChoice, max_tokens=ROUTE_MAX_TOKENS)
     except Exception as exc:  # noqa: BLE001 - LLMError: answer without a tool
         choice = ToolChoice(tool="answer")
-        return {"choice": choice.model_dump(), "result": ToolResult(
-            tool="answer", ok=False, summary="", arguments={"route_error": str(exc)[:200]}
-        ).model_dump()}
+        return {
+            "choice": choice.model_dump(),
+            "result": ToolResult(
+                tool="answer", ok=False, summary="", arguments={"route_error": str(exc)[:200]}
+            ).model_dump(),
+        }
     choice = overrule(choice, state["question"])
     return {"choice": choice.model_dump(), "result": ToolResult(tool="answer").model_dump()}
 
@@ -247,8 +286,14 @@ def after_route(state: ChatState) -> str:
 
 def act(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
     ctx = runtime.context
-    result = run_tool(ToolChoice.model_validate(state["choice"]), state["question"],
-                      ctx.analysis, ctx.settings, _thread_cues(state), llm=ctx.llm)
+    result = run_tool(
+        ToolChoice.model_validate(state["choice"]),
+        state["question"],
+        ctx.analysis,
+        ctx.settings,
+        _thread_cues(state),
+        llm=ctx.llm,
+    )
     update: dict = {"result": result.model_dump()}
     if result.new_cues:
         update["thread_cues"] = [c.model_dump() for c in result.cues]
@@ -260,8 +305,8 @@ def check_answer(text: str, cues: list[Cue]) -> tuple[list[str], list[str], list
     applied to a chat answer."""
     by_id = {c.id: c for c in cues}
     cited, unknown, problems = [], [], []
-    for n, sentence in enumerate(vf.split_sentences([text]), start=1):
-        ids = vf.cited_ids(sentence)
+    for n, sentence in enumerate(split_sentences(text), start=1):
+        ids = cited_ids(sentence)
         unknown += [i for i in ids if i not in by_id and i not in unknown]
         known = [by_id[i] for i in ids if i in by_id]
         cited += [c.id for c in known if c.id not in cited]
@@ -269,8 +314,10 @@ def check_answer(text: str, cues: list[Cue]) -> tuple[list[str], list[str], list
             allowed = [x for c in known for x in vf.numbers(f"{c.start} {c.end} {c.text}")]
             wrong = [x for x in vf.numbers(sentence) if not vf.matches(x, allowed)]
             if wrong:
-                problems.append(f"sentence {n} quotes {', '.join(f'{w:g}' for w in wrong)}, "
-                                f"not in {', '.join(c.id for c in known)}")
+                problems.append(
+                    f"sentence {n} quotes {', '.join(f'{w:g}' for w in wrong)}, "
+                    f"not in {', '.join(c.id for c in known)}"
+                )
     if unknown:
         problems.insert(0, f"cites {', '.join(unknown)}, which do not exist")
     return cited, unknown, problems
@@ -281,11 +328,11 @@ def strip_unknown(text: str, unknown: list[str]) -> str:
     if not unknown:
         return text
 
-    def fix(m: re.Match) -> str:
-        keep = [i for i in re.findall(r"[A-Z]\d+", m.group(1)) if i not in unknown]
-        return f"[{', '.join(keep)}]" if keep else ""
+    def keep(ids: list[str]) -> str:
+        kept = [i for i in ids if i not in unknown]
+        return f"[{', '.join(kept)}]" if kept else ""
 
-    out = vf.CITATION.sub(fix, text)
+    out = replace_citations(text, keep)
     return re.sub(r"\s+([.,;!?])", r"\1", re.sub(r"[ \t]{2,}", " ", out)).strip()
 
 
@@ -299,10 +346,20 @@ def respond(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
     thread_cues = _thread_cues(state)
     cues = [*a.cues, *thread_cues]
     structured = needs_claims(result.tool, state["question"], cues)
-    msgs = [_system(a, thread_cues), *_history(state),
-            {"role": "user", "content": prompts.render(
-                PROMPT_ANSWER, question=state["question"], tool=result.tool,
-                summary=result.summary, structured=structured)}]
+    msgs = [
+        _system(a, thread_cues),
+        *_history(state),
+        {
+            "role": "user",
+            "content": prompts.render(
+                PROMPT_ANSWER,
+                question=state["question"],
+                tool=result.tool,
+                summary=result.summary,
+                structured=structured,
+            ),
+        },
+    ]
     error, declined = None, False
     try:
         if structured:
@@ -330,14 +387,30 @@ def respond(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
     grounded = not error and not unknown and not any("quotes" in p for p in problems)
     by_id = {c.id: c for c in cues}
     answer = ChatAnswer(
-        text=text, cited=cited, cues=[by_id[i] for i in cited], tool=result.tool,
-        arguments=result.arguments, tool_summary=result.summary or None,
-        new_cues=result.cues if result.new_cues else [], counterfactual=result.counterfactual,
-        without=result.without, unknown_cues=unknown, problems=problems, grounded=grounded,
-        declined=declined, thread=ctx.thread, error=error)
-    message = ChatMessage(role="assistant", content=text, created=_now(), cited=cited,
-                          tool=result.tool if result.tool != "answer" else None,
-                          tool_summary=result.summary or None)
+        text=text,
+        cited=cited,
+        cues=[by_id[i] for i in cited],
+        tool=result.tool,
+        arguments=result.arguments,
+        tool_summary=result.summary or None,
+        new_cues=result.cues if result.new_cues else [],
+        counterfactual=result.counterfactual,
+        without=result.without,
+        unknown_cues=unknown,
+        problems=problems,
+        grounded=grounded,
+        declined=declined,
+        thread=ctx.thread,
+        error=error,
+    )
+    message = ChatMessage(
+        role="assistant",
+        content=text,
+        created=_now(),
+        cited=cited,
+        tool=result.tool if result.tool != "answer" else None,
+        tool_summary=result.summary or None,
+    )
     return {"answer": answer.model_dump(mode="json"), "messages": [message.model_dump()]}
 
 
@@ -393,8 +466,9 @@ def _config(analysis_id: str, thread: str) -> dict:
 
 
 # public API --------------------------------------------------------------------------------------
-def _prepare(analysis_id: str, question: str, settings: Settings | None, thread: str,
-             llm: Any) -> tuple[Settings, ChatContext, dict]:
+def _prepare(
+    analysis_id: str, question: str, settings: Settings | None, thread: str, llm: Any
+) -> tuple[Settings, ChatContext, dict]:
     settings = settings or get_settings()
     if not isinstance(question, str) or not question.strip():
         raise ChatError("the question is empty")
@@ -403,38 +477,59 @@ def _prepare(analysis_id: str, question: str, settings: Settings | None, thread:
     thread_id(analysis_id, thread)  # validates the thread name
     analysis = AnalysisStore(settings, index=False).get(analysis_id)  # AnalysisNotFound
     if llm is None:
-        from agent.llm import get_llm
+        from affectlens.agent.llm import get_llm
 
         llm = get_llm(settings, role="reason")
     ctx = ChatContext(settings=settings, analysis=analysis, llm=llm, thread=thread)
     question = question.strip()
     user = ChatMessage(role="user", content=question, created=_now())
-    return settings, ctx, {"analysis_id": analysis_id, "question": question,
-                           "messages": [user.model_dump()]}
+    return (
+        settings,
+        ctx,
+        {"analysis_id": analysis_id, "question": question, "messages": [user.model_dump()]},
+    )
 
 
-def ask(analysis_id: str, question: str, settings: Settings | None = None, *,
-        thread: str = DEFAULT_THREAD, llm: Any = None) -> ChatAnswer:
+def ask(
+    analysis_id: str,
+    question: str,
+    settings: Settings | None = None,
+    *,
+    thread: str = DEFAULT_THREAD,
+    llm: Any = None,
+) -> ChatAnswer:
     """Answer one question about a stored analysis; the turn is added to the thread.
 
     Raises ``AnalysisNotFound`` for an unknown id and ``ChatError`` for an empty or too long
     question or a bad thread name; an LLM failure is an answer with ``error`` set."""
     settings, ctx, state = _prepare(analysis_id, question, settings, thread, llm)
-    final = graph(settings).invoke(state, _config(analysis_id, thread), context=ctx,
-                                   durability="sync")
+    final = graph(settings).invoke(
+        state, _config(analysis_id, thread), context=ctx, durability="sync"
+    )
     return ChatAnswer.model_validate(final["answer"])
 
 
-def ask_stream(analysis_id: str, question: str, settings: Settings | None = None, *,
-               thread: str = DEFAULT_THREAD, llm: Any = None) -> Iterator[str | ChatAnswer]:
+def ask_stream(
+    analysis_id: str,
+    question: str,
+    settings: Settings | None = None,
+    *,
+    thread: str = DEFAULT_THREAD,
+    llm: Any = None,
+) -> Iterator[str | ChatAnswer]:
     """Like ``ask``, but yields a free-text answer's chunks as the LLM writes it, then the final
     ``ChatAnswer`` (whose text may differ: unknown citations removed). A cited answer is
     structured, so it comes whole, as the final ``ChatAnswer`` only."""
     settings, ctx, state = _prepare(analysis_id, question, settings, thread, llm)
     ctx.stream = True
     final: dict = {}
-    for mode, data in graph(settings).stream(state, _config(analysis_id, thread), context=ctx,
-                                             stream_mode=["custom", "values"], durability="sync"):
+    for mode, data in graph(settings).stream(
+        state,
+        _config(analysis_id, thread),
+        context=ctx,
+        stream_mode=["custom", "values"],
+        durability="sync",
+    ):
         if mode == "custom" and isinstance(data, dict) and "chunk" in data:
             yield data["chunk"]
         elif mode == "values":
@@ -442,8 +537,9 @@ def ask_stream(analysis_id: str, question: str, settings: Settings | None = None
     yield ChatAnswer.model_validate(final["answer"])
 
 
-def history(analysis_id: str, thread: str = DEFAULT_THREAD,
-            settings: Settings | None = None) -> list[ChatMessage]:
+def history(
+    analysis_id: str, thread: str = DEFAULT_THREAD, settings: Settings | None = None
+) -> list[ChatMessage]:
     """The thread's messages in order (empty for a thread never used)."""
     settings = settings or get_settings()
     snapshot = graph(settings).get_state(_config(analysis_id, thread))
@@ -459,8 +555,10 @@ def threads(analysis_id: str, settings: Settings | None = None) -> list[str]:
     with saver(settings).lock:
         rows = conn.execute(
             "SELECT thread_id, MIN(rowid) FROM checkpoints WHERE thread_id LIKE ? ESCAPE '\\' "
-            "GROUP BY thread_id ORDER BY MIN(rowid)", (escaped + "%",)).fetchall()
-    return [r[0][len(prefix):] for r in rows]
+            "GROUP BY thread_id ORDER BY MIN(rowid)",
+            (escaped + "%",),
+        ).fetchall()
+    return [r[0][len(prefix) :] for r in rows]
 
 
 def delete_threads(analysis_id: str, settings: Settings | None = None) -> int:
@@ -478,6 +576,17 @@ def analyses(settings: Settings | None = None) -> list[StoredAnalysis]:
 
 
 __all__ = [
-    "AnalysisNotFound", "ChatAnswer", "ChatError", "ChatMessage", "Decline", "analyses",
-    "answer_schema", "ask", "ask_stream", "delete_threads", "history", "render", "threads",
+    "AnalysisNotFound",
+    "ChatAnswer",
+    "ChatError",
+    "ChatMessage",
+    "Decline",
+    "analyses",
+    "answer_schema",
+    "ask",
+    "ask_stream",
+    "delete_threads",
+    "history",
+    "render",
+    "threads",
 ]

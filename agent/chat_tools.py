@@ -16,16 +16,15 @@ A tool never raises into the graph: a bad argument or a failure becomes a result
 
 from __future__ import annotations
 
-import importlib
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from affectlens.agent.schemas import MODALITIES, AnalysisResult, Cue, EmotionReading, Modality
+from affectlens.agent.textualise import cue_line, ts
 from affectlens.settings import Settings
-from agent.schemas import MODALITIES, AnalysisResult, Cue, EmotionReading, Modality
-from agent.textualise import cue_line, face_cues, scene_cues, speech_cues, ts, voice_cues
 
 ToolName = Literal["lookup", "rerun", "without", "explain", "similar", "answer"]
 TOOL_NAMES: tuple[str, ...] = ToolName.__args__  # type: ignore[attr-defined]
@@ -69,8 +68,21 @@ _SECONDS = re.compile(r"(?<![\d.:])(\d+(?:\.\d+)?)\s*(?:s|sec|secs|second|second
 _MODALITY_WORDS: dict[Modality, tuple[str, ...]] = {
     # Only words that name one modality: 'say' / 'text' / 'audio' also occur in questions about
     # another one ("what would you say without the face?") and made them look ambiguous.
-    "face": ("face", "faces", "facial", "expression", "expressions", "smile", "smiling", "brow",
-             "brows", "eyes", "mouth", "frown", "frowning"),
+    "face": (
+        "face",
+        "faces",
+        "facial",
+        "expression",
+        "expressions",
+        "smile",
+        "smiling",
+        "brow",
+        "brows",
+        "eyes",
+        "mouth",
+        "frown",
+        "frowning",
+    ),
     "speech": ("transcript", "words", "wording", "speech", "spoken"),
     "voice": ("voice", "voices", "prosody", "prosodic", "tone", "pitch", "loudness", "intonation"),
     "scene": ("scene", "background", "setting", "surroundings"),
@@ -81,7 +93,9 @@ _WHO = r"(?:he|she|they|someone|somebody|people|the\s+\w+)"
 _SAID = re.compile(
     rf"\bwhat\s+(?:(?:was|is|were|gets|got)\s+(?:said|spoken)"
     rf"|(?:did|does|do)\s+{_WHO}\s+say"
-    rf"|{_WHO}\s+(?:(?:is|are|was|were)\s+)?(?:said|says|saying))\b", re.I)
+    rf"|{_WHO}\s+(?:(?:is|are|was|were)\s+)?(?:said|says|saying))\b",
+    re.I,
+)
 
 
 def times_in(text: str) -> list[float]:
@@ -98,8 +112,11 @@ def modality_in(text: str) -> Modality | None:
     """The one modality a question names ('ignore the voice' -> voice, 'what was said' ->
     speech); None when it names none or several."""
     words = set(re.findall(r"[a-z]+", text.lower()))
-    hits = [m for m, keys in _MODALITY_WORDS.items()
-            if words.intersection(keys) or (m == "speech" and _SAID.search(text))]
+    hits = [
+        m
+        for m, keys in _MODALITY_WORDS.items()
+        if words.intersection(keys) or (m == "speech" and _SAID.search(text))
+    ]
     return hits[0] if len(hits) == 1 else None
 
 
@@ -133,8 +150,9 @@ def _modality(choice: ToolChoice, question: str) -> Modality | None:
 
 def next_cue_ids(existing: list[Cue], n: int) -> list[str]:
     """X ids continuing after the highest one this thread already has."""
-    used = [int(c.id[1:]) for c in existing
-            if c.id.startswith(NEW_CUE_PREFIX) and c.id[1:].isdigit()]
+    used = [
+        int(c.id[1:]) for c in existing if c.id.startswith(NEW_CUE_PREFIX) and c.id[1:].isdigit()
+    ]
     first = max(used, default=0) + 1
     return [f"{NEW_CUE_PREFIX}{i}" for i in range(first, first + n)]
 
@@ -144,24 +162,36 @@ def _lines(cues: list[Cue]) -> str:
 
 
 # tools ------------------------------------------------------------------------------------------
-def lookup(cues: list[Cue], modality: Modality | None,
-           span: tuple[float, float] | None) -> ToolResult:
+def lookup(
+    cues: list[Cue], modality: Modality | None, span: tuple[float, float] | None
+) -> ToolResult:
     """Cues of one modality (or all) overlapping a time range (or the whole clip)."""
-    args: dict[str, Any] = {"modality": modality or "any",
-                            "start": span[0] if span else None, "end": span[1] if span else None}
+    args: dict[str, Any] = {
+        "modality": modality or "any",
+        "start": span[0] if span else None,
+        "end": span[1] if span else None,
+    }
     found = [c for c in cues if modality is None or c.modality == modality]
     if span is not None:
         lo, hi = span[0] - POINT_TOLERANCE_S, span[1] + POINT_TOLERANCE_S
         found = [c for c in found if c.start <= hi and c.end >= lo]
-    where = f" at {ts(span[0])}" if span and span[0] == span[1] else (
-        f" between {ts(span[0])} and {ts(span[1])}" if span else "")
+    where = (
+        f" at {ts(span[0])}"
+        if span and span[0] == span[1]
+        else (f" between {ts(span[0])} and {ts(span[1])}" if span else "")
+    )
     what = f"{modality} cues" if modality else "cues"
     if not found:
-        return ToolResult(tool="lookup", arguments=args,
-                          summary=f"No {what}{where}: nothing was measured there.")
+        return ToolResult(
+            tool="lookup", arguments=args, summary=f"No {what}{where}: nothing was measured there."
+        )
     found = found[:MAX_LOOKUP_CUES]
-    return ToolResult(tool="lookup", arguments=args, cues=found,
-                      summary=f"{len(found)} {what}{where}:\n{_lines(found)}")
+    return ToolResult(
+        tool="lookup",
+        arguments=args,
+        cues=found,
+        summary=f"{len(found)} {what}{where}:\n{_lines(found)}",
+    )
 
 
 def _source(result: AnalysisResult) -> Path | None:
@@ -174,16 +204,24 @@ def _source(result: AnalysisResult) -> Path | None:
     return path
 
 
-def rerun(result: AnalysisResult, settings: Settings, modality: Modality | None,
-          span: tuple[float, float] | None, existing: list[Cue]) -> ToolResult:
+def rerun(
+    result: AnalysisResult,
+    settings: Settings,
+    modality: Modality | None,
+    span: tuple[float, float] | None,
+    existing: list[Cue],
+) -> ToolResult:
     """Measure one modality again on a window at ``RERUN_FRAME_RATE``; cues get fresh X ids."""
-    from agent.nodes import TOOLS
-    from tools.media import MediaError, load
+    from affectlens.agent.registry import TOOLS
+    from affectlens.tools.media import MediaError, load
 
     duration = result.media.duration_s
     if modality is None:
-        return ToolResult(tool="rerun", ok=False, summary=(
-            "Say which modality to measure again: face, speech, voice or scene."))
+        return ToolResult(
+            tool="rerun",
+            ok=False,
+            summary=("Say which modality to measure again: face, speech, voice or scene."),
+        )
     if span is None or span[1] - span[0] < 0.5:
         centre = span[0] if span else duration / 2
         span = (max(0.0, centre - 1.0), min(duration, centre + 1.0))
@@ -191,28 +229,44 @@ def rerun(result: AnalysisResult, settings: Settings, modality: Modality | None,
     args = {"modality": modality, "start": round(start, 2), "end": round(end, 2)}
     path = _source(result)
     if path is None:
-        return ToolResult(tool="rerun", arguments=args, ok=False, summary=(
-            "The original file of this analysis is not available any more, so nothing can be "
-            "measured again; the stored cues are all there is."))
-    module, func, cls, needs = TOOLS[modality]
+        return ToolResult(
+            tool="rerun",
+            arguments=args,
+            ok=False,
+            summary=(
+                "The original file of this analysis is not available any more, so nothing can be "
+                "measured again; the stored cues are all there is."
+            ),
+        )
+    tool = TOOLS[modality]
     rate = None
     try:  # decode only the window, not the whole clip at RERUN_FRAME_RATE
         media = load(path, settings, frame_rate=RERUN_FRAME_RATE, window=(start, end))
-        rate = media.info.frame_rate if needs == "video" else None
-        ev = getattr(importlib.import_module(module), func)(media, settings)
+        rate = media.info.frame_rate if tool.needs == "video" else None
     except MediaError as exc:
-        return ToolResult(tool="rerun", arguments=args, ok=False, summary=f"Could not re-run: {exc}")
-    except Exception as exc:  # noqa: BLE001 - a broken tool (or decoder) must not end the chat
-        ev = cls(status="failed", reason=f"{type(exc).__name__}: {exc}"[:300])
+        return ToolResult(
+            tool="rerun", arguments=args, ok=False, summary=f"Could not re-run: {exc}"
+        )
+    except Exception as exc:  # noqa: BLE001 - a broken decoder must not end the chat
+        return ToolResult(
+            tool="rerun",
+            arguments=args,
+            ok=False,
+            summary=f"Could not re-run: {type(exc).__name__}: {exc}"[:300],
+        )
+    ev = tool.measure(media, settings)  # a broken tool comes back as failed evidence
     how = f" at {rate:g} frames/s" if rate else ""
     if ev.status != "ok":
-        return ToolResult(tool="rerun", arguments=args, ok=False, summary=(
-            f"The {modality} tool found nothing usable in {ts(start)}-{ts(end)}{how}: "
-            f"{ev.status} ({ev.reason or 'no reason given'})."))
-    window_len = end - start
-    fresh = {"face": lambda e: face_cues(e, window_len), "speech": speech_cues,
-             "voice": lambda e: voice_cues(e, window_len),
-             "scene": lambda e: scene_cues(e, window_len)}[modality](ev)
+        return ToolResult(
+            tool="rerun",
+            arguments=args,
+            ok=False,
+            summary=(
+                f"The {modality} tool found nothing usable in {ts(start)}-{ts(end)}{how}: "
+                f"{ev.status} ({ev.reason or 'no reason given'})."
+            ),
+        )
+    fresh = tool.cues(ev, end - start)
     # Clip-wide cues of a window start at 0: move them to the window's place in the clip.
     fixed = []
     for c, new_id in zip(fresh, next_cue_ids(existing, len(fresh))):
@@ -220,48 +274,83 @@ def rerun(result: AnalysisResult, settings: Settings, modality: Modality | None,
             c = c.model_copy(update={"start": c.start + start, "end": min(c.end + start, end)})
         fixed.append(c.model_copy(update={"id": new_id}))
     if not fixed:
-        return ToolResult(tool="rerun", arguments=args, summary=(
-            f"The {modality} tool ran on {ts(start)}-{ts(end)}{how} and found nothing notable."))
-    return ToolResult(tool="rerun", arguments=args, cues=fixed, new_cues=True, summary=(
-        f"Measured the {modality} again on {ts(start)}-{ts(end)}{how}; new cues:\n"
-        f"{_lines(fixed)}"))
+        return ToolResult(
+            tool="rerun",
+            arguments=args,
+            summary=(
+                f"The {modality} tool ran on {ts(start)}-{ts(end)}{how} and found nothing notable."
+            ),
+        )
+    return ToolResult(
+        tool="rerun",
+        arguments=args,
+        cues=fixed,
+        new_cues=True,
+        summary=(
+            f"Measured the {modality} again on {ts(start)}-{ts(end)}{how}; new cues:\n"
+            f"{_lines(fixed)}"
+        ),
+    )
 
 
-def without(result: AnalysisResult, settings: Settings, modality: Modality | None,
-            llm: Any = None) -> ToolResult:
+def without(
+    result: AnalysisResult, settings: Settings, modality: Modality | None, llm: Any = None
+) -> ToolResult:
     """Re-reason on the stored evidence leaving one modality out: a counterfactual reading."""
-    from agent.run import reason_again
+    from affectlens.agent.run import reason_again
 
     present = sorted({c.modality for c in result.cues}, key=MODALITIES.index)
     if modality is None or modality not in present:
-        return ToolResult(tool="without", ok=False, arguments={"modality": modality}, summary=(
-            f"Say which modality to leave out; this analysis has cues from: "
-            f"{', '.join(present) or 'none'}."))
+        return ToolResult(
+            tool="without",
+            ok=False,
+            arguments={"modality": modality},
+            summary=(
+                f"Say which modality to leave out; this analysis has cues from: "
+                f"{', '.join(present) or 'none'}."
+            ),
+        )
     again = reason_again(result, settings, without=[modality], llm=llm)
     r = again.reading
     if r is None:
-        return ToolResult(tool="without", ok=False, arguments={"modality": modality},
-                          without=modality, summary=(
-                              f"Leaving out the {modality} gave no reading: {again.error}."))
+        return ToolResult(
+            tool="without",
+            ok=False,
+            arguments={"modality": modality},
+            without=modality,
+            summary=(f"Leaving out the {modality} gave no reading: {again.error}."),
+        )
     original = result.reading.label if result.reading else "none"
     return ToolResult(
-        tool="without", arguments={"modality": modality}, without=modality, counterfactual=r,
+        tool="without",
+        arguments={"modality": modality},
+        without=modality,
+        counterfactual=r,
         counterfactual_cues=[c.id for c in again.cues],
-        summary=(f"Original reading: {original}. Without the {modality} cues: {r.label} "
-                 f"(valence {r.valence:+.2f}, arousal {r.arousal:+.2f}, confidence "
-                 f"{r.confidence:.2f}). Its explanation: " + " ".join(r.explanation)))
+        summary=(
+            f"Original reading: {original}. Without the {modality} cues: {r.label} "
+            f"(valence {r.valence:+.2f}, arousal {r.arousal:+.2f}, confidence "
+            f"{r.confidence:.2f}). Its explanation: " + " ".join(r.explanation)
+        ),
+    )
 
 
 def explain(term: str | None, settings: Settings) -> ToolResult:
     """An AU code (exact entry) or a short feature name (nearest entries) from the knowledge
     base; anything that is not such a term is refused, never used as a path or a query string
     beyond the embedding."""
-    from agent import knowledge as kb
+    from affectlens.agent import knowledge as kb
 
     if not term or not _TERM.match(term.strip()):
-        return ToolResult(tool="explain", ok=False, arguments={"term": term}, summary=(
-            "Name an action unit (like AU12) or a voice feature (like pitch or jitter) to "
-            "explain."))
+        return ToolResult(
+            tool="explain",
+            ok=False,
+            arguments={"term": term},
+            summary=(
+                "Name an action unit (like AU12) or a voice feature (like pitch or jitter) to "
+                "explain."
+            ),
+        )
     term = term.strip()
     au = _AU.match(term)
     if au:
@@ -269,33 +358,55 @@ def explain(term: str | None, settings: Settings) -> ToolResult:
         entries = {e.id: e for e in kb.load_entries()}
         entry = entries.get(f"au-{code.lower()}")
         if entry is None:
-            return ToolResult(tool="explain", ok=False, arguments={"term": code}, summary=(
-                f"{code} is not in the knowledge base."))
-        return ToolResult(tool="explain", arguments={"term": code},
-                          summary=f"{entry.title}: {entry.text} (source: {entry.source})")
+            return ToolResult(
+                tool="explain",
+                ok=False,
+                arguments={"term": code},
+                summary=(f"{code} is not in the knowledge base."),
+            )
+        return ToolResult(
+            tool="explain",
+            arguments={"term": code},
+            summary=f"{entry.title}: {entry.text} (source: {entry.source})",
+        )
     hits = kb.retrieve([term], settings, k=2)
     if not hits:
-        return ToolResult(tool="explain", ok=False, arguments={"term": term},
-                          summary=f"Nothing in the knowledge base about {term!r}.")
-    return ToolResult(tool="explain", arguments={"term": term},
-                      summary="\n".join(f"- {h.text}" for h in hits))
+        return ToolResult(
+            tool="explain",
+            ok=False,
+            arguments={"term": term},
+            summary=f"Nothing in the knowledge base about {term!r}.",
+        )
+    return ToolResult(
+        tool="explain", arguments={"term": term}, summary="\n".join(f"- {h.text}" for h in hits)
+    )
 
 
 def similar(result: AnalysisResult, settings: Settings) -> ToolResult:
     """Past analyses nearest to this one's summary (chromadb memory)."""
-    from agent import knowledge as kb
+    from affectlens.agent import knowledge as kb
 
-    hits = kb.similar_analyses(kb.analysis_summary(result), settings, k=SIMILAR_K,
-                               exclude=result.id)
+    hits = kb.similar_analyses(
+        kb.analysis_summary(result), settings, k=SIMILAR_K, exclude=result.id
+    )
     if not hits:
         return ToolResult(tool="similar", summary="No other stored analysis to compare with.")
     lines = [f"- {i}: {label or 'no label'} (distance {d:.2f})" for i, label, d in hits]
-    return ToolResult(tool="similar", arguments={"k": SIMILAR_K},
-                      summary="Most similar past analyses:\n" + "\n".join(lines))
+    return ToolResult(
+        tool="similar",
+        arguments={"k": SIMILAR_K},
+        summary="Most similar past analyses:\n" + "\n".join(lines),
+    )
 
 
-def run_tool(choice: ToolChoice, question: str, result: AnalysisResult, settings: Settings,
-             thread_cues: list[Cue], llm: Any = None) -> ToolResult:
+def run_tool(
+    choice: ToolChoice,
+    question: str,
+    result: AnalysisResult,
+    settings: Settings,
+    thread_cues: list[Cue],
+    llm: Any = None,
+) -> ToolResult:
     """Validate the LLM's choice against the analysis and run it; never raises."""
     cues = [*result.cues, *thread_cues]
     modality = _modality(choice, question)
@@ -303,8 +414,9 @@ def run_tool(choice: ToolChoice, question: str, result: AnalysisResult, settings
         if choice.tool == "lookup":
             return lookup(cues, modality, _span(choice, question, result.media.duration_s))
         if choice.tool == "rerun":
-            return rerun(result, settings, modality,
-                         _span(choice, question, result.media.duration_s), cues)
+            return rerun(
+                result, settings, modality, _span(choice, question, result.media.duration_s), cues
+            )
         if choice.tool == "without":
             return without(result, settings, modality, llm)
         if choice.tool == "explain":
@@ -312,6 +424,9 @@ def run_tool(choice: ToolChoice, question: str, result: AnalysisResult, settings
         if choice.tool == "similar":
             return similar(result, settings)
     except Exception as exc:  # noqa: BLE001 - a tool failure is reported, not raised
-        return ToolResult(tool=choice.tool, ok=False,
-                          summary=f"The {choice.tool} tool failed: {type(exc).__name__}: {exc}"[:400])
+        return ToolResult(
+            tool=choice.tool,
+            ok=False,
+            summary=f"The {choice.tool} tool failed: {type(exc).__name__}: {exc}"[:400],
+        )
     return ToolResult(tool="answer")

@@ -52,7 +52,7 @@ class MiniLMEmbedding(EmbeddingFunction[Documents]):
         return {"model": MODEL_NAME}
 
     @staticmethod
-    def build_from_config(config: dict[str, Any]) -> "MiniLMEmbedding":
+    def build_from_config(config: dict[str, Any]) -> MiniLMEmbedding:
         from affectlens.settings import get_settings
 
         return MiniLMEmbedding(get_settings())

@@ -35,7 +35,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from tools.evidence import BASIC_EMOTIONS, EmotionVote
+from affectlens.tools.evidence import BASIC_EMOTIONS, EmotionVote
 
 Decision = Literal["fusion", "llm", "hybrid"]
 EPS = 1e-4  # probability floor before the log (votes are stored rounded to 4 places)
@@ -74,7 +74,8 @@ class FusedReading(BaseModel):
     decision: Decision = "fusion"
     llm_dominant: str | None = None
     conflict: str | None = Field(
-        default=None, description="Set when the LLM's dominant emotion differs from the fusion's.")
+        default=None, description="Set when the LLM's dominant emotion differs from the fusion's."
+    )
     model: str = ""
 
 
@@ -91,8 +92,12 @@ def _logp(vote: EmotionVote) -> np.ndarray:
     return np.log(p / p.sum())
 
 
-def pool(votes: dict[str, EmotionVote], weights: dict[str, float], bias: dict[str, float],
-         default_weight: float = 1.0) -> tuple[np.ndarray, dict[str, float]] | None:
+def pool(
+    votes: dict[str, EmotionVote],
+    weights: dict[str, float],
+    bias: dict[str, float],
+    default_weight: float = 1.0,
+) -> tuple[np.ndarray, dict[str, float]] | None:
     """The fused distribution (array in ``BASIC_EMOTIONS`` order) and the effective weights
     ``w_m * r_m``; None when no witness votes."""
     z = np.array([bias.get(c, 0.0) for c in BASIC_EMOTIONS], dtype=float)
@@ -128,8 +133,14 @@ def fuse(votes: dict[str, EmotionVote], params: FusionParams | None = None) -> F
     q, used = pooled
     probs = {c: round(float(v), 4) for c, v in zip(BASIC_EMOTIONS, q)}
     top = max(probs, key=probs.get)
-    return FusedReading(probs=probs, top=top, confidence=round(platt(probs[top], params.platt), 4),
-                        votes=votes, weights=used, model=f"log-linear pool {params.version}")
+    return FusedReading(
+        probs=probs,
+        top=top,
+        confidence=round(platt(probs[top], params.platt), 4),
+        votes=votes,
+        weights=used,
+        model=f"log-linear pool {params.version}",
+    )
 
 
 def decided(fused: FusedReading | None, decision: Decision) -> str | None:
@@ -144,20 +155,26 @@ def decided(fused: FusedReading | None, decision: Decision) -> str | None:
     return None
 
 
-def decide(fused: FusedReading | None, llm_dominant: str | None, decision: Decision,
-           params: FusionParams | None = None
-           ) -> tuple[str | None, float | None, FusedReading | None]:
+def decide(
+    fused: FusedReading | None,
+    llm_dominant: str | None,
+    decision: Decision,
+    params: FusionParams | None = None,
+) -> tuple[str | None, float | None, FusedReading | None]:
     """(dominant, calibrated confidence, fused with the conflict noted). Without a fusion the
     LLM decides and the confidence is left to the caller (None)."""
     if fused is None:
         return llm_dominant, None, None
     params = params or load_params()
-    out = fused.model_copy(update={"decision": decision, "llm_dominant": llm_dominant,
-                                   "conflict": None})
+    out = fused.model_copy(
+        update={"decision": decision, "llm_dominant": llm_dominant, "conflict": None}
+    )
     if llm_dominant and llm_dominant != fused.top:
-        out.conflict = (f"The LLM named {llm_dominant} (fused probability "
-                        f"{fused.probs.get(llm_dominant, 0.0):.2f}); the fused witnesses favour "
-                        f"{fused.top} ({fused.probs[fused.top]:.2f}).")
+        out.conflict = (
+            f"The LLM named {llm_dominant} (fused probability "
+            f"{fused.probs.get(llm_dominant, 0.0):.2f}); the fused witnesses favour "
+            f"{fused.top} ({fused.probs[fused.top]:.2f})."
+        )
     if decision == "fusion" or not llm_dominant:
         chosen = fused.top
     elif decision == "hybrid" and fused.confidence >= HYBRID_MIN:
@@ -169,8 +186,12 @@ def decide(fused: FusedReading | None, llm_dominant: str | None, decision: Decis
 
 
 # fitting (scripts/fit_recognition.py) ---------------------------------------------------------
-def fit_pool(rows: Sequence[tuple[dict[str, EmotionVote], str]], modalities: Sequence[str],
-             *, l2_bias: float = L2_BIAS) -> tuple[dict[str, float], dict[str, float]]:
+def fit_pool(
+    rows: Sequence[tuple[dict[str, EmotionVote], str]],
+    modalities: Sequence[str],
+    *,
+    l2_bias: float = L2_BIAS,
+) -> tuple[dict[str, float], dict[str, float]]:
     """Weights (>= 0) and zero-mean class offsets minimising the mean NLL of the gold class
     plus ``l2_bias * |b|^2``; deterministic (L-BFGS-B from w = 1, b = 0)."""
     from scipy.optimize import minimize
@@ -185,7 +206,7 @@ def fit_pool(rows: Sequence[tuple[dict[str, EmotionVote], str]], modalities: Seq
                 L[i, j] = float(votes[m].reliability) * _logp(votes[m])
 
     def loss(theta):
-        w, b = theta[: len(mods)], theta[len(mods):]
+        w, b = theta[: len(mods)], theta[len(mods) :]
         b = b - b.mean()
         z = np.einsum("imk,m->ik", L, w) + b
         z = z - z.max(axis=1, keepdims=True)
@@ -193,11 +214,14 @@ def fit_pool(rows: Sequence[tuple[dict[str, EmotionVote], str]], modalities: Seq
         return nll + l2_bias * float(b @ b) / k
 
     theta0 = np.concatenate([np.ones(len(mods)), np.zeros(k)])
-    res = minimize(loss, theta0, method="L-BFGS-B",
-                   bounds=[(0.0, 10.0)] * len(mods) + [(-5.0, 5.0)] * k)
-    w, b = res.x[: len(mods)], res.x[len(mods):] - res.x[len(mods):].mean()
-    return ({m: round(float(v), 4) for m, v in zip(mods, w)},
-            {c: round(float(v), 4) for c, v in zip(BASIC_EMOTIONS, b)})
+    res = minimize(
+        loss, theta0, method="L-BFGS-B", bounds=[(0.0, 10.0)] * len(mods) + [(-5.0, 5.0)] * k
+    )
+    w, b = res.x[: len(mods)], res.x[len(mods) :] - res.x[len(mods) :].mean()
+    return (
+        {m: round(float(v), 4) for m, v in zip(mods, w)},
+        {c: round(float(v), 4) for c, v in zip(BASIC_EMOTIONS, b)},
+    )
 
 
 def fit_platt(q: Sequence[float], correct: Sequence[bool]) -> tuple[float, float]:

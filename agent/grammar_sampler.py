@@ -26,7 +26,8 @@ class CheckFirstGrammarSampler:
 
     def __init__(self, llama: Llama, grammar: llama_cpp.LlamaGrammar):
         self._grammar = llama_cpp.llama_sampler_init_grammar(
-            llama._model.vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8"))
+            llama._model.vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
+        )
         if not self._grammar:
             raise ValueError("llama.cpp could not parse the grammar")
         self._n_vocab = llama.n_vocab()
@@ -39,13 +40,17 @@ class CheckFirstGrammarSampler:
 
     def _apply(self, data: ctypes.Array, size: int) -> None:
         arr = llama_cpp.llama_token_data_array(
-            data=ctypes.cast(data, llama_cpp.llama_token_data_p), size=size, selected=-1,
-            sorted=False)
+            data=ctypes.cast(data, llama_cpp.llama_token_data_p),
+            size=size,
+            selected=-1,
+            sorted=False,
+        )
         llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(arr))
 
     def sample(self, ctx, idx: int = -1) -> int:
         logits = np.ctypeslib.as_array(
-            llama_cpp.llama_get_logits_ith(ctx.ctx, idx), shape=(self._n_vocab,))
+            llama_cpp.llama_get_logits_ith(ctx.ctx, idx), shape=(self._n_vocab,)
+        )
         token = int(np.argmax(logits))
         self._one[0].id, self._one[0].logit, self._one[0].p = token, float(logits[token]), 0.0
         self._apply(self._one, 1)

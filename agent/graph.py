@@ -17,9 +17,9 @@ from typing import Literal
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from agent import nodes
-from agent.schemas import MODALITIES
-from agent.state import AnalysisState, RunContext
+from affectlens.agent import nodes
+from affectlens.agent.schemas import MODALITIES
+from affectlens.agent.state import AnalysisState, RunContext
 
 Entry = Literal["probe", "textualise"]
 
@@ -41,7 +41,8 @@ def staged(name: str, fn):
             raise
         dt = time.perf_counter() - t0
         failed = name in MODALITIES and any(
-            e.status == "failed" for e in (update.get("evidence") or {}).values())
+            e.status == "failed" for e in (update.get("evidence") or {}).values()
+        )
         if cb:
             cb(name, "failed" if failed else "done", dt)
         return {**update, "timings": {**(update.get("timings") or {}), name: round(dt, 3)}}
@@ -51,7 +52,7 @@ def staged(name: str, fn):
 
 def route_tools(state: AnalysisState, runtime: Runtime[RunContext]) -> list[str]:
     """Fan out to every applicable tool (they run in the same superstep, concurrently)."""
-    return nodes.applicable(state, runtime.context.media) or ["textualise"]
+    return nodes.applicable(state, state.get("decoded")) or ["textualise"]
 
 
 @lru_cache(maxsize=2)

@@ -28,9 +28,9 @@ from typing import Any
 
 from filelock import FileLock
 
+from affectlens.agent.embeddings import MiniLMEmbedding
+from affectlens.agent.schemas import AnalysisResult, Cue
 from affectlens.settings import Settings
-from agent.embeddings import MiniLMEmbedding
-from agent.schemas import AnalysisResult, Cue
 
 KNOWLEDGE_DIR = Path(__file__).with_name("knowledge")
 KNOWLEDGE = "knowledge"
@@ -155,8 +155,12 @@ def knowledge_collection(settings: Settings, folder: Path = KNOWLEDGE_DIR):
             documents=[f"{e.title}: {e.text}" for e in entries],
             metadatas=[{"title": e.title, "source": e.source} for e in entries],
         )
-        col.modify(metadata={**{k: v for k, v in meta.items() if not k.startswith("hnsw")},
-                             "kb_hash": want})
+        col.modify(
+            metadata={
+                **{k: v for k, v in meta.items() if not k.startswith("hnsw")},
+                "kb_hash": want,
+            }
+        )
         return col
 
 
@@ -174,10 +178,15 @@ def retrieve(queries: list[str], settings: Settings, k: int = 5, per_query: int 
     if not queries:
         return []
     col = knowledge_collection(settings)
-    res = col.query(query_texts=queries, n_results=min(per_query, col.count()),
-                    include=["documents", "distances"])
-    ranked = [[Hit(i, doc, float(d)) for i, doc, d in zip(ids, docs, dists)]
-              for ids, docs, dists in zip(res["ids"], res["documents"], res["distances"])]
+    res = col.query(
+        query_texts=queries,
+        n_results=min(per_query, col.count()),
+        include=["documents", "distances"],
+    )
+    ranked = [
+        [Hit(i, doc, float(d)) for i, doc, d in zip(ids, docs, dists)]
+        for ids, docs, dists in zip(res["ids"], res["documents"], res["distances"])
+    ]
     out: dict[str, Hit] = {}
     for rank in range(per_query):
         for hits in sorted(ranked, key=lambda h: h[0].distance if h else 9):
@@ -214,9 +223,15 @@ def index_analysis(result: AnalysisResult, settings: Settings) -> None:
     label = result.reading.label if result.reading else ""
     with writing(settings) as chroma:
         _collection(settings, ANALYSES, chroma).upsert(
-            ids=[result.id], documents=[analysis_summary(result)],
-            metadatas=[{"label": label, "file_name": result.media.file_name,
-                        "created": result.created.isoformat()}],
+            ids=[result.id],
+            documents=[analysis_summary(result)],
+            metadatas=[
+                {
+                    "label": label,
+                    "file_name": result.media.file_name,
+                    "created": result.created.isoformat(),
+                }
+            ],
         )
 
 
@@ -225,16 +240,22 @@ def forget_analysis(analysis_id: str, settings: Settings) -> None:
         _collection(settings, ANALYSES, chroma).delete(ids=[analysis_id])
 
 
-def similar_analyses(query_text: str, settings: Settings, k: int = 5,
-                     *, exclude: str | None = None) -> list[tuple[str, str, float]]:
+def similar_analyses(
+    query_text: str, settings: Settings, k: int = 5, *, exclude: str | None = None
+) -> list[tuple[str, str, float]]:
     """Past analyses nearest to a text: ``[(id, label, cosine distance)]``, nearest first."""
     col = _collection(settings, ANALYSES)
     n = col.count()
     if n == 0 or not query_text.strip():
         return []
-    res = col.query(query_texts=[query_text], n_results=min(n, k + (1 if exclude else 0)),
-                    include=["metadatas", "distances"])
-    out = [(i, (m or {}).get("label", ""), float(d))
-           for i, m, d in zip(res["ids"][0], res["metadatas"][0], res["distances"][0])
-           if i != exclude]
+    res = col.query(
+        query_texts=[query_text],
+        n_results=min(n, k + (1 if exclude else 0)),
+        include=["metadatas", "distances"],
+    )
+    out = [
+        (i, (m or {}).get("label", ""), float(d))
+        for i, m, d in zip(res["ids"][0], res["metadatas"][0], res["distances"][0])
+        if i != exclude
+    ]
     return out[:k]

@@ -25,54 +25,120 @@ from functools import lru_cache
 
 from pydantic import BaseModel
 
-from agent.textualise import AU_GLOSS
-from tools.face_geometry import AU_NAMES
+from affectlens.agent.textualise import AU_GLOSS
+from affectlens.tools.face_geometry import AU_NAMES
 
 # -- tokens ------------------------------------------------------------------------------------
 PARTS: dict[str, str] = {
-    "brow": "brow", "brows": "brow", "eyebrow": "brow", "eyebrows": "brow",
+    "brow": "brow",
+    "brows": "brow",
+    "eyebrow": "brow",
+    "eyebrows": "brow",
     "forehead": "brow",
-    "eye": "eye", "eyes": "eye",
-    "lid": "lid", "lids": "lid", "eyelid": "lid", "eyelids": "lid",
-    "cheek": "cheek", "cheeks": "cheek",
+    "eye": "eye",
+    "eyes": "eye",
+    "lid": "lid",
+    "lids": "lid",
+    "eyelid": "lid",
+    "eyelids": "lid",
+    "cheek": "cheek",
+    "cheeks": "cheek",
     "nose": "nose",
-    "lip": "lip", "lips": "lip",
+    "lip": "lip",
+    "lips": "lip",
     "mouth": "mouth",
     "jaw": "jaw",
     "chin": "chin",
 }
 # Two-word parts, read before single words ("upper lip" is not "lip").
-BIGRAM_PARTS = {("upper", "lip"): "upper_lip", ("lip", "corner"): "lip_corner",
-                ("lip", "corners"): "lip_corner", ("mouth", "corners"): "lip_corner",
-                ("mouth", "corner"): "lip_corner", ("upper", "lid"): "lid",
-                ("upper", "lids"): "lid", ("upper", "eyelid"): "lid", ("upper", "eyelids"): "lid"}
+BIGRAM_PARTS = {
+    ("upper", "lip"): "upper_lip",
+    ("lip", "corner"): "lip_corner",
+    ("lip", "corners"): "lip_corner",
+    ("mouth", "corners"): "lip_corner",
+    ("mouth", "corner"): "lip_corner",
+    ("upper", "lid"): "lid",
+    ("upper", "lids"): "lid",
+    ("upper", "eyelid"): "lid",
+    ("upper", "eyelids"): "lid",
+}
 
 _ACTION_STEMS: dict[str, tuple[str, ...]] = {
-    "raise": ("raise", "raised", "raising", "raiser", "raises", "lift", "lifted", "lifting",
-              "elevated", "up"),
-    "lower": ("lower", "lowered", "lowering", "lowerer", "lowers", "drooping", "droop",
-              "drooped", "sagging"),
+    "raise": (
+        "raise",
+        "raised",
+        "raising",
+        "raiser",
+        "raises",
+        "lift",
+        "lifted",
+        "lifting",
+        "elevated",
+        "up",
+    ),
+    "lower": (
+        "lower",
+        "lowered",
+        "lowering",
+        "lowerer",
+        "lowers",
+        "drooping",
+        "droop",
+        "drooped",
+        "sagging",
+    ),
     "furrow": ("furrow", "furrows", "furrowed", "furrowing", "knit", "knitted"),
     "widen": ("widen", "widens", "widened", "widening", "wide", "wider", "wideness"),
     "narrow": ("narrow", "narrows", "narrowed", "narrowing", "squinted", "squinting", "slitted"),
-    "tighten": ("tighten", "tightens", "tightened", "tightening", "tightener", "tight", "tense",
-                "tensed"),
+    "tighten": (
+        "tighten",
+        "tightens",
+        "tightened",
+        "tightening",
+        "tightener",
+        "tight",
+        "tense",
+        "tensed",
+    ),
     "close": ("close", "closes", "closed", "closing", "shut", "closure"),
-    "wrinkle": ("wrinkle", "wrinkles", "wrinkled", "wrinkling", "wrinkler", "scrunched",
-                "crinkled"),
+    "wrinkle": (
+        "wrinkle",
+        "wrinkles",
+        "wrinkled",
+        "wrinkling",
+        "wrinkler",
+        "scrunched",
+        "crinkled",
+    ),
     "pull": ("pull", "pulls", "pulled", "pulling", "puller", "drawn"),
     "depress": ("depress", "depressed", "depressor", "down", "downturned", "downward"),
     "stretch": ("stretch", "stretches", "stretched", "stretching", "stretcher"),
     "press": ("press", "presses", "pressed", "pressing", "presser", "compressed", "pursed"),
-    "open": ("open", "opens", "opened", "opening", "part", "parted", "parting", "apart", "agape",
-             "gaping"),
+    "open": (
+        "open",
+        "opens",
+        "opened",
+        "opening",
+        "part",
+        "parted",
+        "parting",
+        "apart",
+        "agape",
+        "gaping",
+    ),
     "drop": ("drop", "drops", "dropped", "dropping", "slack", "hanging"),
     "dimple": ("dimple", "dimpled", "dimpler", "dimpling"),
 }
 ACTIONS: dict[str, str] = {w: a for a, words in _ACTION_STEMS.items() for w in words}
 # "pulled down", "turned up": the particle gives the direction.
-_PARTICLE = {"down": "depress", "up": "raise", "downward": "depress", "downwards": "depress",
-             "upward": "raise", "upwards": "raise"}
+_PARTICLE = {
+    "down": "depress",
+    "up": "raise",
+    "downward": "depress",
+    "downwards": "depress",
+    "upward": "raise",
+    "upwards": "raise",
+}
 _MOVERS = {"pull", "pulled", "pulling", "turn", "turned", "turning", "drawn", "draw"}
 
 _SINGLE_STEMS: dict[str, tuple[str, ...]] = {
@@ -84,8 +150,26 @@ _SINGLE_STEMS: dict[str, tuple[str, ...]] = {
 }
 SINGLES: dict[str, str] = {w: a for a, words in _SINGLE_STEMS.items() for w in words}
 
-NEGATIONS = {"no", "not", "without", "never", "absent", "absence", "lack", "lacks", "lacking",
-             "nor", "neither", "none", "isn't", "aren't", "doesn't", "don't", "didn't", "n't"}
+NEGATIONS = {
+    "no",
+    "not",
+    "without",
+    "never",
+    "absent",
+    "absence",
+    "lack",
+    "lacks",
+    "lacking",
+    "nor",
+    "neither",
+    "none",
+    "isn't",
+    "aren't",
+    "doesn't",
+    "don't",
+    "didn't",
+    "n't",
+}
 WINDOW = 3  # an action word pairs with the nearest part at most this many words away
 
 # Everyday phrasings the AU tables do not spell (FACS: AU6 and AU7 narrow the eye aperture,
@@ -226,40 +310,152 @@ def face_table() -> dict[tuple[str, str], frozenset[str]]:
 
 
 # -- voice ---------------------------------------------------------------------------------------
-VOICE_NOUNS = {"voice", "voices", "vocal", "vocally", "tone", "speaking", "speaks", "spoke",
-               "speak", "talks", "talking", "talk", "delivery", "intonation", "prosody",
-               "pitch", "speech", "utterance", "utterances"}
+VOICE_NOUNS = {
+    "voice",
+    "voices",
+    "vocal",
+    "vocally",
+    "tone",
+    "speaking",
+    "speaks",
+    "spoke",
+    "speak",
+    "talks",
+    "talking",
+    "talk",
+    "delivery",
+    "intonation",
+    "prosody",
+    "pitch",
+    "speech",
+    "utterance",
+    "utterances",
+}
 # quality -> (descriptor words that need a voice word nearby, words that are voice qualities
 # on their own, what a cue must report, implied arousal level)
 VOICE_QUALITIES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], str]] = {
-    "loudness": (("loud", "loudly", "louder", "soft", "softly", "softer", "quiet", "quietly",
-                  "quieter", "hushed", "booming",
-                  "raised", "muted"),
-                 ("shouting", "shouts", "shouted", "yelling", "yells", "whispering", "whispers",
-                  "whispered", "loudness", "volume"),
-                 ("loud",), ""),
-    "pitch": (("deep", "deeper", "shrill", "squeaky"),
-              ("pitch", "pitched", "shrill", "squeaky"),
-              ("pitch",), ""),
-    "pitch_variation": (("monotone", "monotonous", "flat", "melodic", "singsong", "expressive"),
-                        ("monotone", "monotonous", "intonation", "singsong"),
-                        ("pitch variability", "pitch range", "semitones"), ""),
-    "tempo": (("fast", "faster", "quickly", "quick", "rapid", "rapidly", "slow", "slower",
-               "slowly", "hurried",
-               "rushed", "halting"),
-              ("tempo", "pace", "paced"),
-              ("rate", "syllables", "tempo"), ""),
-    "tremor": (("trembling", "tremulous", "shaky", "shaking", "quavering", "quivering",
-                "wavering", "unsteady", "cracking", "breathy", "hoarse", "harsh",
-                "rough", "creaky", "strained", "raspy"),
-               ("tremor", "jitter", "shimmer", "hnr", "breathiness", "hoarseness"),
-               ("jitter", "shimmer", "harsh", "harmonics", "tremor", "breathy"), ""),
-    "arousal_low": (("calm", "calmer", "calmly", "relaxed", "subdued", "composed", "steady",
-                     "gentle", "gently", "listless"),
-                    (), ("arousal",), "low"),
-    "arousal_high": (("excited", "agitated", "tenser", "energetic", "animated", "tense", "intense",
-                      "urgent", "forceful", "emphatic", "lively", "heated", "aroused"),
-                     (), ("arousal",), "high"),
+    "loudness": (
+        (
+            "loud",
+            "loudly",
+            "louder",
+            "soft",
+            "softly",
+            "softer",
+            "quiet",
+            "quietly",
+            "quieter",
+            "hushed",
+            "booming",
+            "raised",
+            "muted",
+        ),
+        (
+            "shouting",
+            "shouts",
+            "shouted",
+            "yelling",
+            "yells",
+            "whispering",
+            "whispers",
+            "whispered",
+            "loudness",
+            "volume",
+        ),
+        ("loud",),
+        "",
+    ),
+    "pitch": (
+        ("deep", "deeper", "shrill", "squeaky"),
+        ("pitch", "pitched", "shrill", "squeaky"),
+        ("pitch",),
+        "",
+    ),
+    "pitch_variation": (
+        ("monotone", "monotonous", "flat", "melodic", "singsong", "expressive"),
+        ("monotone", "monotonous", "intonation", "singsong"),
+        ("pitch variability", "pitch range", "semitones"),
+        "",
+    ),
+    "tempo": (
+        (
+            "fast",
+            "faster",
+            "quickly",
+            "quick",
+            "rapid",
+            "rapidly",
+            "slow",
+            "slower",
+            "slowly",
+            "hurried",
+            "rushed",
+            "halting",
+        ),
+        ("tempo", "pace", "paced"),
+        ("rate", "syllables", "tempo"),
+        "",
+    ),
+    "tremor": (
+        (
+            "trembling",
+            "tremulous",
+            "shaky",
+            "shaking",
+            "quavering",
+            "quivering",
+            "wavering",
+            "unsteady",
+            "cracking",
+            "breathy",
+            "hoarse",
+            "harsh",
+            "rough",
+            "creaky",
+            "strained",
+            "raspy",
+        ),
+        ("tremor", "jitter", "shimmer", "hnr", "breathiness", "hoarseness"),
+        ("jitter", "shimmer", "harsh", "harmonics", "tremor", "breathy"),
+        "",
+    ),
+    "arousal_low": (
+        (
+            "calm",
+            "calmer",
+            "calmly",
+            "relaxed",
+            "subdued",
+            "composed",
+            "steady",
+            "gentle",
+            "gently",
+            "listless",
+        ),
+        (),
+        ("arousal",),
+        "low",
+    ),
+    "arousal_high": (
+        (
+            "excited",
+            "agitated",
+            "tenser",
+            "energetic",
+            "animated",
+            "tense",
+            "intense",
+            "urgent",
+            "forceful",
+            "emphatic",
+            "lively",
+            "heated",
+            "aroused",
+        ),
+        (),
+        ("arousal",),
+        "high",
+    ),
 }
 _VOICE_WINDOW = 2
 
@@ -284,34 +480,49 @@ def read_voice(text: str, taken: list[tuple[int, int]] = ()) -> list[Mention]:
     for i, (w, s, e) in enumerate(tokens):
         if any(a <= s < b for a, b in taken):
             continue
-        before = _same_clause(words[max(0, i - WINDOW):i][::-1])
+        before = _same_clause(words[max(0, i - WINDOW) : i][::-1])
         if any(n in NEGATIONS or n.endswith("n't") for n in before):
             continue
-        near = (_same_clause(words[max(0, i - _VOICE_WINDOW):i][::-1])
-                + _same_clause(words[i + 1:i + 1 + _VOICE_WINDOW]))
-        for quality, (needs_noun, alone, measures, level) in VOICE_QUALITIES.items():
+        near = _same_clause(words[max(0, i - _VOICE_WINDOW) : i][::-1]) + _same_clause(
+            words[i + 1 : i + 1 + _VOICE_WINDOW]
+        )
+        for needs_noun, alone, measures, level in VOICE_QUALITIES.values():
             if w in alone or (w in needs_noun and VOICE_NOUNS.intersection(near)):
-                out.append(Mention(kind="voice", phrase=text[s:e], start=s, end=e,
-                                   measures=measures, level=level))
+                out.append(
+                    Mention(
+                        kind="voice",
+                        phrase=text[s:e],
+                        start=s,
+                        end=e,
+                        measures=measures,
+                        level=level,
+                    )
+                )
                 break
     return out
 
 
 # -- quotes ----------------------------------------------------------------------------------------
-_QUOTE = re.compile(r'"([^"]{2,}?)"|“([^”]{2,}?)”|‘([^’]{2,}?)’|「([^」]+)」|«([^»]{2,}?)»'
-                    r'|„([^“]{2,}?)“|(?<![\w])\'([^\']{2,}?)\'(?![\w])')
+_QUOTE = re.compile(
+    r'"([^"]{2,}?)"|“([^”]{2,}?)”|‘([^’]{2,}?)’|「([^」]+)」|«([^»]{2,}?)»'
+    r"|„([^“]{2,}?)“|(?<![\w])\'([^\']{2,}?)\'(?![\w])"
+)
 _ELLIPSIS = re.compile(r"\.\.\.|…")
 
 
 def read_quotes(text: str) -> list[Mention]:
-    return [Mention(kind="quote", phrase=next(g for g in m.groups() if g), start=m.start(),
-                    end=m.end()) for m in _QUOTE.finditer(text)]
+    return [
+        Mention(kind="quote", phrase=next(g for g in m.groups() if g), start=m.start(), end=m.end())
+        for m in _QUOTE.finditer(text)
+    ]
 
 
 def normalise_text(text: str) -> str:
     """Lower case, punctuation dropped, spaces collapsed (works for any script)."""
-    kept = "".join(" " if unicodedata.category(ch).startswith(("P", "S")) else ch
-                   for ch in unicodedata.normalize("NFKC", text).lower())
+    kept = "".join(
+        " " if unicodedata.category(ch).startswith(("P", "S")) else ch
+        for ch in unicodedata.normalize("NFKC", text).lower()
+    )
     return " ".join(kept.split())
 
 
@@ -330,16 +541,18 @@ def mentions(text: str) -> list[Mention]:
     quotes = read_quotes(text)
     blank = text
     for q in quotes:  # keep offsets: blank out quoted text with spaces
-        blank = blank[:q.start] + " " * (q.end - q.start) + blank[q.end:]
+        blank = blank[: q.start] + " " * (q.end - q.start) + blank[q.end :]
     table = face_table()
     out: list[Mention] = list(quotes)
     for part, action, s, e in read_actions(blank):
         aus = table.get((part, action))
         if aus:
-            out.append(Mention(kind="face", phrase=text[s:e], start=s, end=e,
-                               aus=tuple(sorted(aus))))
+            out.append(
+                Mention(kind="face", phrase=text[s:e], start=s, end=e, aus=tuple(sorted(aus)))
+            )
     for m in re.finditer(r"\bAU\s?\d+\b", blank, re.I):
-        out.append(Mention(kind="face", phrase=m[0], start=m.start(), end=m.end(),
-                           aus=(au_code(m[0]),)))
+        out.append(
+            Mention(kind="face", phrase=m[0], start=m.start(), end=m.end(), aus=(au_code(m[0]),))
+        )
     out += read_voice(blank, [(m.start, m.end) for m in out if m.kind == "face"])
     return sorted(out, key=lambda m: m.start)

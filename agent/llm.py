@@ -42,9 +42,23 @@ LLM_CACHE_SIZE = 2  # loaded models kept per process (reasoner + judge); the old
 
 # llama.cpp ``general.file_type`` values (llama_ftype) for the model id.
 _GGUF_FTYPES = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
-    11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
-    17: "Q5_K_M", 18: "Q6_K", 32: "BF16",
+    0: "F32",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    7: "Q8_0",
+    8: "Q5_0",
+    9: "Q5_1",
+    10: "Q2_K",
+    11: "Q3_K_S",
+    12: "Q3_K_M",
+    13: "Q3_K_L",
+    14: "Q4_K_S",
+    15: "Q4_K_M",
+    16: "Q5_K_S",
+    17: "Q5_K_M",
+    18: "Q6_K",
+    32: "BF16",
 }
 
 
@@ -64,8 +78,12 @@ class Sampling(BaseModel):
 
     @classmethod
     def of(cls, s: Settings) -> Sampling:
-        return cls(max_tokens=s.llm_max_tokens, temperature=s.llm_temperature, seed=s.llm_seed,
-                   prompt_cache=s.llm_prompt_cache)
+        return cls(
+            max_tokens=s.llm_max_tokens,
+            temperature=s.llm_temperature,
+            seed=s.llm_seed,
+            prompt_cache=s.llm_prompt_cache,
+        )
 
 
 @runtime_checkable
@@ -84,8 +102,13 @@ class LLM(Protocol):
         sampling: Sampling | None = None,
     ) -> str | BaseModel: ...
 
-    def stream(self, messages: list[dict], *, max_tokens: int | None = None,
-               sampling: Sampling | None = None) -> Iterator[str]: ...
+    def stream(
+        self,
+        messages: list[dict],
+        *,
+        max_tokens: int | None = None,
+        sampling: Sampling | None = None,
+    ) -> Iterator[str]: ...
 
 
 # ----------------------------------------------------------------------------- shared helpers
@@ -181,9 +204,11 @@ def with_images(messages: list[dict], images: list[np.ndarray]) -> list[dict]:
     image_parts = [{"type": "image_url", "image_url": {"url": image_data_url(i)}} for i in images]
     for m in reversed(messages):
         if m["role"] == "user":
-            parts = m["content"] if isinstance(m["content"], list) else [
-                {"type": "text", "text": m["content"]}
-            ]
+            parts = (
+                m["content"]
+                if isinstance(m["content"], list)
+                else [{"type": "text", "text": m["content"]}]
+            )
             m["content"] = [*parts, *image_parts]
             return messages
     messages.append({"role": "user", "content": image_parts})
@@ -217,7 +242,7 @@ def _load_llama(path: str, n_ctx: int, n_threads: int, n_gpu_layers: int):
     try:
         from llama_cpp import LlamaRAMCache
 
-        from agent.grammar_sampler import CheckFirstLlama
+        from affectlens.agent.grammar_sampler import CheckFirstLlama
     except ImportError as exc:
         raise LLMError(
             "the embedded backend needs llama-cpp-python: pip install llama-cpp-python"
@@ -316,8 +341,13 @@ class EmbeddedLLM:
 
         return validated(generate, messages, schema, EMBEDDED_ATTEMPTS, self.model_id)
 
-    def stream(self, messages: list[dict], *, max_tokens: int | None = None,
-               sampling: Sampling | None = None) -> Iterator[str]:
+    def stream(
+        self,
+        messages: list[dict],
+        *,
+        max_tokens: int | None = None,
+        sampling: Sampling | None = None,
+    ) -> Iterator[str]:
         """Pieces as llama.cpp makes them. A producer thread holds the model's lock, so a
         stream that is abandoned (never consumed nor closed, e.g. kept by a dropped UI event)
         still releases it after at most ``max_tokens``; closing it stops generation at once."""
@@ -423,8 +453,9 @@ class OpenAILLM:
         except openai.AuthenticationError as exc:
             raise LLMError(f"{self.model_id}: the server refused llm_api_key: {exc}") from exc
 
-    def _structured(self, messages: list[dict], schema: type[BaseModel], limit: int,
-                    s: Sampling) -> str:
+    def _structured(
+        self, messages: list[dict], schema: type[BaseModel], limit: int, s: Sampling
+    ) -> str:
         """One structured call, trying the strongest response_format the server accepts."""
         openai = self._openai
         json_schema = schema.model_json_schema()
@@ -446,8 +477,10 @@ class OpenAILLM:
             except openai.APIStatusError as exc:
                 kind = classify_error(exc)
                 if kind == "context":
-                    raise LLMError(f"{self.model_id}: the prompt and max_tokens={limit} do not "
-                                   f"fit the server's context window: {exc}") from exc
+                    raise LLMError(
+                        f"{self.model_id}: the prompt and max_tokens={limit} do not "
+                        f"fit the server's context window: {exc}"
+                    ) from exc
                 if kind != "format":
                     raise LLMError(f"{self.model_id}: {exc}") from exc
                 last = exc  # this server does not take that response_format: try the next
@@ -490,8 +523,13 @@ class OpenAILLM:
             self.model_id,
         )
 
-    def stream(self, messages: list[dict], *, max_tokens: int | None = None,
-               sampling: Sampling | None = None) -> Iterator[str]:
+    def stream(
+        self,
+        messages: list[dict],
+        *,
+        max_tokens: int | None = None,
+        sampling: Sampling | None = None,
+    ) -> Iterator[str]:
         check_messages(messages)
         s = sampling or self.sampling
         try:
@@ -506,12 +544,22 @@ class OpenAILLM:
 # What a server says when the prompt does not fit (vLLM: 400 "This model's maximum context
 # length is 4096 tokens. However, you requested ..."; OpenAI: code context_length_exceeded;
 # llama.cpp's server: "exceed context window" / "exceeds the available context size").
-_CONTEXT_WORDS = ("maximum context length", "context_length_exceeded", "context window",
-                  "context size", "context length")
+_CONTEXT_WORDS = (
+    "maximum context length",
+    "context_length_exceeded",
+    "context window",
+    "context size",
+    "context length",
+)
 # What it says when it does not take a response_format (OpenAI: param 'response_format';
 # llama-cpp-python: a 500 naming the field; vLLM: "json_schema"/"guided decoding" backends).
-_FORMAT_WORDS = ("response_format", "json_schema", "guided_json", "guided decoding",
-                 "structured output")
+_FORMAT_WORDS = (
+    "response_format",
+    "json_schema",
+    "guided_json",
+    "guided decoding",
+    "structured output",
+)
 
 
 def classify_error(exc: Exception) -> Literal["context", "format", "other"]:
@@ -593,15 +641,18 @@ class TransformersLLM:
         parts = []
         last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
         for i, m in enumerate(messages):
-            text = [{"type": "text", "text": m["content"]}] if isinstance(m["content"], str) \
+            text = (
+                [{"type": "text", "text": m["content"]}]
+                if isinstance(m["content"], str)
                 else list(m["content"])
+            )
             pics = [{"type": "image"} for _ in images] if i == last_user else []
             parts.append({"role": m["role"], "content": [*pics, *text]})
-        prompt = self.processor.apply_chat_template(parts, add_generation_prompt=True,
-                                                    tokenize=False)
+        prompt = self.processor.apply_chat_template(
+            parts, add_generation_prompt=True, tokenize=False
+        )
         pil = [Image.fromarray(np.asarray(im, dtype=np.uint8)).convert("RGB") for im in images]
-        return self.processor(text=prompt, images=pil or None, return_tensors="pt").to(
-            self.device)
+        return self.processor(text=prompt, images=pil or None, return_tensors="pt").to(self.device)
 
     def _generate_kwargs(self, inputs: Any, max_tokens: int | None, s: Sampling) -> dict:
         temperature = s.temperature
@@ -616,8 +667,13 @@ class TransformersLLM:
             kwargs["temperature"] = temperature
         return kwargs
 
-    def _generate(self, messages: list[dict], max_tokens: int | None, s: Sampling,
-                  images: list[np.ndarray] | None = None) -> str:
+    def _generate(
+        self,
+        messages: list[dict],
+        max_tokens: int | None,
+        s: Sampling,
+        images: list[np.ndarray] | None = None,
+    ) -> str:
         inputs = self._inputs(messages, images)
         with self._lock, self._torch.inference_mode():
             self._torch.manual_seed(s.seed)
@@ -647,8 +703,13 @@ class TransformersLLM:
             self.model_id,
         )
 
-    def stream(self, messages: list[dict], *, max_tokens: int | None = None,
-               sampling: Sampling | None = None) -> Iterator[str]:
+    def stream(
+        self,
+        messages: list[dict],
+        *,
+        max_tokens: int | None = None,
+        sampling: Sampling | None = None,
+    ) -> Iterator[str]:
         """Pieces as ``generate`` makes them, in a worker thread that holds the lock; closing
         the stream early stops generation at the next token and joins the worker."""
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
@@ -718,12 +779,16 @@ class Sampled:
         setattr(self.llm, name, value)
 
     def chat(self, messages, schema=None, *, images=None, max_tokens=None, sampling=None):
-        return self.llm.chat(messages, schema, images=images, max_tokens=max_tokens,
-                             sampling=sampling or self.sampling)
+        return self.llm.chat(
+            messages,
+            schema,
+            images=images,
+            max_tokens=max_tokens,
+            sampling=sampling or self.sampling,
+        )
 
     def stream(self, messages, *, max_tokens=None, sampling=None):
-        return self.llm.stream(messages, max_tokens=max_tokens,
-                               sampling=sampling or self.sampling)
+        return self.llm.stream(messages, max_tokens=max_tokens, sampling=sampling or self.sampling)
 
 
 def role_settings(settings: Settings, role: Literal["reason", "judge"]) -> Settings:

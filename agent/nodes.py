@@ -3,55 +3,43 @@ LangGraph's ``Runtime``) and returns a partial update; none of them holds model 
 
 from __future__ import annotations
 
-import importlib
 import threading
-import time
 
 from langgraph.runtime import Runtime
 
-from agent import fusion
-from agent import knowledge as kb
-from agent import reason as rs
-from agent import verify as vf
-from agent.schemas import MODALITIES, AnalysisResult, Modality, VerificationReport
-from agent.state import AnalysisState, RunContext
-from agent.taxonomy import compound_label
-from agent.textualise import (
+from affectlens.agent import fusion
+from affectlens.agent import knowledge as kb
+from affectlens.agent import reason as rs
+from affectlens.agent import verify as vf
+from affectlens.agent.registry import TOOLS
+from affectlens.agent.schemas import MODALITIES, AnalysisResult, Modality, VerificationReport
+from affectlens.agent.state import AnalysisState, RunContext
+from affectlens.agent.textualise import (
     evidence_basic_distribution,
     fused_line,
     header,
     modality_status,
     textualise,
 )
-from tools.evidence import (
-    Evidence,
-    FaceEvidence,
-    SceneEvidence,
-    SpeechEvidence,
-    ToneEvidence,
-)
+from affectlens.taxonomy import compound_label
 
-# modality -> (module, function, evidence class, needs)
-TOOLS: dict[Modality, tuple[str, str, type[Evidence], str]] = {
-    "face": ("tools.face", "analyze_face", FaceEvidence, "video"),
-    "speech": ("tools.asr", "transcribe", SpeechEvidence, "audio"),
-    "voice": ("tools.tone", "analyze_tone", ToneEvidence, "audio"),
-    "scene": ("tools.scene", "match_scene", SceneEvidence, "video"),
-}
 NO_CUES = "no cue to ground the reading in: no modality produced usable evidence"
 KNOWLEDGE_K = 2  # each entry costs ~60 prompt tokens (~0.8 s on 2 cores)
 
 
 def probe(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
-    """Decode the file once (raises tools.media.MediaError for a bad file)."""
-    from tools.media import load
+    """Decode the file once (raises affectlens.tools.media.MediaError for a bad file)."""
+    from affectlens.tools.media import load
 
     settings = runtime.context.settings
     media = load(state["path"], settings)
-    runtime.context.media = media
-    threading.Thread(target=_warm_up, args=(settings, runtime.context.llm is None),
-                     daemon=True, name="affectlens-warm-up").start()
-    return {"media": media.info}
+    threading.Thread(
+        target=_warm_up,
+        args=(settings, runtime.context.llm is None),
+        daemon=True,
+        name="affectlens-warm-up",
+    ).start()
+    return {"media": media.info, "decoded": media}
 
 
 def _warm_up(settings, llm: bool) -> None:
@@ -60,7 +48,7 @@ def _warm_up(settings, llm: bool) -> None:
     try:
         kb.knowledge_collection(settings)
         if llm:
-            from agent.llm import get_llm
+            from affectlens.agent.llm import get_llm
 
             get_llm(settings, role="reason")
     except Exception:  # noqa: BLE001
@@ -70,28 +58,23 @@ def _warm_up(settings, llm: bool) -> None:
 def applicable(state: AnalysisState, media) -> list[Modality]:
     """The tools whose stream exists and that were not left out."""
     skip = set(state.get("without") or ())
-    has = {"audio": media is not None and media.audio is not None and media.audio.size > 0,
-           "video": media is not None and bool(media.frames)}
-    return [m for m in MODALITIES if m not in skip and has[TOOLS[m][3]]]
+    has = {
+        "audio": media is not None and media.audio is not None and media.audio.size > 0,
+        "video": media is not None and bool(media.frames),
+    }
+    return [m for m in MODALITIES if m not in skip and has[TOOLS[m].needs]]
 
 
-def run_tool(modality: Modality, runtime: Runtime[RunContext]) -> dict:
+def run_tool(modality: Modality, state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     """One perception tool; any exception marks the modality failed instead of ending the run."""
-    module, func, cls, _ = TOOLS[modality]
-    t0 = time.perf_counter()
-    try:
-        fn = getattr(importlib.import_module(module), func)
-        ev = fn(runtime.context.media, runtime.context.settings)
-    except Exception as exc:  # noqa: BLE001 - a broken tool must not sink the analysis
-        ev = cls(status="failed", reason=f"{type(exc).__name__}: {exc}"[:300],
-                 seconds=round(time.perf_counter() - t0, 3))
+    ev = TOOLS[modality].measure(state["decoded"], runtime.context.settings)
     model = f"{ev.model} {ev.model_version}".strip()
     return {"evidence": {modality: ev}, "models": {modality: model} if model else {}}
 
 
 def make_tool_node(modality: Modality):
     def node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
-        return run_tool(modality, runtime)
+        return run_tool(modality, state, runtime)
 
     node.__name__ = modality
     return node
@@ -102,11 +85,20 @@ def textualise_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     without = state.get("without") or []
     info = state["media"]
     cues = textualise(evidence, info.duration_s, without=without)
-    votes = {m: e.vote for m, e in evidence.items() if m not in without
-             and e is not None and e.status == "ok" and getattr(e, "vote", None) is not None}
-    if (runtime.context.settings.text_emotion and "speech" not in without
-            and runtime.context.llm is None):  # an injected LLM (tests) means no model loads
-        from agent.text_emotion import text_witness  # the words as an emotion witness
+    votes = {
+        m: e.vote
+        for m, e in evidence.items()
+        if m not in without
+        and e is not None
+        and e.status == "ok"
+        and getattr(e, "vote", None) is not None
+    }
+    if (
+        runtime.context.settings.text_emotion
+        and "speech" not in without
+        and runtime.context.llm is None
+    ):  # an injected LLM (tests) means no model loads
+        from affectlens.agent.text_emotion import text_witness  # the words as an emotion witness
 
         text_cues, text_vote = text_witness(evidence.get("speech"), runtime.context.settings, cues)
         cues += text_cues
@@ -115,24 +107,30 @@ def textualise_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     status = modality_status(evidence, without=without)
     kind = "photo" if info.is_image else ("clip" if info.has_video else "audio recording")
     fused = fusion.fuse(votes)
-    return {"cues": cues, "status": status, "fusion": fused,
-            "header": header(status, cues, 0.0 if info.is_image else info.duration_s, kind)
-            + fused_line(fused),
-            "evidence_dist": evidence_basic_distribution(
-                {m: e for m, e in evidence.items() if m not in without})}
+    return {
+        "cues": cues,
+        "status": status,
+        "fusion": fused,
+        "header": header(status, cues, 0.0 if info.is_image else info.duration_s, kind)
+        + fused_line(fused),
+        "evidence_dist": evidence_basic_distribution(
+            {m: e for m, e in evidence.items() if m not in without}
+        ),
+    }
 
 
 def retrieve_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     """Knowledge entries closest to the cue sentences (none when there are no cues)."""
-    hits = kb.retrieve(kb.cue_queries(state.get("cues") or []), runtime.context.settings,
-                       k=KNOWLEDGE_K)
+    hits = kb.retrieve(
+        kb.cue_queries(state.get("cues") or []), runtime.context.settings, k=KNOWLEDGE_K
+    )
     return {"knowledge": [h.id for h in hits], "knowledge_text": [h.text for h in hits]}
 
 
 def _llm(runtime: Runtime[RunContext]):
     if runtime.context.llm is not None:
         return runtime.context.llm
-    from agent.llm import get_llm
+    from affectlens.agent.llm import get_llm
 
     return get_llm(runtime.context.settings, role="reason")
 
@@ -142,7 +140,7 @@ def _key_frames(settings, media) -> dict:
     (``llm_multimodal``); nothing otherwise (a text-only model sees the frames as cues)."""
     if not settings.llm_multimodal or media is None or not media.frames:
         return {}
-    from tools.scene import key_frame_indices
+    from affectlens.tools.scene import key_frame_indices
 
     return {"images": [media.frames[i].image for i in key_frame_indices(len(media.frames))]}
 
@@ -159,30 +157,52 @@ def reason_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     # its explanation concluded with another emotion; the repair round asks it to explain the
     # decided one, and its schema allows no other.
     fused = state.get("fusion")
-    dominant = (fusion.decided(fused, settings.decision)
-                if previous is not None and fused is not None and fused.conflict else None)
+    dominant = (
+        fusion.decided(fused, settings.decision)
+        if previous is not None and fused is not None and fused.conflict
+        else None
+    )
     header = state.get("header", "") + (
         f"\nDecided by the fused witnesses: the dominant emotion is {dominant} (you named "
         f"{fused.llm_dominant}). Explain the evidence for {dominant}; list the cues that point "
-        "elsewhere as conflicts." if dominant else "")
-    msgs = rs.messages(header, cues, state.get("knowledge_text") or [],
-                       previous, problems if previous is not None else None)
+        "elsewhere as conflicts."
+        if dominant
+        else ""
+    )
+    msgs = rs.messages(
+        header,
+        cues,
+        state.get("knowledge_text") or [],
+        previous,
+        problems if previous is not None else None,
+    )
     if not cues:
-        return {"rounds": rounds + 1, "raw": None, "fixed": [], "error": None,
-                "reading": rs.no_evidence(state["status"])}
+        return {
+            "rounds": rounds + 1,
+            "raw": None,
+            "fixed": [],
+            "error": None,
+            "reading": rs.no_evidence(state["status"]),
+        }
     llm = _llm(runtime)
-    update: dict = {"rounds": rounds + 1,
-                    "models": {"reason": getattr(llm, "model_id", type(llm).__name__),
-                               **rs.prompt_versions()}}
+    update: dict = {
+        "rounds": rounds + 1,
+        "models": {"reason": getattr(llm, "model_id", type(llm).__name__), **rs.prompt_versions()},
+    }
     try:
-        raw = llm.chat(msgs, rs.schema_for(cues, dominant), max_tokens=settings.llm_max_tokens,
-                       **_key_frames(settings, runtime.context.media))
+        raw = llm.chat(
+            msgs,
+            rs.schema_for(cues, dominant),
+            max_tokens=settings.llm_max_tokens,
+            **_key_frames(settings, state.get("decoded")),
+        )
     except Exception as exc:  # noqa: BLE001 - LLMError, backend down: keep the last reading
         update["error"] = f"reasoning failed: {type(exc).__name__}: {exc}"[:500]
         return update
     reading, fixes = rs.normalise(raw, cues, state["status"], state.get("evidence_dist") or {})
-    reading, update["fusion"] = decide(reading, fused, settings.decision,
-                                       explained=dominant is not None)
+    reading, update["fusion"] = decide(
+        reading, fused, settings.decision, explained=dominant is not None
+    )
     update.update(raw=raw, reading=reading, fixed=fixes, error=None)
     return update
 
@@ -197,13 +217,18 @@ def decide(reading, fused, decision, *, explained: bool = False):
     before = fused
     dominant, conf, fused = fusion.decide(fused, reading.dominant, decision)
     if explained:
-        fused = fused.model_copy(update={"llm_dominant": before.llm_dominant,
-                                         "conflict": before.conflict})
+        fused = fused.model_copy(
+            update={"llm_dominant": before.llm_dominant, "conflict": before.conflict}
+        )
     if dominant != reading.dominant:
         secondary = reading.secondary if reading.secondary != dominant else None
-        reading = reading.model_copy(update={
-            "dominant": dominant, "secondary": secondary,
-            "label": compound_label(dominant, secondary)})
+        reading = reading.model_copy(
+            update={
+                "dominant": dominant,
+                "secondary": secondary,
+                "label": compound_label(dominant, secondary),
+            }
+        )
     return reading.model_copy(update={"confidence": conf}), fused
 
 
@@ -212,8 +237,12 @@ def verify_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     their cited cues do not show (verify.prune) and list them in the report."""
     reading = state.get("reading")
     if reading is None:
-        return {"problems": [], "verification": VerificationReport(
-            rounds=state.get("rounds", 0), problems=[state.get("error") or "no reading"])}
+        return {
+            "problems": [],
+            "verification": VerificationReport(
+                rounds=state.get("rounds", 0), problems=[state.get("error") or "no reading"]
+            ),
+        }
     available = {m: st == "ok" for m, (st, _) in state["status"].items()}
     cues = state.get("cues") or []
     found = vf.check(reading, cues, available)
@@ -224,9 +253,12 @@ def verify_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     last_round = state.get("rounds", 0) > runtime.context.settings.verify_max_rounds
     if last_round and any(p.kind == "content" for p in found):
         explanation, dropped = vf.prune(reading, cues)
-        reading = reading.model_copy(update={
-            "explanation": explanation,
-            "modalities": rs.accounts(explanation, cues, state["status"])})
+        reading = reading.model_copy(
+            update={
+                "explanation": explanation,
+                "modalities": rs.accounts(explanation, cues, state["status"]),
+            }
+        )
         found = vf.check(reading, cues, available)
         messages = [p.message for p in found]
         update["reading"] = reading
@@ -236,9 +268,16 @@ def verify_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
         rounds=state.get("rounds", 0),
         problems=messages if cues else [*messages, NO_CUES],
         fixed=list(dict.fromkeys([*(state.get("fixed") or []), *fixed_now])),
-        grounded=bool(cues) and vf.grounded(found), dropped_claims=dropped)
-    return {**update, "problems": messages, "seen_problems": messages, "fixed": fixed_now,
-            "verification": report}
+        grounded=bool(cues) and vf.grounded(found),
+        dropped_claims=dropped,
+    )
+    return {
+        **update,
+        "problems": messages,
+        "seen_problems": messages,
+        "fixed": fixed_now,
+        "verification": report,
+    }
 
 
 def after_verify(state: AnalysisState, runtime: Runtime[RunContext]) -> str:
@@ -253,28 +292,50 @@ def build_result(state: AnalysisState, settings) -> AnalysisResult:
     ev = state.get("evidence") or {}
     verification = state.get("verification") or VerificationReport()
     return AnalysisResult(
-        id=state["result_id"], media=state["media"],
-        face=ev.get("face"), speech=ev.get("speech"), voice=ev.get("voice"), scene=ev.get("scene"),
-        cues=state.get("cues") or [], knowledge=state.get("knowledge") or [],
-        reading=state.get("reading"), fusion=state.get("fusion"), verification=verification,
-        timings=dict(state.get("timings") or {}), models=dict(state.get("models") or {}),
+        id=state["result_id"],
+        media=state["media"],
+        face=ev.get("face"),
+        speech=ev.get("speech"),
+        voice=ev.get("voice"),
+        scene=ev.get("scene"),
+        cues=state.get("cues") or [],
+        knowledge=state.get("knowledge") or [],
+        reading=state.get("reading"),
+        fusion=state.get("fusion"),
+        verification=verification,
+        timings=dict(state.get("timings") or {}),
+        models=dict(state.get("models") or {}),
         settings=_settings_record(settings, state.get("without") or []),
-        error=state.get("error"), source=state.get("source"),
+        error=state.get("error"),
+        source=state.get("source"),
     )
 
 
 def _settings_record(settings, without) -> dict:
-    keep = ("llm_backend", "llm_model", "frame_rate", "asr_model", "face_backend", "device",
-            "verify_max_rounds", "llm_max_tokens", "llm_temperature", "llm_seed", "decision")
+    keep = (
+        "llm_backend",
+        "llm_model",
+        "frame_rate",
+        "asr_model",
+        "face_backend",
+        "device",
+        "verify_max_rounds",
+        "llm_max_tokens",
+        "llm_temperature",
+        "llm_seed",
+        "decision",
+    )
     out = {k: getattr(settings, k) for k in keep}
     out["without"] = list(without)
     return out
 
 
 def store_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
-    """Write the result (when the run asked for it); the caller rebuilds it from the state."""
+    """Build the result, once, and write it when the run asked for it; the caller returns this
+    same object, so the stored and the returned result are one (same ``created`` time)."""
+    result = build_result(state, runtime.context.settings)
     if runtime.context.save:
-        from agent.store import AnalysisStore
+        from affectlens.agent.store import AnalysisStore
 
-        AnalysisStore(runtime.context.settings).save(build_result(state, runtime.context.settings))
-    return {}
+        AnalysisStore(runtime.context.settings).save(result)
+    return {"result": result, "decoded": None}  # the decoded streams are not needed any more

@@ -22,11 +22,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, create_model, field_validator
 
-import prompts
-from agent.schemas import MODALITIES, Cue, EmotionReading, Modality, ModalityAccount
-from agent.taxonomy import BASIC, compound_label, parse_label, to_basic
-from agent.textualise import render_cues
-from agent.verify import CITATION, cited_ids, split_sentences
+from affectlens import prompts
+from affectlens.agent.citations import cited_ids, split_sentences, strip_citations
+from affectlens.agent.schemas import MODALITIES, Cue, EmotionReading, Modality, ModalityAccount
+from affectlens.agent.textualise import render_cues
+from affectlens.taxonomy import BASIC, compound_label, parse_label, to_basic
 
 Basic = Literal["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]
 PROMPT = "reason"
@@ -54,7 +54,7 @@ class Claim(BaseModel):
     @property
     def sentence(self) -> str:
         """The text with its citations in brackets before the final stop: "Sad face [F1]."."""
-        text = re.sub(r"\s+([.,;:!?])", r"\1", " ".join(CITATION.sub(" ", self.text).split()))
+        text = re.sub(r"\s+([.,;:!?])", r"\1", strip_citations(self.text))
         stop = text[-1] if text and text[-1] in ".!?" else "."
         body = text.rstrip(".!?").rstrip()
         cites = "".join(f"[{c}]" for c in dict.fromkeys(self.cues))
@@ -64,17 +64,23 @@ class Claim(BaseModel):
 class LLMReading(BaseModel):
     """What the LLM is asked to produce; ``schema_for`` narrows it to one analysis's cues."""
 
-    explanation: list[Claim] = Field(min_length=1, max_length=MAX_SENTENCES,
-                                     description=f"2-{MAX_SENTENCES} claims, each with the cue "
-                                     "ids it rests on; the last one concludes.")
-    label: str = Field(default="", max_length=40, description="adverb + adjective, e.g. 'sadly angry'")
+    explanation: list[Claim] = Field(
+        min_length=1,
+        max_length=MAX_SENTENCES,
+        description=f"2-{MAX_SENTENCES} claims, each with the cue "
+        "ids it rests on; the last one concludes.",
+    )
+    label: str = Field(
+        default="", max_length=40, description="adverb + adjective, e.g. 'sadly angry'"
+    )
     dominant: Basic
     secondary: Basic | Literal["none"] = "none"
     valence: float = Field(ge=-1, le=1)
     arousal: float = Field(ge=-1, le=1)
     confidence: float = Field(ge=0, le=1)
-    conflicts: list[CueId] = Field(default_factory=list, max_length=6,
-                                 description="ids of cues that disagree")
+    conflicts: list[CueId] = Field(
+        default_factory=list, max_length=6, description="ids of cues that disagree"
+    )
 
     @field_validator("explanation", mode="before")
     @classmethod
@@ -117,8 +123,11 @@ def schema_for(cues: list[Cue], dominant: str | None = None) -> type[BaseModel]:
 
     def claim(name: str, allowed: tuple[str, ...], about: str) -> tuple[type, object]:
         Ref = Literal[allowed]  # type: ignore[valid-type]
-        model = create_model(f"{name.capitalize()}Claim", __base__=Claim,
-                             cues=(list[Ref], Field(min_length=1, max_length=MAX_CITES)))
+        model = create_model(
+            f"{name.capitalize()}Claim",
+            __base__=Claim,
+            cues=(list[Ref], Field(min_length=1, max_length=MAX_CITES)),
+        )
         return model, Field(description=about)
 
     per_modality = {}
@@ -127,33 +136,52 @@ def schema_for(cues: list[Cue], dominant: str | None = None) -> type[BaseModel]:
         if mine:
             per_modality[m] = claim(m, mine, f"one sentence: what the {m} cues show")
     return create_model(
-        "Reading", __base__=ModalityClaims, **per_modality,
-        conclusion=claim("conclusion", ids, f"one sentence naming {dominant or 'the emotion'} "
-                                            "and its main cues"),
+        "Reading",
+        __base__=ModalityClaims,
+        **per_modality,
+        conclusion=claim(
+            "conclusion", ids, f"one sentence naming {dominant or 'the emotion'} and its main cues"
+        ),
         dominant=(Literal[dominant] if dominant else Basic, ...),  # type: ignore[valid-type]
         secondary=(Basic | Literal["none"], "none"),
         valence=(float, Field(ge=-1, le=1)),
         arousal=(float, Field(ge=-1, le=1)),
         confidence=(float, Field(ge=0, le=1)),
-        conflicts=(list[Id], Field(default_factory=list, max_length=6,
-                                   description="ids of cues that disagree")),
+        conflicts=(
+            list[Id],
+            Field(default_factory=list, max_length=6, description="ids of cues that disagree"),
+        ),
     )
 
 
-def messages(header: str, cues: list[Cue], knowledge: list[str],
-             previous: BaseModel | None = None, problems: list[str] | None = None) -> list[dict]:
+def messages(
+    header: str,
+    cues: list[Cue],
+    knowledge: list[str],
+    previous: BaseModel | None = None,
+    problems: list[str] | None = None,
+) -> list[dict]:
     """Chat messages for one reasoning round. A repair round repeats the first prompt (so the
     prompt cache reuses it), the previous JSON as the assistant's turn, then the problems."""
     msgs = [
         {"role": "system", "content": prompts.render(SYSTEM)},
-        {"role": "user", "content": prompts.render(
-            PROMPT, header=header, cues=render_cues(cues), knowledge=knowledge)},
+        {
+            "role": "user",
+            "content": prompts.render(
+                PROMPT, header=header, cues=render_cues(cues), knowledge=knowledge
+            ),
+        },
     ]
     if previous is not None and problems:
         msgs.append({"role": "assistant", "content": previous.model_dump_json()})
-        msgs.append({"role": "user", "content": "Your answer has these problems:\n"
-                     + "\n".join(f"- {p}" for p in problems)
-                     + "\nReply again with the corrected JSON object."})
+        msgs.append(
+            {
+                "role": "user",
+                "content": "Your answer has these problems:\n"
+                + "\n".join(f"- {p}" for p in problems)
+                + "\nReply again with the corrected JSON object.",
+            }
+        )
     return msgs
 
 
@@ -172,11 +200,15 @@ def bounded(sentences: list[str]) -> list[str]:
     emotion): the claims in between are what gets dropped."""
     if len(sentences) <= MAX_SENTENCES:
         return sentences
-    return [*sentences[:MAX_SENTENCES - 1], sentences[-1]]
+    return [*sentences[: MAX_SENTENCES - 1], sentences[-1]]
 
 
-def normalise(raw: LLMReading, cues: list[Cue], status: dict[Modality, tuple[str, str]],
-              evidence_dist: dict[str, float]) -> tuple[EmotionReading, list[str]]:
+def normalise(
+    raw: LLMReading,
+    cues: list[Cue],
+    status: dict[Modality, tuple[str, str]],
+    evidence_dist: dict[str, float],
+) -> tuple[EmotionReading, list[str]]:
     """The full reading from the LLM's compact one, and the repairs made (as 'fixed' notes)."""
     fixes: list[str] = []
     dominant = _basic(raw.dominant)
@@ -201,10 +233,15 @@ def normalise(raw: LLMReading, cues: list[Cue], status: dict[Modality, tuple[str
     if dropped:
         fixes.append(f"dropped conflict ids that are not cues: {', '.join(dropped)}")
     return EmotionReading(
-        dominant=dominant, secondary=secondary, label=label,
+        dominant=dominant,
+        secondary=secondary,
+        label=label,
         probabilities=probabilities(dominant, secondary, evidence_dist),
-        valence=_clamp(raw.valence, -1, 1), arousal=_clamp(raw.arousal, -1, 1),
-        confidence=_clamp(raw.confidence, 0, 1), explanation=sentences, conflicts=conflicts,
+        valence=_clamp(raw.valence, -1, 1),
+        arousal=_clamp(raw.arousal, -1, 1),
+        confidence=_clamp(raw.confidence, 0, 1),
+        explanation=sentences,
+        conflicts=conflicts,
         modalities=accounts(sentences, cues, status),
     ), fixes
 
@@ -214,30 +251,40 @@ def no_evidence(status: dict[Modality, tuple[str, str]]) -> EmotionReading:
     (asking an LLM here would only invite invented evidence)."""
     why = "; ".join(f"{m} {st}" + (f" ({r})" if r else "") for m, (st, r) in status.items())
     return EmotionReading(
-        dominant="neutral", secondary=None, label=compound_label("neutral", None),
-        probabilities={b: round(1 / len(BASIC), 4) for b in BASIC}, valence=0.0, arousal=0.0,
-        confidence=0.0, explanation=[f"No usable evidence: {why}."],
-        modalities=accounts([], [], status))
+        dominant="neutral",
+        secondary=None,
+        label=compound_label("neutral", None),
+        probabilities={b: round(1 / len(BASIC), 4) for b in BASIC},
+        valence=0.0,
+        arousal=0.0,
+        confidence=0.0,
+        explanation=[f"No usable evidence: {why}."],
+        modalities=accounts([], [], status),
+    )
 
 
 def _clamp(x: float, lo: float, hi: float) -> float:
     return round(min(hi, max(lo, float(x))), 3)
 
 
-def probabilities(dominant: str, secondary: str | None,
-                  evidence_dist: dict[str, float]) -> dict[str, float]:
+def probabilities(
+    dominant: str, secondary: str | None, evidence_dist: dict[str, float]
+) -> dict[str, float]:
     """Blend of the LLM's pick (0.7 dominant / 0.3 secondary, or 1.0) and the perception
     distribution (uniform when there is none); sums to 1 over all basic emotions."""
     pick = {dominant: 0.7, secondary: 0.3} if secondary else {dominant: 1.0}
     base = evidence_dist or {b: 1 / len(BASIC) for b in BASIC}
-    mixed = {b: LLM_PICK_WEIGHT * pick.get(b, 0.0) + (1 - LLM_PICK_WEIGHT) * base.get(b, 0.0)
-             for b in BASIC}
+    mixed = {
+        b: LLM_PICK_WEIGHT * pick.get(b, 0.0) + (1 - LLM_PICK_WEIGHT) * base.get(b, 0.0)
+        for b in BASIC
+    }
     total = sum(mixed.values())
     return {b: round(v / total, 4) for b, v in mixed.items()}
 
 
-def accounts(sentences: list[str], cues: list[Cue],
-             status: dict[Modality, tuple[str, str]]) -> list[ModalityAccount]:
+def accounts(
+    sentences: list[str], cues: list[Cue], status: dict[Modality, tuple[str, str]]
+) -> list[ModalityAccount]:
     """Per modality: the explanation sentences citing its cues; else its first cue; else why
     it is missing."""
     modality_of = {c.id: c.modality for c in cues}
@@ -253,8 +300,9 @@ def accounts(sentences: list[str], cues: list[Cue],
             summary = "Analysed, but nothing notable was found."
         else:
             summary = f"{m.capitalize()} {st}: {reason or 'not available'}."
-        out.append(ModalityAccount(modality=m, status=st if st != "ok" or first else "ok",
-                                   summary=summary))
+        out.append(
+            ModalityAccount(modality=m, status=st if st != "ok" or first else "ok", summary=summary)
+        )
     return out
 
 

@@ -8,21 +8,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from affectlens.agent.graph import build_graph
+from affectlens.agent.schemas import MODALITIES, AnalysisResult, Modality
+from affectlens.agent.state import RunContext, StageCallback
 from affectlens.settings import Settings, get_settings
-from agent.graph import build_graph
-from agent.nodes import build_result
-from agent.schemas import MODALITIES, AnalysisResult, Modality
-from agent.state import RunContext, StageCallback
 
 
 def new_id(path: str | Path) -> str:
     """Sortable and readable: '20261130-102233-clip-1a2b3c'."""
     stem = "".join(ch if ch.isalnum() else "-" for ch in Path(path).stem)[:32].strip("-")
-    now = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    now = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return f"{now}-{stem or 'media'}-{uuid.uuid4().hex[:6]}"
 
 
@@ -54,12 +53,17 @@ def analyze(
     settings = settings or get_settings()
     ctx = RunContext(settings=settings, on_stage=on_stage, llm=llm, save=save)
     state = build_graph("probe").invoke(
-        {"run_id": uuid.uuid4().hex, "path": str(path), "source": str(Path(path).resolve()),
-         "without": _without(without),
-         "result_id": new_id(path), "rounds": 0},
+        {
+            "run_id": uuid.uuid4().hex,
+            "path": str(path),
+            "source": str(Path(path).resolve()),
+            "without": _without(without),
+            "result_id": new_id(path),
+            "rounds": 0,
+        },
         context=ctx,
     )
-    return build_result(state, settings)
+    return state["result"]
 
 
 def reason_again(
@@ -80,10 +84,17 @@ def reason_again(
     ctx = RunContext(settings=settings, on_stage=on_stage, llm=llm, save=save)
     evidence = {m: getattr(result, m) for m in MODALITIES if getattr(result, m) is not None}
     state = build_graph("textualise").invoke(
-        {"run_id": uuid.uuid4().hex, "path": result.media.file_name, "without": skip,
-         "source": result.source, "media": result.media, "evidence": evidence,
-         "result_id": f"{result.id}{suffix}"[:128],
-         "rounds": 0, "models": {m: v for m, v in result.models.items() if m in MODALITIES}},
+        {
+            "run_id": uuid.uuid4().hex,
+            "path": result.media.file_name,
+            "without": skip,
+            "source": result.source,
+            "media": result.media,
+            "evidence": evidence,
+            "result_id": f"{result.id}{suffix}"[:128],
+            "rounds": 0,
+            "models": {m: v for m, v in result.models.items() if m in MODALITIES},
+        },
         context=ctx,
     )
-    return build_result(state, settings)
+    return state["result"]

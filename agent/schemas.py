@@ -5,13 +5,19 @@ Contract shared with chat, UI and evals: extend, do not rename.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from agent.fusion import FusedReading
-from tools.evidence import FaceEvidence, MediaInfo, SceneEvidence, SpeechEvidence, ToneEvidence
+from affectlens.agent.fusion import FusedReading
+from affectlens.tools.evidence import (
+    FaceEvidence,
+    MediaInfo,
+    SceneEvidence,
+    SpeechEvidence,
+    ToneEvidence,
+)
 
 Modality = Literal["face", "speech", "voice", "scene"]
 MODALITIES: tuple[Modality, ...] = ("face", "speech", "voice", "scene")
@@ -63,7 +69,7 @@ class EmotionReading(BaseModel):
 
 class DroppedClaim(BaseModel):
     """Explanation text cut after the last repair round: it named what its cited cues do not
-    show (agent.verify.prune)."""
+    show (affectlens.agent.verify.prune)."""
 
     text: str = Field(description="The sentence as the model wrote it.")
     kept: str | None = Field(default=None, description="What was kept of it, if anything.")
@@ -76,12 +82,13 @@ class VerificationReport(BaseModel):
     fixed: list[str] = Field(default_factory=list, description="Problems found and repaired.")
     grounded: bool = False
     dropped_claims: list[DroppedClaim] = Field(
-        default_factory=list, description="Claims cut from the stored explanation, and why.")
+        default_factory=list, description="Claims cut from the stored explanation, and why."
+    )
 
 
 class AnalysisResult(BaseModel):
     id: str
-    created: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    created: datetime = Field(default_factory=lambda: datetime.now(UTC))
     media: MediaInfo
     face: FaceEvidence | None = None
     speech: SpeechEvidence | None = None
@@ -91,8 +98,10 @@ class AnalysisResult(BaseModel):
     knowledge: list[str] = Field(default_factory=list, description="Knowledge entry ids used.")
     reading: EmotionReading | None = None
     fusion: FusedReading | None = Field(
-        default=None, description="The fused witnesses, the decision rule and any conflict "
-        "with the LLM (agent.fusion); reading.confidence is calibrated from it.")
+        default=None,
+        description="The fused witnesses, the decision rule and any conflict "
+        "with the LLM (affectlens.agent.fusion); reading.confidence is calibrated from it.",
+    )
     verification: VerificationReport = Field(default_factory=VerificationReport)
     timings: dict[str, float] = Field(default_factory=dict, description="Stage -> seconds.")
     models: dict[str, str] = Field(default_factory=dict, description="Role -> model and version.")

@@ -1,19 +1,26 @@
 """The analysis graph's typed state and its run context.
 
-State holds only serialisable values (pydantic evidence, cues, readings); the decoded media
-and the callbacks live in ``RunContext``, passed per run as LangGraph's ``context``.
+State holds the run's values (pydantic evidence, cues, readings; the decoded streams in memory
+while the tools need them); ``RunContext`` is the run's read-only configuration (settings,
+progress callback, an LLM override), passed per run as LangGraph's ``context``.
 """
 
 from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
+from affectlens.agent.schemas import (
+    AnalysisResult,
+    Cue,
+    EmotionReading,
+    Modality,
+    VerificationReport,
+)
 from affectlens.settings import Settings
-from agent.schemas import Cue, EmotionReading, Modality, VerificationReport
-from tools.evidence import Evidence, MediaInfo
+from affectlens.tools.evidence import Evidence, MediaInfo
 
 StageCallback = Callable[[str, str, float], None]
 
@@ -42,10 +49,10 @@ class AnalysisState(TypedDict, total=False):
     header: str
     cues: list[Cue]
     evidence_dist: dict[str, float]
-    fusion: Any  # agent.fusion.FusedReading | None: fused votes, then the decision
+    fusion: Any  # affectlens.agent.fusion.FusedReading | None: fused votes, then the decision
     knowledge: list[str]  # entry ids
     knowledge_text: list[str]
-    raw: Any  # the LLM's last compact reading (agent.reason.LLMReading)
+    raw: Any  # the LLM's last compact reading (affectlens.agent.reason.LLMReading)
     reading: EmotionReading | None
     rounds: int  # reasoning rounds done
     problems: list[str]  # from the last verification
@@ -56,16 +63,16 @@ class AnalysisState(TypedDict, total=False):
     models: Annotated[dict[str, str], merge]
     error: str | None
     result_id: str
+    decoded: Any  # affectlens.tools.media.Media from probe: frames and samples, never stored
+    result: AnalysisResult  # built once by the store node; what analyze() returns
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunContext:
-    """Per-run, non-serialisable things: settings, decoded media, progress callback, an LLM
-    override (tests, or a chat helper reusing a loaded model)."""
+    """Per-run configuration, read-only: settings, progress callback, an LLM override (tests,
+    or a chat helper reusing a loaded model), whether to store the result."""
 
     settings: Settings
     on_stage: StageCallback | None = None
     llm: Any = None
-    media: Any = None  # tools.media.Media, set by the probe node
     save: bool = True
-    extra: dict = field(default_factory=dict)

@@ -7,14 +7,14 @@ import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass
-import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from affectlens.agent.schemas import AnalysisResult
 from affectlens.settings import Settings
-from agent.schemas import AnalysisResult
 
 log = logging.getLogger(__name__)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -70,7 +70,7 @@ class AnalysisStore:
         except Exception as exc:  # noqa: BLE001 - retention must not fail a new analysis
             log.warning("pruning old analyses failed: %s", exc)
         if self.index:
-            from agent.knowledge import index_analysis
+            from affectlens.agent.knowledge import index_analysis
 
             try:
                 index_analysis(result, self.settings)
@@ -93,10 +93,15 @@ class AnalysisStore:
             try:
                 data = json.loads(p.read_text(encoding="utf-8"))
                 reading = data.get("reading") or {}
-                out.append(StoredAnalysis(
-                    id=data["id"], label=reading.get("label", ""),
-                    file_name=data.get("media", {}).get("file_name", ""),
-                    created=datetime.fromisoformat(data["created"]), owner=data.get("owner")))
+                out.append(
+                    StoredAnalysis(
+                        id=data["id"],
+                        label=reading.get("label", ""),
+                        file_name=data.get("media", {}).get("file_name", ""),
+                        created=datetime.fromisoformat(data["created"]),
+                        owner=data.get("owner"),
+                    )
+                )
             except (OSError, ValueError, KeyError, TypeError):
                 continue
         return sorted(out, key=lambda a: a.created, reverse=True)
@@ -131,11 +136,11 @@ class AnalysisStore:
         path.unlink(missing_ok=True)
         shutil.rmtree(self.frames_dir(analysis_id), ignore_errors=True)
         if (self.settings.data_dir / "chat.sqlite").is_file():
-            from agent.chat import delete_threads
+            from affectlens.agent.chat import delete_threads
 
             delete_threads(analysis_id, self.settings)
         if self.index and (self.settings.data_dir / "chroma").is_dir():
-            from agent.knowledge import forget_analysis
+            from affectlens.agent.knowledge import forget_analysis
 
             forget_analysis(analysis_id, self.settings)
         return existed
@@ -145,7 +150,7 @@ class AnalysisStore:
         days = self.settings.retention_days
         if days is None:
             return []
-        cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=days)
+        cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
         old = [a.id for a in self.list() if _aware(a.created) < cutoff]
         for analysis_id in old:
             self.delete(analysis_id)
@@ -153,4 +158,4 @@ class AnalysisStore:
 
 
 def _aware(t: datetime) -> datetime:
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)

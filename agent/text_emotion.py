@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from tools.evidence import BASIC_EMOTIONS, EmotionVote, SpeechEvidence
+from affectlens.tools.evidence import BASIC_EMOTIONS, EmotionVote, SpeechEvidence
 
 log = logging.getLogger(__name__)
 HEAD_FILE = Path(__file__).with_name("text_emotion_head.json")
@@ -32,17 +32,23 @@ PROMPT_VERSION = "te-v2"  # the version the shipped head was fitted with
 
 # The word the prompt offers for each basic emotion ("joy" is MELD's and a single common token).
 WORDS: dict[str, str] = {
-    "anger": "anger", "disgust": "disgust", "fear": "fear", "happiness": "joy",
-    "sadness": "sadness", "surprise": "surprise", "neutral": "neutral",
+    "anger": "anger",
+    "disgust": "disgust",
+    "fear": "fear",
+    "happiness": "joy",
+    "sadness": "sadness",
+    "surprise": "surprise",
+    "neutral": "neutral",
 }
 SYSTEM = (
     "You classify the emotion a speaker expresses in one line of speech. The line may be in any "
     "language. Answer with exactly one word from this list: "
-    + ", ".join(WORDS[e] for e in BASIC_EMOTIONS) + "."
+    + ", ".join(WORDS[e] for e in BASIC_EMOTIONS)
+    + "."
 )
 # ChatML (the Qwen2.5 template); the line comes last so the prefix is shared by every call.
-ASK = "Which emotion does the speaker express?\nLine: \""
-SUFFIX = "\"<|im_end|>\n<|im_start|>assistant\n"
+ASK = 'Which emotion does the speaker express?\nLine: "'
+SUFFIX = '"<|im_end|>\n<|im_start|>assistant\n'
 # te-v2: the same question after worked examples (written for this prompt, not from MELD; a few
 # in other languages), so the model sees the answer format and everyday neutral lines.
 EXAMPLES = [
@@ -57,8 +63,9 @@ EXAMPLES = [
     ("Estoy tan feliz de verte otra vez.", "joy"),
     ("So, uh, how was work today?", "neutral"),
 ]
-_SHOTS = "".join(f"<|im_start|>user\n{ASK}{line}{SUFFIX}{label}<|im_end|>\n"
-                 for line, label in EXAMPLES)
+_SHOTS = "".join(
+    f"<|im_start|>user\n{ASK}{line}{SUFFIX}{label}<|im_end|>\n" for line, label in EXAMPLES
+)
 _SYS = f"<|im_start|>system\n{SYSTEM}<|im_end|>\n"
 PREFIXES = {
     "te-v1": f"{_SYS}<|im_start|>user\n{ASK}",
@@ -177,8 +184,9 @@ class LabelScorer:
             pref, state = self._prefix.get(version, (None, None))
             if pref is None:
                 # The last token of the instruction may merge with the line's first word.
-                pref = self.llama.tokenize(PREFIXES[version].encode(), add_bos=False,
-                                           special=True)[:-1]
+                pref = self.llama.tokenize(PREFIXES[version].encode(), add_bos=False, special=True)[
+                    :-1
+                ]
             if tokens[: len(pref)] != pref:
                 pref = []  # not a shared prefix after all: evaluate the whole prompt
             if pref and n < len(pref):
@@ -239,7 +247,7 @@ def get_scorer(settings, model: str) -> LabelScorer:
     """The scorer on the embedded GGUF ``model``: agent.llm's loaded instance and its lock (one
     copy of the weights, whatever the reasoning backend), with this module's token ids and
     cached instruction state."""
-    from agent.llm import get_llm
+    from affectlens.agent.llm import get_llm
 
     llm = get_llm(settings.model_copy(update={"llm_backend": "embedded", "llm_model": model}))
     with _SCORERS_LOCK:
@@ -256,8 +264,9 @@ def score_text(text: str, settings, head: Head | None = None) -> dict[str, float
     return _dist(head.apply(get_scorer(settings, head.model).logprobs(text, head.prompt_version)))
 
 
-def text_emotion(speech: SpeechEvidence | None, settings, head: Head | None = None,
-                 max_segments: int = 6) -> TextEmotion | None:
+def text_emotion(
+    speech: SpeechEvidence | None, settings, head: Head | None = None, max_segments: int = 6
+) -> TextEmotion | None:
     """Per-segment distributions and the whole clip's vote; None when nothing was said."""
     if speech is None or speech.status != "ok" or not speech.text.strip():
         return None
@@ -270,21 +279,24 @@ def text_emotion(speech: SpeechEvidence | None, settings, head: Head | None = No
             probs = _dist(head.apply(scorer.logprobs(s.text, head.prompt_version)))
             out.append(SegmentEmotion(start=s.start, end=s.end, text=s.text.strip(), probs=probs))
     clip = head.apply(scorer.logprobs(speech.text, head.prompt_version))
-    vote = EmotionVote(probs=_dist(clip), reliability=reliability(speech),
-                       model=f"text-emotion {head.model} {head.prompt_version} (MELD head)")
+    vote = EmotionVote(
+        probs=_dist(clip),
+        reliability=reliability(speech),
+        model=f"text-emotion {head.model} {head.prompt_version} (MELD head)",
+    )
     if len(segs) == 1 and max_segments:
         s = segs[0]
-        out.append(SegmentEmotion(start=s.start, end=s.end, text=s.text.strip(),
-                                  probs=vote.probs))
+        out.append(SegmentEmotion(start=s.start, end=s.end, text=s.text.strip(), probs=vote.probs))
     return TextEmotion(clip=vote, segments=out)
 
 
-def text_witness(speech: SpeechEvidence | None, settings, cues: list
-                 ) -> tuple[list, EmotionVote | None]:
+def text_witness(
+    speech: SpeechEvidence | None, settings, cues: list
+) -> tuple[list, EmotionVote | None]:
     """The transcript as a witness: its whole-clip vote (for the fusion) and that vote as one
     speech cue (id after the transcript cues); ([], None) when nothing was said or the scorer
     cannot run (the analysis goes on without it)."""
-    from agent.schemas import Cue
+    from affectlens.agent.schemas import Cue
 
     try:
         te = text_emotion(speech, settings, max_segments=0)
@@ -296,9 +308,16 @@ def text_witness(speech: SpeechEvidence | None, settings, cues: list
     ranked = sorted(te.clip.probs.items(), key=lambda kv: -kv[1])[:3]
     n = sum(1 for c in cues if c.modality == "speech") + 1
     listed = ", ".join(f"{e} {p:.2f}" for e, p in ranked)
-    cue = Cue(id=f"S{n}", modality="speech", start=speech.segments[0].start,
-              end=speech.segments[-1].end, name="text_emotion", value=round(ranked[0][1], 2),
-              unit="probability", scale="0-1",
-              text=f"the words alone read as {listed} (text-emotion scorer, 0-1; "
-                   f"reliability {te.clip.reliability:.2f})")
+    cue = Cue(
+        id=f"S{n}",
+        modality="speech",
+        start=speech.segments[0].start,
+        end=speech.segments[-1].end,
+        name="text_emotion",
+        value=round(ranked[0][1], 2),
+        unit="probability",
+        scale="0-1",
+        text=f"the words alone read as {listed} (text-emotion scorer, 0-1; "
+        f"reliability {te.clip.reliability:.2f})",
+    )
     return [cue], te.clip

@@ -13,18 +13,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from agent import lexicon
-from agent.schemas import Cue, DroppedClaim, EmotionReading, Modality
-from agent.taxonomy import ADJECTIVE, BASIC, labels_in, parse_label
-from agent.textualise import PREFIX, cue_line
+from affectlens.agent import lexicon
+from affectlens.agent.citations import CITATION, cited_ids, split_sentences, strip_citations
+from affectlens.agent.schemas import Cue, DroppedClaim, EmotionReading, Modality
+from affectlens.agent.textualise import PREFIX, cue_line
+from affectlens.taxonomy import ADJECTIVE, BASIC, labels_in, parse_label
 
-CITATION = re.compile(r"\[([A-Z]\d+(?:\s*[,;]\s*[A-Z]?\d+)*)\]")
-_ID = re.compile(r"[A-Z]\d+")
 # A number standing alone: not part of an id or AU code (F2, AU12), may be a percentage.
 _NUMBER = re.compile(r"(?<![A-Za-z\d.:])(-?\d+(?:\.\d+)?)(%?)(?![A-Za-z\d])")
 _AU = re.compile(r"\bAU\s?\d+\b", re.I)
 _TIME = re.compile(r"\b\d+:\d+(?:\.\d+)?\b|\b\d+(?:\.\d+)?-\d+(?:\.\d+)?s\b")  # 00:01.2, 1.2-3.4s
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\[])")
 
 GROUNDING_KINDS = frozenset({"unknown-cue", "number", "uncited", "no-citations", "content"})
 
@@ -37,27 +35,6 @@ class Problem:
 
     def __str__(self) -> str:
         return self.message
-
-
-def cited_ids(sentence: str, citation: re.Pattern = CITATION,
-              cue_id: re.Pattern = _ID) -> list[str]:
-    """Ids cited in brackets, '[F1]', '[F1, V2]' or '[F1][S2]', in order, without repeats.
-    ``citation`` finds the bracket groups and ``cue_id`` the ids in each (evals/metrics passes
-    looser ones for other systems' explanations)."""
-    out: list[str] = []
-    for group in citation.findall(sentence):
-        for i in cue_id.findall(group):
-            if i not in out:
-                out.append(i)
-    return out
-
-
-def split_sentences(explanation: list[str]) -> list[str]:
-    """The explanation as sentences (a model may pack several into one list item)."""
-    out: list[str] = []
-    for item in explanation:
-        out.extend(s.strip() for s in _SENTENCE.split(item.strip()) if s.strip())
-    return out
 
 
 def _cited_sentences(explanation: list[str]) -> list[tuple[str, list[str]]]:
@@ -93,8 +70,9 @@ def matches(x: float, allowed: list[float]) -> bool:
     return any(abs(x - a) <= max(0.011, 0.02 * abs(a)) for a in allowed)
 
 
-def check(reading: EmotionReading, cues: list[Cue],
-          available: dict[Modality, bool]) -> list[Problem]:
+def check(
+    reading: EmotionReading, cues: list[Cue], available: dict[Modality, bool]
+) -> list[Problem]:
     """All problems found; ``available`` says which modalities had usable evidence."""
     problems: list[Problem] = []
     if not cues:  # nothing was observed: the reading may only say so (reason.no_evidence)
@@ -104,54 +82,85 @@ def check(reading: EmotionReading, cues: list[Cue],
     cited = _cited_sentences(reading.explanation)
     sentences = [s for s, _ in cited]
     if not sentences:
-        problems.append(Problem("no-citations", "The explanation is empty; write 2-4 sentences "
-                                                "citing cue ids."))
+        problems.append(
+            Problem("no-citations", "The explanation is empty; write 2-4 sentences citing cue ids.")
+        )
     all_cited: list[str] = []
     for n, (s, ids) in enumerate(cited, start=1):
         all_cited += ids
         unknown = [i for i in ids if i not in by_id]
         if unknown:
-            problems.append(Problem(
-                "unknown-cue",
-                f"Sentence {n} cites {', '.join(unknown)}, which do not exist; cite only: {valid}."))
+            problems.append(
+                Problem(
+                    "unknown-cue",
+                    f"Sentence {n} cites {', '.join(unknown)}, which do not exist; "
+                    f"cite only: {valid}.",
+                )
+            )
         known = [by_id[i] for i in ids if i in by_id]
         if not ids and not (n == len(sentences) and n > 1):
-            problems.append(Problem("uncited", f"Sentence {n} cites no cue: list the cue ids it relies "
-                                               "on."))
+            problems.append(
+                Problem("uncited", f"Sentence {n} cites no cue: list the cue ids it relies on.")
+            )
         if known:
             allowed = [x for c in known for x in numbers(cue_line(c))]
             wrong = [x for x in numbers(s) if not matches(x, allowed)]
             if wrong:
-                problems.append(Problem(
-                    "number",
-                    f"Sentence {n} quotes {', '.join(f'{w:g}' for w in wrong)}, which "
-                    f"{'is' if len(wrong) == 1 else 'are'} not in {', '.join(c.id for c in known)}; "
-                    "quote the cue values exactly."))
-        problems += [Problem("content", f"Sentence {n} {why}")
-                     for _, why in unsupported(s, known, cues)]
+                problems.append(
+                    Problem(
+                        "number",
+                        f"Sentence {n} quotes {', '.join(f'{w:g}' for w in wrong)}, which "
+                        f"{'is' if len(wrong) == 1 else 'are'} not in "
+                        f"{', '.join(c.id for c in known)}; "
+                        "quote the cue values exactly.",
+                    )
+                )
+        problems += [
+            Problem("content", f"Sentence {n} {why}") for _, why in unsupported(s, known, cues)
+        ]
     if sentences and not all_cited:
-        problems.append(Problem("no-citations", "No sentence cites a cue; list the cue ids each claim rests on."))
+        problems.append(
+            Problem(
+                "no-citations", "No sentence cites a cue; list the cue ids each claim rests on."
+            )
+        )
     cited_set = set(all_cited)
     for m, ok in available.items():
         mine = [c.id for c in cues if c.modality == m]
         if ok and mine and not cited_set.intersection(mine):
-            problems.append(Problem(
-                "modality", f"The {m} cues ({', '.join(mine)}) are not cited; say what the {m} "
-                            "shows."))
+            problems.append(
+                Problem(
+                    "modality",
+                    f"The {m} cues ({', '.join(mine)}) are not cited; say what the {m} shows.",
+                )
+            )
     parsed = parse_label(reading.label)
     if reading.dominant not in BASIC or parsed is None:
-        problems.append(Problem("label", f"The label {reading.label!r} is not a compound of the "
-                                         f"basic emotions {', '.join(BASIC)}."))
+        problems.append(
+            Problem(
+                "label",
+                f"The label {reading.label!r} is not a compound of the "
+                f"basic emotions {', '.join(BASIC)}.",
+            )
+        )
     elif parsed.dominant != reading.dominant:
-        problems.append(Problem("label", f"The label {reading.label!r} does not have "
-                                         f"{reading.dominant} as its dominant emotion."))
+        problems.append(
+            Problem(
+                "label",
+                f"The label {reading.label!r} does not have "
+                f"{reading.dominant} as its dominant emotion.",
+            )
+        )
     if sentences and reading.dominant in BASIC:
         named = labels_in(" ".join(CITATION.sub(" ", s) for s in sentences))
         if reading.dominant not in named:
-            problems.append(Problem(
-                "agreement",
-                f"The explanation never names the dominant emotion ({reading.dominant}, "
-                f"'{ADJECTIVE[reading.dominant]}'); its last sentence should conclude with it."))
+            problems.append(
+                Problem(
+                    "agreement",
+                    f"The explanation never names the dominant emotion ({reading.dominant}, "
+                    f"'{ADJECTIVE[reading.dominant]}'); its last sentence should conclude with it.",
+                )
+            )
     return problems
 
 
@@ -170,7 +179,7 @@ def prefix_modality(cue_id: str) -> Modality | None:
 # -- what a claim names against what its cited cues show ----------------------------------------
 def _bare(sentence: str) -> str:
     """The sentence without its citations (mention spans are read on this text)."""
-    return " ".join(CITATION.sub(" ", sentence).split())
+    return strip_citations(sentence)
 
 
 def _shows(m: lexicon.Mention, cue: Cue) -> bool:
@@ -205,8 +214,9 @@ def _what(m: lexicon.Mention) -> str:
     return "a quotation"
 
 
-def unsupported(sentence: str, cited: list[Cue], cues: list[Cue]
-                ) -> list[tuple[lexicon.Mention, str]]:
+def unsupported(
+    sentence: str, cited: list[Cue], cues: list[Cue]
+) -> list[tuple[lexicon.Mention, str]]:
     """Each mention in the sentence that no cited cue shows, with an instruction that says what
     the cited cues do show and which cue, if any, shows the mention."""
     out = []
@@ -217,21 +227,36 @@ def unsupported(sentence: str, cited: list[Cue], cues: list[Cue]
         elsewhere = [c.id for c in cues if c not in cited and _shows(m, c)]
         if m.kind == "quote":
             where = f"cite {', '.join(elsewhere)}" if elsewhere else "quote exactly or drop it"
-            out.append((m, f"quotes {m.phrase!r}, which is not in the cited cues ({ids}); "
-                           f"{where}."))
+            out.append(
+                (m, f"quotes {m.phrase!r}, which is not in the cited cues ({ids}); {where}.")
+            )
             continue
         modality = {"face": "face", "voice": "voice"}.get(m.kind)
-        shown = "; ".join(f"{c.id} {_gist(c.text)}" for c in cited
-                          if modality is None or c.modality == modality)
-        hint = (f"{', '.join(elsewhere)} show{'s' if len(elsewhere) == 1 else ''} it: cite that "
-                "instead or drop it" if elsewhere else "no cue shows it: drop it")
-        out.append((m, f"names {m.phrase!r}, {_what(m)} that its cited cues do not show"
-                       + (f" ({shown})" if shown else f" ({ids})") + f"; {hint}."))
+        shown = "; ".join(
+            f"{c.id} {_gist(c.text)}" for c in cited if modality is None or c.modality == modality
+        )
+        hint = (
+            f"{', '.join(elsewhere)} show{'s' if len(elsewhere) == 1 else ''} it: cite that "
+            "instead or drop it"
+            if elsewhere
+            else "no cue shows it: drop it"
+        )
+        out.append(
+            (
+                m,
+                f"names {m.phrase!r}, {_what(m)} that its cited cues do not show"
+                + (f" ({shown})" if shown else f" ({ids})")
+                + f"; {hint}.",
+            )
+        )
     return out
 
 
-_CLAUSE = re.compile(r"(\s*[,;:\u2014\u2013]\s*|\s+(?=(?:and|but|while|with|whereas|although|"
-                     r"though|as|showing|suggesting|indicating)\b))", re.I)
+_CLAUSE = re.compile(
+    r"(\s*[,;:\u2014\u2013]\s*|\s+(?=(?:and|but|while|with|whereas|although|"
+    r"though|as|showing|suggesting|indicating)\b))",
+    re.I,
+)
 _LEAD = re.compile(r"^(?:and|but|while|with|whereas|although|though|as)\s+", re.I)
 
 
@@ -275,8 +300,11 @@ def prune(reading: EmotionReading, cues: list[Cue]) -> tuple[list[str], list[Dro
             if rest:
                 parts.append(f"{rest} {cites}." if cites else f"{rest}.")
             last_ids = ids or last_ids
-            dropped.append(DroppedClaim(text=s, kept=parts[-1] if rest else None,
-                                        reasons=[why for _, why in bad]))
+            dropped.append(
+                DroppedClaim(
+                    text=s, kept=parts[-1] if rest else None, reasons=[why for _, why in bad]
+                )
+            )
         if parts:
             kept.append(" ".join(parts))
     if reading.dominant in BASIC:

@@ -30,7 +30,7 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -135,8 +135,13 @@ def machine_info(device: str | None = None) -> dict[str, Any]:
                 ram_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
     except (OSError, ValueError):
         pass
-    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "ram_gb": ram_gb,
-                            "python": platform.python_version(), "platform": platform.platform()}
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gb": ram_gb,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
     if device == "cuda":
         try:
             import torch
@@ -208,14 +213,17 @@ class TokenMeter:
         out: dict[str, float] = {
             "calls": self.calls, "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens, "seconds": round(self.seconds, 3),
-            "tokens_per_s": round(self.completion_tokens / self.seconds, 2) if self.seconds else 0.0,
+            "tokens_per_s": (
+                round(self.completion_tokens / self.seconds, 2) if self.seconds else 0.0
+            ),
         }  # fmt: skip
         if self.gen_ms:
             out["gen_tokens_per_s"] = round(self.gen_tokens / (self.gen_ms / 1000), 2)
         if self.prompt_eval_ms:
             out["prompt_eval_tokens"] = self.prompt_eval_tokens
             out["prompt_tokens_per_s"] = round(
-                self.prompt_eval_tokens / (self.prompt_eval_ms / 1000), 1)
+                self.prompt_eval_tokens / (self.prompt_eval_ms / 1000), 1
+            )
         return out
 
     def reset(self) -> None:
@@ -232,7 +240,7 @@ def _peak_rss_mb() -> float:
 
 def measure_once(path: Path, settings: Settings, meter: TokenMeter | None) -> dict[str, Any]:
     """One analysis: stage seconds, wall time of the parallel perception step, LLM figures."""
-    from agent.run import analyze
+    from affectlens.agent.run import analyze
 
     events: list[tuple[str, str, float]] = []
 
@@ -254,8 +262,11 @@ def measure_once(path: Path, settings: Settings, meter: TokenMeter | None) -> di
         "stages": {k: v for k, v in result.timings.items()},
         "perceive_s": round(text_start - probe_done, 3),  # the parallel tools, wall clock
         "llm": meter.snapshot() if meter else {},
-        "statuses": {m: getattr(result, m).status for m in ("face", "speech", "voice", "scene")
-                     if getattr(result, m) is not None},
+        "statuses": {
+            m: getattr(result, m).status
+            for m in ("face", "speech", "voice", "scene")
+            if getattr(result, m) is not None
+        },
         "label": result.reading.label if result.reading else None,
         "verify_rounds": result.verification.rounds,
         "error": result.error,
@@ -267,8 +278,8 @@ def measure_once(path: Path, settings: Settings, meter: TokenMeter | None) -> di
 def child_main(clips: list[Path], settings: Settings) -> dict[str, Any]:
     """Cold run on ``clips[0]`` (first analysis of this process), then warm runs on the rest."""
     t = time.perf_counter()
-    from agent.llm import get_llm
-    from agent.run import analyze  # noqa: F401 - the import is part of the cold cost
+    from affectlens.agent.llm import get_llm
+    from affectlens.agent.run import analyze  # noqa: F401 - the import is part of the cold cost
 
     import_s = time.perf_counter() - t
     t = time.perf_counter()
@@ -276,11 +287,19 @@ def child_main(clips: list[Path], settings: Settings) -> dict[str, Any]:
     llm_load_s = time.perf_counter() - t
     startup = time.perf_counter() - _T0
     cold = measure_once(clips[0], settings, meter)  # the perception models load in here
-    cold.update(startup_s=round(startup, 3), import_s=round(import_s, 3),
-                llm_load_s=round(llm_load_s, 3), process_s=round(startup + cold["total_s"], 3))
+    cold.update(
+        startup_s=round(startup, 3),
+        import_s=round(import_s, 3),
+        llm_load_s=round(llm_load_s, 3),
+        process_s=round(startup + cold["total_s"], 3),
+    )
     warm = [measure_once(c, settings, meter) for c in clips[1:]]
-    return {"cold": cold, "warm": warm, "peak_rss_mb": _peak_rss_mb(),
-            "device": settings.resolved_device}
+    return {
+        "cold": cold,
+        "warm": warm,
+        "peak_rss_mb": _peak_rss_mb(),
+        "device": settings.resolved_device,
+    }
 
 
 # the parent ------------------------------------------------------------------------------------
@@ -293,8 +312,10 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Median of every figure over the warm runs."""
     if not runs:
         return {}
-    stages = sorted({k for r in runs for k in r["stages"]}, key=lambda s: (
-        STAGES.index(s) if s in STAGES else len(STAGES), s))
+    stages = sorted(
+        {k for r in runs for k in r["stages"]},
+        key=lambda s: (STAGES.index(s) if s in STAGES else len(STAGES), s),
+    )
     llm_keys = sorted({k for r in runs for k in r.get("llm", {})})
     return {
         "total_s": _median([r["total_s"] for r in runs]),
@@ -307,13 +328,14 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _bench_settings(settings: Settings, device: str) -> Settings:
-    return settings.model_copy(update={"device": device,
-                                       "data_dir": settings.data_dir / "bench" / "store"})
+    return settings.model_copy(
+        update={"device": device, "data_dir": settings.data_dir / "bench" / "store"}
+    )
 
 
 def prepare_index(settings: Settings) -> None:
     """Build the knowledge index once, so a cold run measures loading, not one-time indexing."""
-    from agent.knowledge import knowledge_collection
+    from affectlens.agent.knowledge import knowledge_collection
 
     knowledge_collection(settings)
 
@@ -324,11 +346,24 @@ def run_child(clips: list[Path], settings: Settings, timeout: float) -> dict[str
     payload["llm_api_key"] = settings.llm_api_key.get_secret_value()
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "result.json"
-        argv = [sys.executable, "-m", "evals.bench", "--child", str(result), *map(str, clips)]
+        argv = [
+            sys.executable,
+            "-m",
+            "affectlens.evals.bench",
+            "--child",
+            str(result),
+            *map(str, clips),
+        ]
         t0 = time.perf_counter()
         try:
-            proc = subprocess.run(argv, input=json.dumps(payload), text=True, cwd=REPO,
-                                  capture_output=True, timeout=timeout)
+            proc = subprocess.run(
+                argv,
+                input=json.dumps(payload),
+                text=True,
+                cwd=REPO,
+                capture_output=True,
+                timeout=timeout,
+            )
         except subprocess.TimeoutExpired:
             return {"error": f"the benchmark process took longer than {timeout:.0f} s"}
         wall = time.perf_counter() - t0
@@ -357,21 +392,32 @@ def check_targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
     near15 = min(ok, key=lambda r: abs(r["length_s"] - 15), default=None)
     if near15 and near15["warm"].get("rtf") is not None:
         rtf = near15["warm"]["rtf"]
-        out["rtf_15s"] = {"value": rtf, "target": TARGETS["rtf_15s"], "met": rtf <= 1.0,
-                          "clip_s": near15["length_s"]}
+        out["rtf_15s"] = {
+            "value": rtf,
+            "target": TARGETS["rtf_15s"],
+            "met": rtf <= 1.0,
+            "clip_s": near15["length_s"],
+        }
     peaks = [r["peak_rss_mb"] for r in ok if r.get("peak_rss_mb")]
     if peaks:
-        out["peak_rss_mb"] = {"value": max(peaks), "target": TARGETS["peak_rss_mb"],
-                              "met": max(peaks) < TARGETS["peak_rss_mb"]}
+        out["peak_rss_mb"] = {
+            "value": max(peaks),
+            "target": TARGETS["peak_rss_mb"],
+            "met": max(peaks) < TARGETS["peak_rss_mb"],
+        }
     colds = [r["cold"]["process_s"] for r in ok if r.get("cold")]
     if colds:
         cold = max(colds)
         out["cold_s"] = {"value": cold, "target": TARGETS["cold_s"], "met": cold < 45.0}
-    exp = scaling_exponent([(r["warm"]["duration_s"], r["warm"]["total_s"]) for r in ok
-                            if r["warm"].get("total_s")])
+    exp = scaling_exponent(
+        [(r["warm"]["duration_s"], r["warm"]["total_s"]) for r in ok if r["warm"].get("total_s")]
+    )
     if exp is not None:
-        out["scaling_exponent"] = {"value": exp, "target": TARGETS["scaling_exponent"],
-                                   "met": exp <= TARGETS["scaling_exponent"]}
+        out["scaling_exponent"] = {
+            "value": exp,
+            "target": TARGETS["scaling_exponent"],
+            "met": exp <= TARGETS["scaling_exponent"],
+        }
     return out
 
 
@@ -388,7 +434,7 @@ def run_bench(
     devices = devices or (("cpu", "cuda") if cuda_available() else ("cpu",))
     cache = settings.data_dir / "bench" / "clips"
     report: dict[str, Any] = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine_info("cuda" if "cuda" in devices else None),
         "settings": {k: str(getattr(settings, k)) for k in (
             "llm_backend", "llm_model", "llm_max_tokens", "llm_context", "asr_model",
@@ -404,19 +450,27 @@ def run_bench(
         prepare_index(s)
         rows = []
         for L in lengths:
-            progress(f"[{device}] {L:g} s clip: 1 cold + {runs} warm runs "
-                     f"(load average {os.getloadavg()[0]:.2f}) ...")
+            progress(
+                f"[{device}] {L:g} s clip: 1 cold + {runs} warm runs "
+                f"(load average {os.getloadavg()[0]:.2f}) ..."
+            )
             out = run_child(clips[L], s, timeout=600 + (runs + 1) * (120 + 20 * L))
             row: dict[str, Any] = {"device": device, "length_s": L}
             if "error" in out:
                 row["error"] = out["error"]
                 progress(f"  failed: {out['error'][-300:]}")
             else:
-                row.update(cold=out["cold"], warm_runs=out["warm"], warm=summarise(out["warm"]),
-                           peak_rss_mb=out["peak_rss_mb"])
+                row.update(
+                    cold=out["cold"],
+                    warm_runs=out["warm"],
+                    warm=summarise(out["warm"]),
+                    peak_rss_mb=out["peak_rss_mb"],
+                )
                 row["warm"]["duration_s"] = _median([r["duration_s"] for r in out["warm"]])
-                progress(f"  cold {out['cold']['process_s']:.1f} s, warm median "
-                         f"{row['warm']['total_s']:.1f} s, peak {out['peak_rss_mb']:.0f} MB")
+                progress(
+                    f"  cold {out['cold']['process_s']:.1f} s, warm median "
+                    f"{row['warm']['total_s']:.1f} s, peak {out['peak_rss_mb']:.0f} MB"
+                )
             rows.append(row)
         report["results"].extend(rows)
         report.setdefault("targets", {})[device] = check_targets(rows)
@@ -442,28 +496,46 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
         llm = w.get("llm", {})
         tps = llm.get("gen_tokens_per_s") or llm.get("tokens_per_s")
         tr = (st.get("textualise") or 0) + (st.get("retrieve") or 0)
-        out.append([name, f(r["cold"]["process_s"]), f(w["total_s"]), f(w["rtf"], "{:.2f}"),
-                    f(st.get("probe"), "{:.2f}"), f(st.get("face")), f(st.get("speech")),
-                    f(st.get("voice")), f(st.get("scene")), f(w.get("perceive_s")),
-                    f(tr, "{:.2f}"), f(st.get("reason")), f(st.get("verify"), "{:.2f}"),
-                    f(tps), f(r["peak_rss_mb"], "{:.0f}"), f(w.get("loadavg"), "{:.1f}")])
+        out.append(
+            [
+                name,
+                f(r["cold"]["process_s"]),
+                f(w["total_s"]),
+                f(w["rtf"], "{:.2f}"),
+                f(st.get("probe"), "{:.2f}"),
+                f(st.get("face")),
+                f(st.get("speech")),
+                f(st.get("voice")),
+                f(st.get("scene")),
+                f(w.get("perceive_s")),
+                f(tr, "{:.2f}"),
+                f(st.get("reason")),
+                f(st.get("verify"), "{:.2f}"),
+                f(tps),
+                f(r["peak_rss_mb"], "{:.0f}"),
+                f(w.get("loadavg"), "{:.1f}"),
+            ]
+        )
     return out
 
 
 def _machine_line(report: dict[str, Any]) -> str:
     m = report["machine"]
     gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
-    return (f"{m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM{gpu}; LLM "
-            f"{report['settings']['llm_model']}, {report['runs']} warm runs (median), "
-            f"{report['created']}")
+    return (
+        f"{m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM{gpu}; LLM "
+        f"{report['settings']['llm_model']}, {report['runs']} warm runs (median), "
+        f"{report['created']}"
+    )
 
 
 def render_table(report: dict[str, Any]):
     """A rich Table of the report (seconds; RTF = warm total / clip length)."""
     from rich.table import Table
 
-    table = Table(title="AffectLens benchmark (seconds, warm medians)",
-                  caption=_machine_line(report))
+    table = Table(
+        title="AffectLens benchmark (seconds, warm medians)", caption=_machine_line(report)
+    )
     for c in COLUMNS:
         table.add_column(c, justify="left" if c == "clip" else "right")
     for row in table_rows(report):
@@ -493,7 +565,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
     block = f"{start}\n{render_markdown(report)}{end}"
     text = path.read_text() if path.is_file() else f"# Benchmark\n\n{start}\n{end}\n"
     if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
     else:
         text += "\n" + block + "\n"
     path.write_text(text)
@@ -511,8 +583,13 @@ def main(
     from rich.console import Console
 
     console = Console(width=None if sys.stdout.isatty() else 200)
-    report = run_bench(settings, lengths, runs, devices,
-                       progress=lambda msg: console.print(msg, markup=False, highlight=False))
+    report = run_bench(
+        settings,
+        lengths,
+        runs,
+        devices,
+        progress=lambda msg: console.print(msg, markup=False, highlight=False),
+    )
     console.print(render_table(report))
     for line in render_targets(report):
         console.print(line)
@@ -526,7 +603,7 @@ def main(
 
 
 def _child_entry(argv: list[str]) -> None:
-    """``python -m evals.bench --child RESULT CLIP...``: settings JSON arrives on stdin."""
+    """``python -m affectlens.evals.bench --child RESULT CLIP...``: settings JSON on stdin."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the process's hub mode, not configuration
     result, clips = Path(argv[1]), [Path(a) for a in argv[2:]]
     settings = Settings(**json.loads(sys.stdin.read()))

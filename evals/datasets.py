@@ -50,7 +50,7 @@ class Dataset(BaseModel):
     format: str
     samples: list[Sample]
 
-    def head(self, limit: int | None) -> "Dataset":
+    def head(self, limit: int | None) -> Dataset:
         """The first ``limit`` samples (all when None), for quick and CI runs."""
         if limit is None:
             return self
@@ -114,8 +114,9 @@ def load_manifest(path: str | Path) -> Dataset:
             "valence": _number(row.get("valence")),
             "arousal": _number(row.get("arousal")),
             "subtitle": row.get("subtitle") or None,
-            "meta": {k: v for k, v in row.items()
-                     if k in ("note", "source", "speaker", "intended")},
+            "meta": {
+                k: v for k, v in row.items() if k in ("note", "source", "speaker", "intended")
+            },
         }
         samples.append(_sample(path, i, fields))
     return Dataset(name=path.parent.name, source=path, format="manifest", samples=samples)

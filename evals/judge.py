@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
-import prompts
+from affectlens import prompts
+from affectlens.evals import metrics
 from affectlens.settings import Settings
-from evals import metrics
 
 PROMPT = "judge"
 JUDGE_MAX_TOKENS = 48  # two small ints in JSON
@@ -101,7 +101,7 @@ class Judge:
     @cached_property
     def llm(self) -> Any:
         if self._llm is None:
-            from agent.llm import get_llm
+            from affectlens.agent.llm import get_llm
 
             self._llm = get_llm(self.settings, role="judge")
         return self._llm
@@ -111,13 +111,16 @@ class Judge:
         return getattr(self.llm, "model_id", type(self.llm).__name__)
 
     def messages(self, explanation: str, reference: str, gold: list[str], label: str) -> list[dict]:
-        from agent.textualise import neutralise
+        from affectlens.agent.textualise import neutralise
 
         # Both texts are data (the explanation is LLM output that may echo a transcript):
         # neutralised, so neither can close its fence or add a line of instructions.
         text = prompts.render(
-            PROMPT, reference=neutralise(reference), gold=neutralise(", ".join(gold)),
-            explanation=neutralise(explanation), label=neutralise(label),
+            PROMPT,
+            reference=neutralise(reference),
+            gold=neutralise(", ".join(gold)),
+            explanation=neutralise(explanation),
+            label=neutralise(label),
         )
         return [{"role": "user", "content": text}]
 
@@ -142,8 +145,12 @@ class Judge:
             scores = parse_judgement(reply)
         except Exception as exc:  # LLMError, JudgeError, server errors: all recorded
             return JudgeResult(
-                ok=False, error=f"{type(exc).__name__}: {exc}", raw=raw, model=model,
-                seconds=time.perf_counter() - t0, **base,
+                ok=False,
+                error=f"{type(exc).__name__}: {exc}",
+                raw=raw,
+                model=model,
+                seconds=time.perf_counter() - t0,
+                **base,
             )
         return JudgeResult(
             ok=True, scores=scores, raw=raw, model=model, seconds=time.perf_counter() - t0, **base
@@ -159,13 +166,13 @@ class Similarity:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        from agent.embeddings import MODEL_NAME
+        from affectlens.agent.embeddings import MODEL_NAME
 
         self.model_id = MODEL_NAME
 
     @cached_property
     def model(self) -> Any:
-        from agent.embeddings import sentence_model
+        from affectlens.agent.embeddings import sentence_model
 
         return sentence_model(self.settings)
 
@@ -176,7 +183,9 @@ class Similarity:
         if not explanation or not (reference or clues):
             return {"cosine": float("nan"), "clue_coverage": float("nan")}
         clues = clues or [reference]
-        vecs = self.encode([" ".join(explanation), reference or " ".join(clues), *explanation, *clues])
+        vecs = self.encode(
+            [" ".join(explanation), reference or " ".join(clues), *explanation, *clues]
+        )
         n = len(explanation)
         return {
             "cosine": metrics.cosine(vecs[0], vecs[1]),

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from agent import verify
-from agent.taxonomy import (
+from affectlens.agent import citations
+from affectlens.agent.citations import LOOSE_CITATION, LOOSE_CUE_ID, PLAIN_SENTENCE, split_sentences
+from affectlens.taxonomy import (
     BASIC,
     C_EXPR_DB_NAMES,
     CIRCUMPLEX,
@@ -183,8 +184,12 @@ def recognition(gold_labels: Sequence[str], pred_labels: Sequence[str | None]) -
         out["compound_macro_f1"] = macro_f1(gold_c, pred_c, list(C_EXPR_DB_NAMES))
         out["compound_accuracy"] = accuracy(gold_c, pred_c)
         out.update(
-            {f"compound_{k}": v for k, v in compound_parts(
-                [gold_labels[i] for i in comp], [pred_labels[i] for i in comp]).items()}
+            {
+                f"compound_{k}": v
+                for k, v in compound_parts(
+                    [gold_labels[i] for i in comp], [pred_labels[i] for i in comp]
+                ).items()
+            }
         )
     return out
 
@@ -194,7 +199,7 @@ def recognition(gold_labels: Sequence[str], pred_labels: Sequence[str | None]) -
 
 
 def wheel_groups(words: Iterable[str]) -> set[str]:
-    """Map free labels onto Plutchik-wheel petals (``agent.taxonomy.wheel_petals``: a dyad
+    """Map free labels onto Plutchik-wheel petals (``affectlens.taxonomy.wheel_petals``: a dyad
     such as "hopeful" gives both its petals); unknown words drop out (as AffectGPT's wheel
     mapping drops labels it cannot map)."""
     groups: set[str] = set()
@@ -239,13 +244,12 @@ _CONCLUSION = re.compile(
     r"\b(?:therefore|thus|hence|in conclusion|overall|inferred|indicating|suggesting)\b(.*)",
     re.IGNORECASE | re.DOTALL,
 )
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 def conclusion(text: str) -> str:
     """The concluding clause of an explanation: what follows the last conclusion marker
     ("Therefore", "inferred", ...) in a sentence that names an emotion; else the whole text."""
-    for sentence in reversed(_SENTENCE.split(text or "")):
+    for sentence in reversed(split_sentences(text or "", PLAIN_SENTENCE)):
         match = _CONCLUSION.search(sentence)
         if match and labels_in(match.group(1)):
             return match.group(1)
@@ -266,8 +270,6 @@ def extract_labels(text: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # grounding: cited cues and whether they support the sentence
 
-_CITATION = re.compile(r"\[([^\[\]]+)\]")
-_CUE_ID = re.compile(r"\b([A-Z]{1,2}\d{1,3})\b")
 
 # EMFACS prototypes (Friesen & Ekman 1983; Matsumoto & Ekman 2008): AU -> emotions it belongs to.
 _PROTOTYPES = {
@@ -287,10 +289,10 @@ for _emo, _aus in _PROTOTYPES.items():
 def cited_ids(sentence: str) -> list[str]:
     """Cue ids cited in brackets: "a smile [F1, F3]" -> ["F1", "F3"] (order kept, no repeats).
 
-    Looser than ``agent.verify.cited_ids`` on purpose: metrics also score other systems'
+    Looser than ``agent.citations.cited_ids`` on purpose: metrics also score other systems'
     explanations, which write "[F1 and V2]" or two-letter ids; the verifier enforces our own
     "[F1, V2]" format on the agent's readings."""
-    return verify.cited_ids(sentence, _CITATION, _CUE_ID)
+    return citations.cited_ids(sentence, LOOSE_CITATION, LOOSE_CUE_ID)
 
 
 def cue_emotions(cue: Any) -> set[str]:
@@ -326,7 +328,7 @@ def sentence_support(sentence: str, cues: dict[str, Any]) -> dict[str, Any]:
     cited = cited_ids(sentence)
     missing = [c for c in cited if c not in cues]
     present = [cues[c] for c in cited if c in cues]
-    claims = [e for e in labels_in(_CITATION.sub(" ", sentence)) if e != "neutral"]
+    claims = [e for e in labels_in(LOOSE_CITATION.sub(" ", sentence)) if e != "neutral"]
     speaks = [cue_emotions(c) for c in present]
     backs = not claims or any(set(claims) & s for s in speaks)
     claim_signs = {_valence_sign(e) for e in claims} - {0}
@@ -343,7 +345,9 @@ def sentence_support(sentence: str, cues: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def grounding(explanation: Sequence[str], cues: dict[str, Any], label: str | None) -> dict[str, Any]:
+def grounding(
+    explanation: Sequence[str], cues: dict[str, Any], label: str | None
+) -> dict[str, Any]:
     """Reference-free grounding of one explanation.
 
     ``grounded_share`` = supported sentences / sentences; ``hallucinated_rate`` = cited ids
@@ -446,8 +450,13 @@ def calibration(
         acc, mc = float(corr[mask].mean()), float(conf[mask].mean())
         ece += mask.sum() / n * abs(acc - mc)
         curve.append(
-            {"lo": m / bins, "hi": (m + 1) / bins, "count": int(mask.sum()),
-             "accuracy": acc, "confidence": mc}
+            {
+                "lo": m / bins,
+                "hi": (m + 1) / bins,
+                "count": int(mask.sum()),
+                "accuracy": acc,
+                "confidence": mc,
+            }
         )
     return {"ece": float(ece), "bins": bins, "curve": curve}
 

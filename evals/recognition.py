@@ -28,11 +28,11 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
-from agent.fusion import FittedOn
-from evals import metrics
-from evals.datasets import Dataset, Sample, load_dataset, load_meld
-from evals.runner import _jsonable as jsonable  # noqa: F401 - NaN-safe JSON for reports
-from tools.evidence import BASIC_EMOTIONS, EmotionVote
+from affectlens.agent.fusion import FittedOn
+from affectlens.evals import metrics
+from affectlens.evals.datasets import Dataset, Sample, load_dataset, load_meld
+from affectlens.evals.runner import _jsonable as jsonable  # noqa: F401 - NaN-safe JSON for reports
+from affectlens.tools.evidence import BASIC_EMOTIONS, EmotionVote
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT / "evals" / "datasets"
@@ -50,12 +50,16 @@ SETS: dict[str, Path] = {
 }
 # Which witnesses a set is scored with (the votes its gold labels are about).
 WITNESSES: dict[str, tuple[str, ...]] = {
-    "london-faces": ("face",), "pyfeat-faces": ("face",), "cremad-face": ("face",),
+    "london-faces": ("face",),
+    "pyfeat-faces": ("face",),
+    "cremad-face": ("face",),
     # The acted corpora speak a dozen fixed, lexically neutral sentences: their words carry no
     # emotion by design, so fitting the transcript's weight on them would teach the fusion to
     # ignore words everywhere. The transcript is scored on MELD's real dialogue instead.
-    "cremad-av": ("face", "voice"), "cremad-audio": ("voice",),
-    "emodb": ("voice",), "meld-text": ("speech",),
+    "cremad-av": ("face", "voice"),
+    "cremad-audio": ("voice",),
+    "emodb": ("voice",),
+    "meld-text": ("speech",),
 }
 
 
@@ -70,8 +74,10 @@ def guard(fitted: FittedOn, items: Iterable[Any], *, skip: bool = False) -> list
     for item in items:
         if fitted.seen(item.id, getattr(item, "speaker", None)):
             if not skip:
-                raise SpeakerLeak(f"{item.id} (speaker {item.speaker}) is in the fitted file's "
-                                  "training data: score it with held_out(), not the shipped fit")
+                raise SpeakerLeak(
+                    f"{item.id} (speaker {item.speaker}) is in the fitted file's "
+                    "training data: score it with held_out(), not the shipped fit"
+                )
             continue
         out.append(item)
     return out
@@ -87,7 +93,8 @@ class Item(BaseModel):
     gold: list[str]
     votes: dict[str, EmotionVote] = Field(default_factory=dict, description="modality -> vote")
     raw: dict[str, dict[str, float]] = Field(
-        default_factory=dict, description="modality -> uncalibrated probabilities")
+        default_factory=dict, description="modality -> uncalibrated probabilities"
+    )
     seconds: float = 0.0
 
     @property
@@ -114,9 +121,9 @@ def _speaker(name: str, sample: Sample) -> str | None:
 def available_witnesses() -> set[str]:
     """The modalities whose evidence carries a ``vote`` in this checkout (the face always; the
     voice and transcript once their scorers are merged)."""
-    from tools.evidence import ToneEvidence
+    from affectlens.tools.evidence import ToneEvidence
 
-    out = {"face", "speech"}  # the transcript's vote: agent.text_emotion
+    out = {"face", "speech"}  # the transcript's vote: affectlens.agent.text_emotion
     if "vote" in ToneEvidence.model_fields:
         out.add("voice")
     return out
@@ -124,24 +131,31 @@ def available_witnesses() -> set[str]:
 
 def _witness_votes(sample: Sample, name: str, settings) -> tuple[dict, dict]:
     """Run the cheap tools on one sample; every evidence's ``vote`` (when its tool gives one)."""
-    from tools.media import load
+    from affectlens.tools.media import load
 
     votes: dict[str, EmotionVote] = {}
     raw: dict[str, dict[str, float]] = {}
     wanted = set(WITNESSES[name]) & available_witnesses()
     if name == "meld-text" and sample.subtitle:  # the utterance as the ASR would give it
-        from agent.text_emotion import text_emotion
-        from tools.evidence import Segment, SpeechEvidence
+        from affectlens.agent.text_emotion import text_emotion
+        from affectlens.tools.evidence import Segment, SpeechEvidence
 
         said = sample.subtitle.replace("\x92", "'").replace("\x85", "...")
-        te = text_emotion(SpeechEvidence(language="en", language_probability=1.0, segments=[
-            Segment(start=0.0, end=1.0, text=said)]), settings, max_segments=0)
+        te = text_emotion(
+            SpeechEvidence(
+                language="en",
+                language_probability=1.0,
+                segments=[Segment(start=0.0, end=1.0, text=said)],
+            ),
+            settings,
+            max_segments=0,
+        )
         return ({"speech": te.clip} if te else {}), raw
     if not wanted or sample.clip is None or not sample.clip.exists():
         return votes, raw
     media = load(sample.clip, settings)
     if "face" in wanted and media.frames:
-        from tools.face import analyze_face
+        from affectlens.tools.face import analyze_face
 
         ev = analyze_face(media, settings)
         if ev.status == "ok" and ev.expression_mean:
@@ -149,15 +163,14 @@ def _witness_votes(sample: Sample, name: str, settings) -> tuple[dict, dict]:
             if ev.vote is not None:  # refitting recalibrates raw["face"], keeps its reliability
                 votes["face"] = ev.vote
     if "voice" in wanted and media.audio is not None and media.audio.size:
-        from tools.tone import analyze_tone
+        from affectlens.tools.tone import analyze_tone
 
         ev = analyze_tone(media, settings)
         if getattr(ev, "vote", None) is not None:
             votes["voice"] = ev.vote
     if "speech" in wanted and media.audio is not None and media.audio.size:
-        from tools.asr import transcribe
-
-        from agent.text_emotion import text_emotion
+        from affectlens.agent.text_emotion import text_emotion
+        from affectlens.tools.asr import transcribe
 
         te = text_emotion(transcribe(media, settings), settings, max_segments=0)
         if te is not None:
@@ -165,8 +178,14 @@ def _witness_votes(sample: Sample, name: str, settings) -> tuple[dict, dict]:
     return votes, raw
 
 
-def collect(name: str, settings=None, *, refresh: bool = False, limit: int | None = None,
-            progress: Callable[[str], None] | None = None) -> list[Item]:
+def collect(
+    name: str,
+    settings=None,
+    *,
+    refresh: bool = False,
+    limit: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[Item]:
     """Votes for every item of a set, from the cache when there (``refresh`` recomputes)."""
     from affectlens.settings import Settings
 
@@ -182,8 +201,9 @@ def collect(name: str, settings=None, *, refresh: bool = False, limit: int | Non
     items, fresh = [], []
     for i, s in enumerate(data.samples, 1):
         if s.id in cached:  # the votes are cached; gold and speaker always come from the set
-            items.append(cached[s.id].model_copy(
-                update={"gold": s.labels, "speaker": _speaker(name, s)}))
+            items.append(
+                cached[s.id].model_copy(update={"gold": s.labels, "speaker": _speaker(name, s)})
+            )
             continue
         if progress:
             progress(f"[{name} {i}/{len(data.samples)}] {s.id}")
@@ -194,8 +214,15 @@ def collect(name: str, settings=None, *, refresh: bool = False, limit: int | Non
             votes, raw = {}, {}
             if progress:
                 progress(f"  {type(exc).__name__}: {exc}")
-        it = Item(id=s.id, dataset=name, speaker=_speaker(name, s), gold=s.labels, votes=votes,
-                  raw=raw, seconds=round(time.perf_counter() - t0, 3))
+        it = Item(
+            id=s.id,
+            dataset=name,
+            speaker=_speaker(name, s),
+            gold=s.labels,
+            votes=votes,
+            raw=raw,
+            seconds=round(time.perf_counter() - t0, 3),
+        )
         items.append(it)
         fresh.append(it)
     if fresh:
@@ -209,9 +236,14 @@ def collect(name: str, settings=None, *, refresh: bool = False, limit: int | Non
 P = TypeVar("P")
 
 
-def held_out(rows: Sequence[Item], fit: Callable[[list[Item]], P],
-             predict: Callable[[P, Item], Any], *, shipped: P | None = None,
-             fitted_on: FittedOn | None = None) -> list[Any]:
+def held_out(
+    rows: Sequence[Item],
+    fit: Callable[[list[Item]], P],
+    predict: Callable[[P, Item], Any],
+    *,
+    shipped: P | None = None,
+    fitted_on: FittedOn | None = None,
+) -> list[Any]:
     """A prediction for every row from parameters that never saw the row's speaker.
 
     Rows of a training speaker (``fitted_on``; all rows when it is None) get ``fit`` redone on
@@ -235,17 +267,26 @@ def top(probs: dict[str, float]) -> str | None:
     return max(probs, key=probs.get) if probs else None
 
 
-def scores(gold: Sequence[str], pred: Sequence[str | None], *, resamples: int = 1000,
-           seed: int = 0, confidence: Sequence[float] | None = None) -> dict[str, Any]:
+def scores(
+    gold: Sequence[str],
+    pred: Sequence[str | None],
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    confidence: Sequence[float] | None = None,
+) -> dict[str, Any]:
     """UAR, accuracy and macro-F1 with seeded bootstrap 95% intervals, per-class recall, the
     confusion matrix over the 7 basic emotions, and ECE when confidences are given."""
     labels = [c for c in BASIC_EMOTIONS if c in set(gold)]
     g, p = list(gold), list(pred)
 
     def ci(stat):
-        return metrics.bootstrap_ci(len(g), lambda idx: stat([g[i] for i in idx],
-                                                              [p[i] for i in idx]),
-                                    resamples=resamples, seed=seed)
+        return metrics.bootstrap_ci(
+            len(g),
+            lambda idx: stat([g[i] for i in idx], [p[i] for i in idx]),
+            resamples=resamples,
+            seed=seed,
+        )
 
     out: dict[str, Any] = {
         "n": len(g),
@@ -253,16 +294,22 @@ def scores(gold: Sequence[str], pred: Sequence[str | None], *, resamples: int = 
         "accuracy": ci(metrics.accuracy),
         "macro_f1": ci(lambda a, b: metrics.macro_f1(a, b, labels)),
         "per_class_recall": metrics.per_class_recall(g, p, labels),
-        "confusion": {"labels": list(BASIC_EMOTIONS),
-                      "matrix": metrics.confusion_matrix(g, p, BASIC_EMOTIONS)},
+        "confusion": {
+            "labels": list(BASIC_EMOTIONS),
+            "matrix": metrics.confusion_matrix(g, p, BASIC_EMOTIONS),
+        },
     }
     if confidence is not None:
         correct = [a == b for a, b in zip(g, p)]
         out["calibration"] = metrics.calibration(list(confidence), correct)
         out["ece"] = metrics.bootstrap_ci(
-            len(g), lambda idx: metrics.calibration([confidence[i] for i in idx],
-                                                    [correct[i] for i in idx])["ece"],
-            resamples=resamples, seed=seed)
+            len(g),
+            lambda idx: metrics.calibration(
+                [confidence[i] for i in idx], [correct[i] for i in idx]
+            )["ece"],
+            resamples=resamples,
+            seed=seed,
+        )
     return out
 
 
@@ -274,7 +321,7 @@ def fmt(fig: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m evals.recognition [SET ...] [--refresh] [--limit N]``: collect the votes."""
+    """``python -m affectlens.evals.recognition [SET ...] [--refresh] [--limit N]``: the votes."""
     import argparse
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -284,8 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int)
     args = ap.parse_args(argv)
     for name in args.sets:
-        items = collect(name, refresh=args.refresh, limit=args.limit,
-                        progress=lambda m: print(m, file=sys.stderr))
+        items = collect(
+            name,
+            refresh=args.refresh,
+            limit=args.limit,
+            progress=lambda m: print(m, file=sys.stderr),
+        )
         with_votes = sum(bool(it.raw or it.votes) for it in items)
         print(json.dumps({"set": name, "items": len(items), "with_votes": with_votes}))
     return 0

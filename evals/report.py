@@ -1,6 +1,6 @@
 """The Markdown report and its plots, regenerated from ``results.json`` alone.
 
-``python -m evals.report DIR`` (or ``affectlens eval --report-only DIR``) rewrites
+``python -m affectlens.evals.report DIR`` (or ``affectlens eval --report-only DIR``) rewrites
 ``DIR/report.md`` and the PNGs beside it; nothing is re-run.
 """
 
@@ -61,11 +61,20 @@ def plot_calibration(calibration: dict, path: Path) -> Path:
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect")
     curve = calibration.get("curve", [])
     if curve:
-        ax.plot([c["confidence"] for c in curve], [c["accuracy"] for c in curve], "o-",
-                label=f"ECE {_fmt(calibration.get('ece'))}")
+        ax.plot(
+            [c["confidence"] for c in curve],
+            [c["accuracy"] for c in curve],
+            "o-",
+            label=f"ECE {_fmt(calibration.get('ece'))}",
+        )
         for c in curve:
-            ax.annotate(str(c["count"]), (c["confidence"], c["accuracy"]), fontsize=8,
-                        xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                str(c["count"]),
+                (c["confidence"], c["accuracy"]),
+                fontsize=8,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("mean confidence in bin")
@@ -92,8 +101,12 @@ def plot_modalities(results: dict, path: Path) -> Path:
         keys = ("basic_accuracy", "grounded_share", "mme_cot")
         width = 0.8 / len(keys)
         for k, key in enumerate(keys):
-            axes[1].bar([i + k * width for i in range(len(conds))],
-                        [robust[c]["delta"].get(key, 0.0) for c in conds], width, label=key)
+            axes[1].bar(
+                [i + k * width for i in range(len(conds))],
+                [robust[c]["delta"].get(key, 0.0) for c in conds],
+                width,
+                label=key,
+            )
         axes[1].set_xticks([i + width for i in range(len(conds))], conds)
         axes[1].axhline(0, color="black", linewidth=0.8)
         axes[1].set_ylabel("change vs all modalities")
@@ -109,7 +122,8 @@ def render_markdown(results: dict) -> str:
         "",
         f"{m['scored']} of {m['n']} samples scored ({m['failed']} failed); source `{ds['source']}`;"
         f" started {run.get('started')}, {_fmt(run.get('seconds'), 1)} s;"
-        f" git `{run.get('git')}`; bootstrap {run.get('resamples')} resamples, seed {run.get('seed')}.",
+        f" git `{run.get('git')}`; bootstrap {run.get('resamples')} resamples,"
+        f" seed {run.get('seed')}.",
         "",
         "## Models and prompts",
         "",
@@ -117,61 +131,106 @@ def render_markdown(results: dict) -> str:
     for role, models in sorted(run.get("models", {}).items()):
         lines.append(f"- **{role}**: {', '.join(models)}")
     for role, info in (run.get("prompts") or {}).items():
-        lines.append(f"- prompt **{role}**: `{info['prompt']}` sha256 `{info['prompt_sha256'][:16]}`")
-    lines += ["", "## Headline figures (95% bootstrap CI)", "", "| metric | value [lo, hi] |",
-              "|---|---|"]
+        lines.append(
+            f"- prompt **{role}**: `{info['prompt']}` sha256 `{info['prompt_sha256'][:16]}`"
+        )
+    lines += [
+        "",
+        "## Headline figures (95% bootstrap CI)",
+        "",
+        "| metric | value [lo, hi] |",
+        "|---|---|",
+    ]
     for name, fig in m.get("headline", {}).items():
         lines.append(f"| {name} | {_ci(fig)} |")
     if m.get("judge"):
         j = m["judge"]
-        lines += ["", f"Judge: {j['n']} judged, {j['failures']} failures"
-                  + (f" ({'; '.join(e for e in j['errors'] if e)[:300]})" if j["failures"] else "")]
+        lines += [
+            "",
+            f"Judge: {j['n']} judged, {j['failures']} failures"
+            + (f" ({'; '.join(e for e in j['errors'] if e)[:300]})" if j["failures"] else ""),
+        ]
     rec = m.get("recognition")
     if rec:
         lines += ["", "## Recognition", ""]
-        for key in ("basic_accuracy", "basic_uar", "basic_macro_f1", "compound_macro_f1",
-                    "compound_accuracy",
-                    "compound_dominant_accuracy", "compound_secondary_accuracy",
-                    "compound_parts_f1"):
+        for key in (
+            "basic_accuracy",
+            "basic_uar",
+            "basic_macro_f1",
+            "compound_macro_f1",
+            "compound_accuracy",
+            "compound_dominant_accuracy",
+            "compound_secondary_accuracy",
+            "compound_parts_f1",
+        ):
             if key in rec:
                 lines.append(f"- {key}: {_fmt(rec[key])}")
         recall = rec.get("basic_per_class_recall") or {}
         if recall:
-            lines.append("- per-class recall: " + ", ".join(
-                f"{k} {_fmt(v, 2)}" for k, v in recall.items()))
+            lines.append(
+                "- per-class recall: " + ", ".join(f"{k} {_fmt(v, 2)}" for k, v in recall.items())
+            )
         if m.get("decisions"):
             lines += ["", "| decision | n | accuracy | UAR |", "|---|---|---|---|"]
             for d, f in m["decisions"].items():
                 lines.append(f"| {d} | {f['n']} | {_fmt(f['accuracy'])} | {_fmt(f['uar'])} |")
-            lines.append(f"\nLLM vs fusion conflicts: {m.get('conflicts', 0)}; samples whose "
-                         f"speaker the shipped fusion was fitted on (not held out): "
-                         f"{m.get('seen_in_fit', 0)}\n")
+            lines.append(
+                f"\nLLM vs fusion conflicts: {m.get('conflicts', 0)}; samples whose "
+                f"speaker the shipped fusion was fitted on (not held out): "
+                f"{m.get('seen_in_fit', 0)}\n"
+            )
         ov = m.get("open_vocab", {})
-        lines.append(f"- open vocabulary (wheel groups): precision {_fmt(ov.get('precision'))}, "
-                     f"recall {_fmt(ov.get('recall'))}, F {_fmt(ov.get('f1'))}")
-        lines += ["", "![confusion](confusion.png)", "", "## Calibration", "",
-                  "![calibration](calibration.png)", "", "## Modalities", "",
-                  "![modalities](modalities.png)"]
+        lines.append(
+            f"- open vocabulary (wheel groups): precision {_fmt(ov.get('precision'))}, "
+            f"recall {_fmt(ov.get('recall'))}, F {_fmt(ov.get('f1'))}"
+        )
+        lines += [
+            "",
+            "![confusion](confusion.png)",
+            "",
+            "## Calibration",
+            "",
+            "![calibration](calibration.png)",
+            "",
+            "## Modalities",
+            "",
+            "![modalities](modalities.png)",
+        ]
     robust = results.get("robustness")
     if robust:
         conds = [c for c in robust if c != "conditions"]
         keys = sorted({k for c in conds for k in robust[c]["delta"]})
-        lines += ["", "## Robustness (change vs all modalities)", "",
-                  "| metric | " + " | ".join(conds) + " |", "|---|" + "---|" * len(conds)]
+        lines += [
+            "",
+            "## Robustness (change vs all modalities)",
+            "",
+            "| metric | " + " | ".join(conds) + " |",
+            "|---|" + "---|" * len(conds),
+        ]
         for k in keys:
-            lines.append(f"| {k} | " + " | ".join(
-                _fmt(robust[c]["delta"].get(k)) for c in conds) + " |")
-    lines += ["", "## Per clip", "",
-              "| id | gold | predicted | conf. | grounded | halluc. | CoT | judge (clue/label) | s |",
-              "|---|---|---|---|---|---|---|---|---|"]
+            lines.append(
+                f"| {k} | " + " | ".join(_fmt(robust[c]["delta"].get(k)) for c in conds) + " |"
+            )
+    lines += [
+        "",
+        "## Per clip",
+        "",
+        "| id | gold | predicted | conf. | grounded | halluc. | CoT | judge (clue/label) | s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results.get("samples", []):
         if not r.get("ok"):
-            lines.append(f"| {r['id']} | {', '.join(r['gold'])} | failed: {r.get('error')} "
-                         f"| | | | | | {_fmt(r.get('seconds'), 1)} |")
+            lines.append(
+                f"| {r['id']} | {', '.join(r['gold'])} | failed: {r.get('error')} "
+                f"| | | | | | {_fmt(r.get('seconds'), 1)} |"
+            )
             continue
         j = r.get("judge")
-        judge = (f"{j['scores']['clue_overlap']}/{j['scores']['label_overlap']}" if j and j["ok"]
-                 else ("failed" if j else ""))
+        judge = (
+            f"{j['scores']['clue_overlap']}/{j['scores']['label_overlap']}"
+            if j and j["ok"]
+            else ("failed" if j else "")
+        )
         lines.append(
             f"| {r['id']} | {', '.join(r['gold'])} | {r['label']} | {_fmt(r['confidence'], 2)} "
             f"| {_fmt(r['grounding']['grounded_share'], 2)} "
@@ -204,5 +263,5 @@ def write_report(out_dir: str | Path) -> Path:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m evals.report RESULTS_DIR")
+        sys.exit("usage: python -m affectlens.evals.report RESULTS_DIR")
     print(write_report(sys.argv[1]))

@@ -16,16 +16,16 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from affectlens.evals import metrics
+from affectlens.evals.datasets import Dataset, Sample
 from affectlens.settings import Settings
-from evals import metrics
-from tools.evidence import BASIC_EMOTIONS as BASIC
-from evals.datasets import Dataset, Sample
+from affectlens.tools.evidence import BASIC_EMOTIONS as BASIC
 
 # Robustness conditions -> the modalities ``without=`` removes.
 CONDITIONS: dict[str, tuple[str, ...]] = {
@@ -62,9 +62,7 @@ def score_sample(
     label = reading.label or reading.dominant
     pred_basic = metrics.basic_of(reading.dominant) or metrics.basic_of(label)
     ground = metrics.grounding(reading.explanation, cues, label)
-    cited = Counter(
-        cues[c].modality for row in ground["rows"] for c in row["cited"] if c in cues
-    )
+    cited = Counter(cues[c].modality for row in ground["rows"] for c in row["cited"] if c in cues)
     rec.update(
         ok=True,
         error=result.error,
@@ -87,20 +85,25 @@ def score_sample(
     )
     fused = getattr(result, "fusion", None)
     if fused is not None:  # the three decision rules on the same perception and LLM reading
-        from agent.fusion import decide
+        from affectlens.agent.fusion import decide
 
         llm = fused.llm_dominant or pred_basic
-        rec["fusion"] = {"probs": fused.probs, "top": fused.top, "llm": llm,
-                         "conflict": fused.conflict,
-                         "decisions": {d: decide(fused, llm, d)[0]
-                                       for d in ("fusion", "llm", "hybrid")}}
+        rec["fusion"] = {
+            "probs": fused.probs,
+            "top": fused.top,
+            "llm": llm,
+            "conflict": fused.conflict,
+            "decisions": {d: decide(fused, llm, d)[0] for d in ("fusion", "llm", "hybrid")},
+        }
     reference = sample.reference or " ".join(sample.clues)
     if judge is not None and reference:
         rec["judge"] = judge.score(
             " ".join(reading.explanation), reference, sample.labels, label
         ).model_dump()
     if similarity is not None and reference:
-        rec["similarity"] = similarity.score(reading.explanation, sample.reference or "", sample.clues)
+        rec["similarity"] = similarity.score(
+            reading.explanation, sample.reference or "", sample.clues
+        )
     return rec
 
 
@@ -118,43 +121,60 @@ def aggregate(records: list[dict], *, resamples: int = 1000, seed: int = 0) -> d
     gb = [metrics.basic_of(g) for g in gold]
     rec["basic_accuracy"] = metrics.accuracy(gb, pred_basic)
     rec["basic_macro_f1"] = metrics.macro_f1(gb, pred_basic)
-    rec["basic_confusion"]["matrix"] = metrics.confusion_matrix(gb, pred_basic, rec["basic_confusion"]["labels"])
+    rec["basic_confusion"]["matrix"] = metrics.confusion_matrix(
+        gb, pred_basic, rec["basic_confusion"]["labels"]
+    )
     rec["basic_uar"] = metrics.uar(gb, pred_basic, [c for c in BASIC if c in set(gb)])
     rec["basic_per_class_recall"] = metrics.per_class_recall(
-        gb, pred_basic, [c for c in BASIC if c in set(gb)])
+        gb, pred_basic, [c for c in BASIC if c in set(gb)]
+    )
     out["recognition"] = rec
     fused = [(metrics.basic_of(r["gold"][0]), r["fusion"]) for r in ok if r.get("fusion")]
     if fused:  # fusion | llm | hybrid side by side (settings.decision picks one)
         out["decisions"] = {
-            d: {"n": len(fused),
-                "accuracy": metrics.accuracy([g for g, _ in fused],
-                                             [f["decisions"][d] for _, f in fused]),
-                "uar": metrics.uar([g for g, _ in fused], [f["decisions"][d] for _, f in fused])}
-            for d in ("fusion", "llm", "hybrid")}
+            d: {
+                "n": len(fused),
+                "accuracy": metrics.accuracy(
+                    [g for g, _ in fused], [f["decisions"][d] for _, f in fused]
+                ),
+                "uar": metrics.uar([g for g, _ in fused], [f["decisions"][d] for _, f in fused]),
+            }
+            for d in ("fusion", "llm", "hybrid")
+        }
         out["conflicts"] = sum(bool(f["conflict"]) for _, f in fused)
         out["seen_in_fit"] = sum(bool(r.get("seen_in_fit")) for r in ok)
     out["open_vocab"] = metrics.open_vocab(
-        [r["gold"] for r in ok], [[r["label"], r["dominant"] or "", r["secondary"] or ""] for r in ok]
+        [r["gold"] for r in ok],
+        [[r["label"], r["dominant"] or "", r["secondary"] or ""] for r in ok],
     )
-    out["calibration"] = metrics.calibration([r["confidence"] for r in ok], [r["correct"] for r in ok])
+    out["calibration"] = metrics.calibration(
+        [r["confidence"] for r in ok], [r["correct"] for r in ok]
+    )
 
     def mean_of(path: tuple[str, ...]) -> Callable[[list[dict]], float]:
         def stat(rs: list[dict]) -> float:
             vals = [_get(r, path) for r in rs]
-            vals = [v for v in vals if v is not None and not (isinstance(v, float) and math.isnan(v))]
+            vals = [
+                v for v in vals if v is not None and not (isinstance(v, float) and math.isnan(v))
+            ]
             return float(np.mean(vals)) if vals else math.nan
+
         return stat
 
     headline: dict[str, Callable[[list[dict]], float]] = {
         "basic_accuracy": lambda rs: metrics.accuracy(
-            [metrics.basic_of(r["gold"][0]) for r in rs], [r["dominant"] for r in rs]),
+            [metrics.basic_of(r["gold"][0]) for r in rs], [r["dominant"] for r in rs]
+        ),
         "basic_macro_f1": lambda rs: metrics.macro_f1(
-            [metrics.basic_of(r["gold"][0]) for r in rs], [r["dominant"] for r in rs]),
+            [metrics.basic_of(r["gold"][0]) for r in rs], [r["dominant"] for r in rs]
+        ),
         "basic_uar": lambda rs: metrics.uar(
-            [metrics.basic_of(r["gold"][0]) for r in rs], [r["dominant"] for r in rs]),
+            [metrics.basic_of(r["gold"][0]) for r in rs], [r["dominant"] for r in rs]
+        ),
         "open_vocab_f1": lambda rs: metrics.open_vocab(
             [r["gold"] for r in rs],
-            [[r["label"], r["dominant"] or "", r["secondary"] or ""] for r in rs])["f1"],
+            [[r["label"], r["dominant"] or "", r["secondary"] or ""] for r in rs],
+        )["f1"],
         "grounded_share": mean_of(("grounding", "grounded_share")),
         "hallucinated_rate": mean_of(("grounding", "hallucinated_rate")),
         "label_agreement": mean_of(("grounding", "label_agreement")),
@@ -162,12 +182,13 @@ def aggregate(records: list[dict], *, resamples: int = 1000, seed: int = 0) -> d
         "mme_reasoning": mean_of(("mme", "reasoning")),
         "mme_cot": mean_of(("mme", "cot")),
         "ece": lambda rs: metrics.calibration(
-            [r["confidence"] for r in rs], [r["correct"] for r in rs])["ece"],
+            [r["confidence"] for r in rs], [r["correct"] for r in rs]
+        )["ece"],
     }
     if "compound_macro_f1" in rec:
-        headline["compound_macro_f1"] = lambda rs: (
-            metrics.recognition([r["gold"][0] for r in rs], [r["label"] for r in rs])
-            .get("compound_macro_f1", math.nan))
+        headline["compound_macro_f1"] = lambda rs: metrics.recognition(
+            [r["gold"][0] for r in rs], [r["label"] for r in rs]
+        ).get("compound_macro_f1", math.nan)
     judged = [r for r in ok if r.get("judge")]
     if judged:
         out["judge"] = {
@@ -186,7 +207,8 @@ def aggregate(records: list[dict], *, resamples: int = 1000, seed: int = 0) -> d
         if len(pairs) >= 2:
             headline[f"{dim}_ccc"] = lambda rs, d=dim: metrics.ccc(
                 [r[f"gold_{d}"] for r in rs if r.get(f"gold_{d}") is not None],
-                [r[d] for r in rs if r.get(f"gold_{d}") is not None])
+                [r[d] for r in rs if r.get(f"gold_{d}") is not None],
+            )
 
     out["headline"] = {
         name: metrics.bootstrap_ci(
@@ -216,9 +238,9 @@ def run_eval(
     llm: Any = None,
 ) -> dict[str, Any]:
     """Evaluate ``dataset`` and write ``results.json`` and the report into ``out_dir``."""
-    from agent.run import analyze, reason_again
-    from evals.judge import Judge, Similarity
-    from evals.report import write_report
+    from affectlens.agent.run import analyze, reason_again
+    from affectlens.evals.judge import Judge, Similarity
+    from affectlens.evals.report import write_report
 
     # Reproducible over speed: the same prompt must give the same reading in every run.
     settings = settings.model_copy(update={"llm_prompt_cache": False})
@@ -228,7 +250,7 @@ def run_eval(
     data = dataset.head(limit)
     judge = Judge(settings) if use_judge else None
     similarity = Similarity(settings) if use_similarity else None
-    started, t_run = datetime.now(timezone.utc), time.perf_counter()
+    started, t_run = datetime.now(UTC), time.perf_counter()
 
     records, results = [], []
     for i, sample in enumerate(data.samples, 1):
@@ -236,30 +258,54 @@ def run_eval(
         t0 = time.perf_counter()
         result = None
         if sample.clip is None:
-            rec = {"id": sample.id, "gold": sample.labels, "ok": False, "error": "no clip (text-only sample)"}
+            rec = {
+                "id": sample.id,
+                "gold": sample.labels,
+                "ok": False,
+                "error": "no clip (text-only sample)",
+            }
         else:
             try:
                 result = analyze(sample.clip, settings, save=False, llm=llm)
                 rec = score_sample(sample, result, judge=judge, similarity=similarity)
             except Exception as exc:  # MediaError and anything else: recorded, the run goes on
-                rec = {"id": sample.id, "clip": str(sample.clip), "gold": sample.labels,
-                       "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+                rec = {
+                    "id": sample.id,
+                    "clip": str(sample.clip),
+                    "gold": sample.labels,
+                    "ok": False,
+                    "error": f"{type(exc).__name__}: {exc}",
+                }
         rec["seconds"] = time.perf_counter() - t0
         rec["seen_in_fit"] = _seen_in_fit(sample, data.name)
         records.append(rec)
         results.append(result)
 
     report: dict[str, Any] = {
-        "dataset": {"name": data.name, "source": str(dataset.source), "format": data.format,
-                    "samples": len(data.samples), "limit": limit},
+        "dataset": {
+            "name": data.name,
+            "source": str(dataset.source),
+            "format": data.format,
+            "samples": len(data.samples),
+            "limit": limit,
+        },
         "run": _run_info(settings, started, seed, resamples, judge, similarity, results),
         "metrics": aggregate(records, resamples=resamples, seed=seed),
         "samples": records,
     }
     if robustness:
         report["robustness"] = _robustness(
-            data, results, report["metrics"], settings, reason_again, judge, similarity,
-            resamples, seed, say, llm,
+            data,
+            results,
+            report["metrics"],
+            settings,
+            reason_again,
+            judge,
+            similarity,
+            resamples,
+            seed,
+            say,
+            llm,
         )
     report["run"]["seconds"] = time.perf_counter() - t_run
     (out / RESULTS_FILE).write_text(json.dumps(_jsonable(report), indent=2, ensure_ascii=False))
@@ -270,14 +316,15 @@ def run_eval(
 def _seen_in_fit(sample: Sample, dataset: str) -> bool:
     """Whether the shipped fusion/face calibration saw this sample's speaker (or the sample):
     its fused figures are then not held out, and the report says so."""
-    from agent.fusion import load_params
+    from affectlens.agent.fusion import load_params
 
     speaker = sample.meta.get("speaker") or f"{dataset}-{sample.id}"
     return load_params().fitted_on.seen(sample.id, str(speaker))
 
 
-def _robustness(data, results, full, settings, reason_again, judge, similarity,
-                resamples, seed, say, llm) -> dict[str, Any]:
+def _robustness(
+    data, results, full, settings, reason_again, judge, similarity, resamples, seed, say, llm
+) -> dict[str, Any]:
     out: dict[str, Any] = {"conditions": {k: list(v) for k, v in CONDITIONS.items()}}
     base = full.get("headline", {})
     for name, without in CONDITIONS.items():
@@ -291,8 +338,12 @@ def _robustness(data, results, full, settings, reason_again, judge, similarity,
                 again = reason_again(result, settings, without=without, llm=llm)
                 rec = score_sample(sample, again, judge=judge, similarity=similarity)
             except Exception as exc:
-                rec = {"id": sample.id, "gold": sample.labels, "ok": False,
-                       "error": f"{type(exc).__name__}: {exc}"}
+                rec = {
+                    "id": sample.id,
+                    "gold": sample.labels,
+                    "ok": False,
+                    "error": f"{type(exc).__name__}: {exc}",
+                }
             rec["seconds"] = time.perf_counter() - t0
             records.append(rec)
         agg = aggregate(records, resamples=resamples, seed=seed)
@@ -332,8 +383,13 @@ def _run_info(settings, started, seed, resamples, judge, similarity, results) ->
 
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None

@@ -20,8 +20,12 @@ _FILE = re.compile(r"^(?P<name>[a-z_]+)\.v(?P<v>\d+)\.j2$")
 def _env() -> Environment:
     # StrictUndefined: a missing variable is a bug, not an empty string in the prompt.
     return Environment(
-        loader=FileSystemLoader(DIR), undefined=StrictUndefined, trim_blocks=True,
-        lstrip_blocks=True, keep_trailing_newline=False, autoescape=False,
+        loader=FileSystemLoader(DIR),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+        autoescape=False,
     )
 
 

@@ -7,7 +7,7 @@ One command, deterministic (L-BFGS-B from fixed starts, seeded bootstrap)::
 
 Steps (docs/models/face-calibration.md, docs/models/fusion.md):
 
-1. votes of every witness on the shared sets (``evals.recognition.collect``, cached);
+1. votes of every witness on the shared sets (``affectlens.evals.recognition.collect``, cached);
 2. face: temperature + per-class offsets on facex's clip-mean probabilities, pooled over the
    face sets; figures are leave-one-speaker-out (a person / an actor is never scored by a fit
    that saw them) -> ``tools/face_calibration.json``;
@@ -32,11 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from agent import fusion  # noqa: E402
-from evals import recognition as R  # noqa: E402
-from evals.report import plot_calibration, plot_confusion  # noqa: E402
-from tools.evidence import BASIC_EMOTIONS, EmotionVote  # noqa: E402
-from tools.face import CALIBRATION_FILE, FaceCalibration  # noqa: E402
+from affectlens.agent import fusion  # noqa: E402
+from affectlens.evals import recognition as R  # noqa: E402
+from affectlens.evals.report import plot_calibration, plot_confusion  # noqa: E402
+from affectlens.tools.evidence import BASIC_EMOTIONS, EmotionVote  # noqa: E402
+from affectlens.tools.face import CALIBRATION_FILE, FaceCalibration  # noqa: E402
 
 FACE_SETS = ("london-faces", "pyfeat-faces", "cremad-face")
 # EmoDB is not here: the shipped voice model (tools/voice_emotion.json) was fitted on all of it,
@@ -48,12 +48,20 @@ FIT_VOTES = ROOT / "evals" / "datasets" / "witness-votes" / "face.jsonl"
 
 
 def fit_face(rows: list[R.Item]) -> FaceCalibration:
-    (w,), b = (lambda wb: (list(wb[0].values()), wb[1]))(fusion.fit_pool(
-        [({"face": EmotionVote(probs=r.raw["face"])}, r.label) for r in rows], ["face"]))
-    return FaceCalibration(temperature=round(1 / max(w, 1e-3), 4), bias=b,
-                           fitted_on={"ids": sorted(r.id for r in rows),
-                                      "speakers": sorted({r.speaker for r in rows})},
-                           version="fit_recognition v1")
+    (w,), b = (lambda wb: (list(wb[0].values()), wb[1]))(
+        fusion.fit_pool(
+            [({"face": EmotionVote(probs=r.raw["face"])}, r.label) for r in rows], ["face"]
+        )
+    )
+    return FaceCalibration(
+        temperature=round(1 / max(w, 1e-3), 4),
+        bias=b,
+        fitted_on={
+            "ids": sorted(r.id for r in rows),
+            "speakers": sorted({r.speaker for r in rows}),
+        },
+        version="fit_recognition v1",
+    )
 
 
 def face_vote(cal: FaceCalibration, row: R.Item) -> EmotionVote:
@@ -62,12 +70,15 @@ def face_vote(cal: FaceCalibration, row: R.Item) -> EmotionVote:
 
 
 def table(title: str, figures: dict[str, dict]) -> None:
-    print(f"\n### {title}\n\n| set | n | UAR | accuracy | macro-F1 | ECE |\n"
-          "|---|---|---|---|---|---|")
+    print(
+        f"\n### {title}\n\n| set | n | UAR | accuracy | macro-F1 | ECE |\n|---|---|---|---|---|---|"
+    )
     for name, f in figures.items():
         ece = R.fmt(f["ece"]) if "ece" in f else ""
-        print(f"| {name} | {f['n']} | {R.fmt(f['uar'])} | {R.fmt(f['accuracy'])} | "
-              f"{R.fmt(f['macro_f1'])} | {ece} |")
+        print(
+            f"| {name} | {f['n']} | {R.fmt(f['uar'])} | {R.fmt(f['accuracy'])} | "
+            f"{R.fmt(f['macro_f1'])} | {ece} |"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,15 +87,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--refresh", action="store_true", help="recompute the cached votes")
     args = ap.parse_args(argv)
     say = lambda m: print(m, file=sys.stderr)  # noqa: E731
-    sets = {n: R.collect(n, refresh=args.refresh, progress=say)
-            for n in dict.fromkeys(FACE_SETS + FUSION_SETS)}
+    sets = {
+        n: R.collect(n, refresh=args.refresh, progress=say)
+        for n in dict.fromkeys(FACE_SETS + FUSION_SETS)
+    }
     report: dict = {"face": {}, "fusion": {}}
 
     # 2. face calibration ----------------------------------------------------------------------
     face_rows = [r for n in FACE_SETS for r in sets[n] if r.label and "face" in r.raw]
     shipped_face = fit_face(face_rows)
-    held = dict(zip([r.id + r.dataset for r in face_rows],
-                    R.held_out(face_rows, fit_face, face_vote)))
+    held = dict(
+        zip([r.id + r.dataset for r in face_rows], R.held_out(face_rows, fit_face, face_vote))
+    )
     raw_fig, cal_fig = {}, {}
     for n in FACE_SETS:
         rows = [r for r in sets[n] if r.label and "face" in r.raw]
@@ -92,13 +106,20 @@ def main(argv: list[str] | None = None) -> int:
         raw_fig[n] = R.scores(gold, [R.top(r.raw["face"]) for r in rows])
         votes = [held[r.id + r.dataset] for r in rows]
         cal_fig[n] = R.scores(gold, [R.top(v.probs) for v in votes])
-        report["face"][n] = {"raw": raw_fig[n], "calibrated_held_out": cal_fig[n],
-                             "misses": [{"id": r.id, "gold": r.label, "pred": R.top(v.probs)}
-                                        for r, v in zip(rows, votes) if R.top(v.probs) != r.label]}
+        report["face"][n] = {
+            "raw": raw_fig[n],
+            "calibrated_held_out": cal_fig[n],
+            "misses": [
+                {"id": r.id, "gold": r.label, "pred": R.top(v.probs)}
+                for r, v in zip(rows, votes)
+                if R.top(v.probs) != r.label
+            ],
+        }
     table("Face: facex as it is (top class)", raw_fig)
     table("Face: calibrated, leave-one-speaker-out", cal_fig)
-    print(f"\nshipped calibration: temperature {shipped_face.temperature}, "
-          f"bias {shipped_face.bias}")
+    print(
+        f"\nshipped calibration: temperature {shipped_face.temperature}, bias {shipped_face.bias}"
+    )
 
     # 3. fusion --------------------------------------------------------------------------------
     def votes_of(r: R.Item) -> dict[str, EmotionVote]:
@@ -129,12 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     right = {r.id + r.dataset: R.top(held_q[r.id + r.dataset]) == r.label for r in rows}
 
     def fit_c(train):
-        return fusion.fit_platt([tops[r.id + r.dataset] for r in train],
-                                [right[r.id + r.dataset] for r in train])
+        return fusion.fit_platt(
+            [tops[r.id + r.dataset] for r in train], [right[r.id + r.dataset] for r in train]
+        )
 
-    conf = dict(zip([r.id + r.dataset for r in rows],
-                    R.held_out(rows, fit_c,
-                               lambda ab, r: fusion.platt(tops[r.id + r.dataset], ab))))
+    conf = dict(
+        zip(
+            [r.id + r.dataset for r in rows],
+            R.held_out(rows, fit_c, lambda ab, r: fusion.platt(tops[r.id + r.dataset], ab)),
+        )
+    )
     shipped.platt = fit_c(rows)
     fused_fig = {}
     for n in FUSION_SETS:
@@ -142,34 +167,47 @@ def main(argv: list[str] | None = None) -> int:
         if not rs:
             continue
         keys = [r.id + r.dataset for r in rs]
-        fused_fig[n] = R.scores([r.label for r in rs], [R.top(held_q[k]) for k in keys],
-                                confidence=[conf[k] for k in keys])
+        fused_fig[n] = R.scores(
+            [r.label for r in rs],
+            [R.top(held_q[k]) for k in keys],
+            confidence=[conf[k] for k in keys],
+        )
         fused_fig[n]["raw_top_ece"] = R.metrics.calibration(
-            [tops[k] for k in keys], [right[k] for k in keys])["ece"]
+            [tops[k] for k in keys], [right[k] for k in keys]
+        )["ece"]
         report["fusion"][n] = fused_fig[n]
         REPORT.parent.mkdir(parents=True, exist_ok=True)  # reliability diagram + confusion
         plot_calibration(fused_fig[n]["calibration"], REPORT.parent / f"reliability-{n}.png")
         plot_confusion(fused_fig[n]["confusion"], REPORT.parent / f"confusion-{n}.png")
-    table(f"Fusion of {', '.join(mods)} (leave-one-speaker-out), calibrated confidence",
-          fused_fig)
-    shipped.fitted_on = fusion.FittedOn(ids=sorted(r.id for r in rows),
-                                        speakers=sorted({r.speaker for r in rows}))
+    table(f"Fusion of {', '.join(mods)} (leave-one-speaker-out), calibrated confidence", fused_fig)
+    shipped.fitted_on = fusion.FittedOn(
+        ids=sorted(r.id for r in rows), speakers=sorted({r.speaker for r in rows})
+    )
     shipped.version = "fit_recognition v1"
-    print(f"\nshipped fusion: weights {shipped.weights}, bias {shipped.bias}, "
-          f"Platt (a, b) {shipped.platt}")
-    report["shipped"] = {"face": shipped_face.model_dump(exclude={"fitted_on"}),
-                         "fusion": shipped.model_dump(exclude={"fitted_on"})}
+    print(
+        f"\nshipped fusion: weights {shipped.weights}, bias {shipped.bias}, "
+        f"Platt (a, b) {shipped.platt}"
+    )
+    report["shipped"] = {
+        "face": shipped_face.model_dump(exclude={"fitted_on"}),
+        "fusion": shipped.model_dump(exclude={"fitted_on"}),
+    }
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(json.dumps(R.jsonable(report), indent=1))
     if not args.dry_run:
         CALIBRATION_FILE.write_text(shipped_face.model_dump_json(indent=1) + "\n")
         FIT_VOTES.parent.mkdir(parents=True, exist_ok=True)  # what the calibration saw
-        FIT_VOTES.write_text("".join(r.model_dump_json(include={"id", "dataset", "speaker",
-                                                                "gold", "raw"}) + "\n"
-                                     for r in face_rows))
+        FIT_VOTES.write_text(
+            "".join(
+                r.model_dump_json(include={"id", "dataset", "speaker", "gold", "raw"}) + "\n"
+                for r in face_rows
+            )
+        )
         fusion.save_params(shipped)
-        print(f"\nwrote {CALIBRATION_FILE.relative_to(ROOT)}, "
-              f"{fusion.PARAMS_FILE.relative_to(ROOT)}, {REPORT.relative_to(ROOT)}")
+        print(
+            f"\nwrote {CALIBRATION_FILE.relative_to(ROOT)}, "
+            f"{fusion.PARAMS_FILE.relative_to(ROOT)}, {REPORT.relative_to(ROOT)}"
+        )
     return 0
 
 

@@ -25,14 +25,26 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.text_emotion import (  # noqa: E402
-    BASIC_EMOTIONS, HEAD_FILE, PROMPT_VERSION, Head, log_softmax, prompt,
+from affectlens.agent.text_emotion import (  # noqa: E402
+    BASIC_EMOTIONS,
+    HEAD_FILE,
+    PROMPT_VERSION,
+    Head,
+    log_softmax,
+    prompt,
 )
 
 MELD = ROOT.parent / "shared" / "data" / "meld"
 CACHE = Path.home() / ".cache" / "affectlens" / "text_emotion" / "rows"
-MELD_TO_BASIC = {"anger": "anger", "disgust": "disgust", "fear": "fear", "joy": "happiness",
-                 "sadness": "sadness", "surprise": "surprise", "neutral": "neutral"}
+MELD_TO_BASIC = {
+    "anger": "anger",
+    "disgust": "disgust",
+    "fear": "fear",
+    "joy": "happiness",
+    "sadness": "sadness",
+    "surprise": "surprise",
+    "neutral": "neutral",
+}
 SEED = 0
 COMPARE_ROWS = 60  # the test rows --compare used to choose the model and the prompt
 
@@ -88,11 +100,12 @@ def cached_logprobs(model: str, texts, version: str = PROMPT_VERSION) -> np.ndar
     return np.stack(rows)
 
 
-def score(model: str, texts, threads: int = 0,
-          version: str = PROMPT_VERSION) -> tuple[np.ndarray, float]:
+def score(
+    model: str, texts, threads: int = 0, version: str = PROMPT_VERSION
+) -> tuple[np.ndarray, float]:
     """(n, 7) label log-probs (cached per row) and seconds per uncached row."""
+    from affectlens.agent.text_emotion import get_scorer
     from affectlens.settings import Settings
-    from agent.text_emotion import get_scorer
 
     scorer = None
     out, spent, done = [], 0.0, 0
@@ -115,8 +128,9 @@ def score(model: str, texts, threads: int = 0,
     return np.stack(out), (spent / done if done else float("nan"))
 
 
-def fit_head(logp: np.ndarray, y: np.ndarray, l2: float = 1e-2,
-             offsets: bool = True) -> tuple[float, np.ndarray]:
+def fit_head(
+    logp: np.ndarray, y: np.ndarray, l2: float = 1e-2, offsets: bool = True
+) -> tuple[float, np.ndarray]:
     """Temperature and per-class offsets by minimum NLL (small L2 on the offsets); with
     ``offsets=False`` only the temperature (the argmax stays the LLM's)."""
     from scipy.optimize import minimize
@@ -126,7 +140,7 @@ def fit_head(logp: np.ndarray, y: np.ndarray, l2: float = 1e-2,
     def nll(theta):
         t, b = np.exp(theta[0]), (theta[1:] if offsets else np.zeros(k))
         z = log_softmax(logp / t + b)
-        return -z[np.arange(len(y)), y].mean() + l2 * (b ** 2).sum()
+        return -z[np.arange(len(y)), y].mean() + l2 * (b**2).sum()
 
     res = minimize(nll, np.zeros(k + 1 if offsets else 1), method="L-BFGS-B")
     b = res.x[1:] - res.x[1:].mean() if offsets else np.zeros(k)
@@ -158,11 +172,14 @@ def metrics(y: np.ndarray, pred: np.ndarray, boot: int = 1000, seed: int = SEED)
     return {
         "n": int(len(y)),
         "weighted_f1": round(float(wf1(y, pred)), 4),
-        "weighted_f1_ci95": [round(float(np.percentile(bs, 2.5)), 4),
-                             round(float(np.percentile(bs, 97.5)), 4)],
+        "weighted_f1_ci95": [
+            round(float(np.percentile(bs, 2.5)), 4),
+            round(float(np.percentile(bs, 97.5)), 4),
+        ],
         "accuracy": round(float(accuracy_score(y, pred)), 4),
-        "macro_f1": round(float(f1_score(y, pred, labels=labels, average="macro",
-                                         zero_division=0)), 4),
+        "macro_f1": round(
+            float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)), 4
+        ),
         "uar": round(float(rec.mean()), 4),
         "recall": {e: round(float(r), 3) for e, r in zip(BASIC_EMOTIONS, rec)},
     }
@@ -193,9 +210,11 @@ def compare(n: int, threads: int, version: str = PROMPT_VERSION) -> None:
         m = metrics(y, lp.argmax(1), boot=300)
         nll = -lp[np.arange(len(y)), y].mean()
         cv = cv_weighted_f1(lp, y, True)  # head fitted on the other folds of these rows
-        print(f"{model}: raw weighted F1 {m['weighted_f1']} {m['weighted_f1_ci95']} "
-              f"acc {m['accuracy']} NLL {nll:.3f}; 5-fold head weighted F1 {cv}; "
-              f"{sec:.2f} s/row (uncached rows)")
+        print(
+            f"{model}: raw weighted F1 {m['weighted_f1']} {m['weighted_f1_ci95']} "
+            f"acc {m['accuracy']} NLL {nll:.3f}; 5-fold head weighted F1 {cv}; "
+            f"{sec:.2f} s/row (uncached rows)"
+        )
 
 
 def main(argv=None) -> int:
@@ -220,10 +239,17 @@ def main(argv=None) -> int:
     y_fit, y_test = labels_of(fit), labels_of(test)
     cv = {o: cv_weighted_f1(lp_fit, y_fit, o) for o in (False, True)}
     with_offsets = cv[True] > cv[False]
-    print(f"5-fold CV weighted F1 on the fit rows: temperature only {cv[False]}, "
-          f"temperature + offsets {cv[True]} -> {'offsets' if with_offsets else 'temperature only'}")
+    print(
+        f"5-fold CV weighted F1 on the fit rows: temperature only {cv[False]}, "
+        f"temperature + offsets {cv[True]} -> {'offsets' if with_offsets else 'temperature only'}"
+    )
     t, b = fit_head(lp_fit, y_fit, offsets=with_offsets)
-    head = Head(model=a.model, prompt_version=a.prompt, temperature=round(t, 4), offsets=[round(float(x), 4) for x in b])
+    head = Head(
+        model=a.model,
+        prompt_version=a.prompt,
+        temperature=round(t, 4),
+        offsets=[round(float(x), 4) for x in b],
+    )
     raw = metrics(y_test, lp_test.argmax(1))
     cal = metrics(y_test, head.apply(lp_test).argmax(1))
     # The prompt version and the model were chosen on the first COMPARE_ROWS test rows
@@ -232,35 +258,48 @@ def main(argv=None) -> int:
     fit_m = metrics(y_fit, head.apply(lp_fit).argmax(1), boot=1)
     head.fit = {
         "data": "MELD (Poria et al. 2019, GPL-3.0 repository), utterance only",
-        "fit_rows": a.fit_rows, "test_rows": a.test_rows, "seed": SEED,
-        "fit_use": len(fit), "test_use": len(test),
+        "fit_rows": a.fit_rows,
+        "test_rows": a.test_rows,
+        "seed": SEED,
+        "fit_use": len(fit),
+        "test_use": len(test),
         "sampling": "class-proportional stratified (fit_rows from train+dev, test_rows from "
-                    "test), seeded and shuffled; the first fit_use / test_use rows are used",
+        "test), seeded and shuffled; the first fit_use / test_use rows are used",
         "objective": "min NLL of softmax(logp/T + b), L2 1e-2 on b",
         "offsets_fitted": bool(with_offsets),
         "cv_weighted_f1_fit_rows": {"temperature_only": cv[False], "with_offsets": cv[True]},
-        "test_raw_argmax": raw, "test_head": cal,
+        "test_raw_argmax": raw,
+        "test_head": cal,
         f"test_head_rows_{COMPARE_ROWS}_on (not used to choose model or prompt)": unseen,
         "fit_weighted_f1": fit_m["weighted_f1"],
         "seconds_per_row": round(float(np.nanmean([s1, s2])), 3)
-        if not np.isnan(np.nanmean([s1, s2])) else None,
+        if not np.isnan(np.nanmean([s1, s2]))
+        else None,
     }
     a.out.write_text(head.model_dump_json(indent=1) + "\n")
-    print(f"head: T={t:.3f} offsets " + " ".join(f"{e}={v:+.2f}" for e, v in zip(BASIC_EMOTIONS, b)))
+    print(
+        f"head: T={t:.3f} offsets " + " ".join(f"{e}={v:+.2f}" for e, v in zip(BASIC_EMOTIONS, b))
+    )
     for name, m in (("raw argmax", raw), ("with head", cal)):
-        print(f"MELD test ({m['n']} rows) {name}: weighted F1 {m['weighted_f1']} "
-              f"95% CI {m['weighted_f1_ci95']}, acc {m['accuracy']}, macro-F1 {m['macro_f1']}, "
-              f"UAR {m['uar']}")
+        print(
+            f"MELD test ({m['n']} rows) {name}: weighted F1 {m['weighted_f1']} "
+            f"95% CI {m['weighted_f1_ci95']}, acc {m['accuracy']}, macro-F1 {m['macro_f1']}, "
+            f"UAR {m['uar']}"
+        )
         print("  recall " + " ".join(f"{e}={r}" for e, r in m["recall"].items()))
-    print(f"MELD test rows {COMPARE_ROWS}-{len(test)} (not used for any choice) with head: "
-          f"weighted F1 {unseen['weighted_f1']} 95% CI {unseen['weighted_f1_ci95']}")
+    print(
+        f"MELD test rows {COMPARE_ROWS}-{len(test)} (not used for any choice) with head: "
+        f"weighted F1 {unseen['weighted_f1']} 95% CI {unseen['weighted_f1_ci95']}"
+    )
     print(confusion(y_test, head.apply(lp_test).argmax(1)))
     pred = head.apply(lp_test).argmax(1)
     wrong = np.flatnonzero(pred != y_test)
     print(f"misses ({len(wrong)} of {len(y_test)}), first 10 in sample order:")
     for i in wrong[:10]:
-        print(f"  gold {BASIC_EMOTIONS[y_test[i]]:9} pred {BASIC_EMOTIONS[pred[i]]:9} "
-              f"{test['text'][i][:80]!r}")
+        print(
+            f"  gold {BASIC_EMOTIONS[y_test[i]]:9} pred {BASIC_EMOTIONS[pred[i]]:9} "
+            f"{test['text'][i][:80]!r}"
+        )
     print(f"wrote {a.out}")
     return 0
 

@@ -25,24 +25,53 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tools import voice_emotion as ve  # noqa: E402
-from tools.tone import speech_span  # noqa: E402
+from affectlens.tools import voice_emotion as ve  # noqa: E402
+from affectlens.tools.tone import speech_span  # noqa: E402
 
 DATA = (REPO / ".." / "shared" / "data").resolve()
 CACHE = Path.home() / ".cache" / "affectlens" / "voice_emotion"
 SEED = 0
 CHECK_SPEAKER = "03"
 NAMES: list[str] = []  # feature order, set once the data is read
-EMODB_MAP = {"angry": "anger", "disgust": "disgust", "fear": "fear", "happy": "happiness",
-             "sad": "sadness", "neutral": "neutral", "boredom": "boredom"}
-CREMA_VOTE = {"A": "anger", "D": "disgust", "F": "fear", "H": "happiness", "N": "neutral",
-              "S": "sadness"}
+EMODB_MAP = {
+    "angry": "anger",
+    "disgust": "disgust",
+    "fear": "fear",
+    "happy": "happiness",
+    "sad": "sadness",
+    "neutral": "neutral",
+    "boredom": "boredom",
+}
+CREMA_VOTE = {
+    "A": "anger",
+    "D": "disgust",
+    "F": "fear",
+    "H": "happiness",
+    "N": "neutral",
+    "S": "sadness",
+}
 
 
 def decode(path: Path) -> np.ndarray:
     raw = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-ac", "1", "-ar", str(ve.SR),
-         "-f", "f32le", "-"], check=True, capture_output=True).stdout
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-ac",
+            "1",
+            "-ar",
+            str(ve.SR),
+            "-f",
+            "f32le",
+            "-",
+        ],
+        check=True,
+        capture_output=True,
+    ).stdout
     return np.frombuffer(raw, dtype=np.float32).copy()
 
 
@@ -54,7 +83,7 @@ def features(path: Path) -> dict[str, float]:
         return json.loads(cached.read_text())
     audio = decode(path)
     span = speech_span(audio)
-    speech = audio[span[0]:span[1]] if span else audio
+    speech = audio[span[0] : span[1]] if span else audio
     feats = ve.functionals(speech)
     CACHE.mkdir(parents=True, exist_ok=True)
     cached.write_text(json.dumps(feats))
@@ -81,8 +110,9 @@ def matrix(rows: list[dict], names: list[str]) -> np.ndarray:
     return np.array([[r["x"][n] for n in names] for r in rows], dtype=float)
 
 
-def fit(X: np.ndarray, y: list[str], groups: np.ndarray, c: float, norm: str,
-        names: list[str]) -> dict:
+def fit(
+    X: np.ndarray, y: list[str], groups: np.ndarray, c: float, norm: str, names: list[str]
+) -> dict:
     """One model as the JSON ve.VoiceEmotionModel reads (normalisation + LR coefficients)."""
     from sklearn.linear_model import LogisticRegression
 
@@ -90,8 +120,13 @@ def fit(X: np.ndarray, y: list[str], groups: np.ndarray, c: float, norm: str,
     Z = ve.normalise(X, model)
     lr = LogisticRegression(C=c, max_iter=5000, random_state=SEED)
     lr.fit(Z, y)
-    return {**model, "classes": list(lr.classes_), "coef": lr.coef_.tolist(),
-            "intercept": lr.intercept_.tolist(), "C": c}
+    return {
+        **model,
+        "classes": list(lr.classes_),
+        "coef": lr.coef_.tolist(),
+        "intercept": lr.intercept_.tolist(),
+        "C": c,
+    }
 
 
 def uar(y_true, y_pred, classes) -> float:
@@ -146,9 +181,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ve.MODEL_PATH)
     ap.add_argument("--boredom", choices=["neutral", "drop"], default="drop")
     ap.add_argument("--norm", choices=list(ve.NORMS), default=ve.DEFAULT_NORM)
-    ap.add_argument("--speaker-norm-diagnostic", action="store_true",
-                    help="also print LOSO UAR with per-speaker z-scores (needs many clips of a "
-                    "speaker at inference, so not what ships)")
+    ap.add_argument(
+        "--speaker-norm-diagnostic",
+        action="store_true",
+        help="also print LOSO UAR with per-speaker z-scores (needs many clips of a "
+        "speaker at inference, so not what ships)",
+    )
     ap.add_argument("--grid", default="0.1,0.3,1")
     ap.add_argument("--not-nested", action="store_true", help="first C only, no inner CV")
     args = ap.parse_args()
@@ -169,9 +207,11 @@ def main() -> None:
     classes = sorted(set(y))
     pred, cs = loso(X, y, spk, gender, args.norm, grid, nested=not args.not_nested)
     lo, hi = bootstrap(y, pred, classes)
-    print(f"EmoDB LOSO ({len(e)} utterances, boredom={args.boredom}, norm={args.norm}, "
-          f"C per fold {sorted(set(cs.values()))}): UAR {uar(y, pred, classes):.3f} "
-          f"[95% CI {lo:.3f}-{hi:.3f}], accuracy {np.mean(pred == y):.3f}")
+    print(
+        f"EmoDB LOSO ({len(e)} utterances, boredom={args.boredom}, norm={args.norm}, "
+        f"C per fold {sorted(set(cs.values()))}): UAR {uar(y, pred, classes):.3f} "
+        f"[95% CI {lo:.3f}-{hi:.3f}], accuracy {np.mean(pred == y):.3f}"
+    )
     for k in classes:
         print(f"  recall {k:10s} {np.mean(pred[y == k] == k):.3f}  (n={np.sum(y == k)})")
     c_all = choose_c(X, y, spk, gender, args.norm, grid) if not args.not_nested else grid[0]
@@ -181,8 +221,10 @@ def main() -> None:
     pc = predict(final, Xc)
     votes = [CREMA_VOTE[r["votes_voice_only"].split()[0].split(":")[0]] for r in c]
     hits = sum(p == v for p, v in zip(pc, votes))
-    print(f"CREMA-D cross-corpus (train all EmoDB, C={c_all}): {hits}/{len(c)} agree with the "
-          "voice-only crowd vote")
+    print(
+        f"CREMA-D cross-corpus (train all EmoDB, C={c_all}): {hits}/{len(c)} agree with the "
+        "voice-only crowd vote"
+    )
     for r, p, v in zip(c, pc, votes):
         print(f"  {r['file']:22s} vote {v:10s} model {p:10s} {'ok' if p == v else 'miss'}")
     if args.speaker_norm_diagnostic:
@@ -190,17 +232,25 @@ def main() -> None:
         for s in np.unique(spk):
             Xs[spk == s] = (X[spk == s] - X[spk == s].mean(0)) / (X[spk == s].std(0) + 1e-9)
         ps, _ = loso(Xs, y, spk, gender, "global", [c_all], nested=False)
-        print(f"diagnostic, per-speaker z-scores (transductive, not shipped): LOSO UAR "
-              f"{uar(y, ps, classes):.3f}")
-    final["figures"] = {"emodb_loso_uar": round(uar(y, pred, classes), 4),
-                        "emodb_loso_uar_ci95": [round(lo, 4), round(hi, 4)],
-                        "cremad_voice_votes": f"{hits}/{len(c)}"}
-    final["trained_on"] = (f"EmoDB all 10 speakers, {len(e)} utterances, boredom "
-                           f"{'left out' if args.boredom == 'drop' else 'as neutral'}")
+        print(
+            f"diagnostic, per-speaker z-scores (transductive, not shipped): LOSO UAR "
+            f"{uar(y, ps, classes):.3f}"
+        )
+    final["figures"] = {
+        "emodb_loso_uar": round(uar(y, pred, classes), 4),
+        "emodb_loso_uar_ci95": [round(lo, 4), round(hi, 4)],
+        "cremad_voice_votes": f"{hits}/{len(c)}",
+    }
+    final["trained_on"] = (
+        f"EmoDB all 10 speakers, {len(e)} utterances, boredom "
+        f"{'left out' if args.boredom == 'drop' else 'as neutral'}"
+    )
     held = spk != CHECK_SPEAKER  # a model that never heard CHECK_SPEAKER, for the tests
     final["check_without_speaker"] = {
-        "speaker": CHECK_SPEAKER, "trained_on": f"EmoDB without speaker {CHECK_SPEAKER}",
-        **fit(X[held], list(y[held]), gender[held], c_all, args.norm, NAMES)}
+        "speaker": CHECK_SPEAKER,
+        "trained_on": f"EmoDB without speaker {CHECK_SPEAKER}",
+        **fit(X[held], list(y[held]), gender[held], c_all, args.norm, NAMES),
+    }
     if not args.no_write:
         ve.save(final, args.out)
         print(f"wrote {args.out}")

@@ -72,10 +72,10 @@ def ffmpeg(*args: str | Path) -> None:
 
 
 def reverified(result) -> bool:
-    """The verifier's verdict recomputed on the stored reading and cues (agent.verify is
+    """The verifier's verdict recomputed on the stored reading and cues (affectlens.agent.verify is
     deterministic): what ``result.verification.grounded`` must say. A reading with no cue is
     never grounded."""
-    from agent import verify as vf
+    from affectlens.agent import verify as vf
 
     available = {a.modality: a.status == "ok" for a in result.reading.modalities}
     return bool(result.cues) and vf.grounded(vf.check(result.reading, result.cues, available))
@@ -169,8 +169,24 @@ def derived(media_dir: Path, shared_data: Path, face_clip: Path, speech_en_wav: 
         files[f"audio_{ext}"] = d / f"speech.{ext}"
         ffmpeg("-i", speech_en_wav, "-ar", "44100", *codec, files[f"audio_{ext}"])
     files["silent_clip"] = d / "silent.mp4"
-    ffmpeg("-i", face_clip, "-f", "lavfi", "-i", "anullsrc=r=44100:cl=stereo", "-map", "0:v:0",
-           "-map", "1:a:0", "-shortest", "-c:v", "copy", "-c:a", "aac", files["silent_clip"])
+    ffmpeg(
+        "-i",
+        face_clip,
+        "-f",
+        "lavfi",
+        "-i",
+        "anullsrc=r=44100:cl=stereo",
+        "-map",
+        "0:v:0",
+        "-map",
+        "1:a:0",
+        "-shortest",
+        "-c:v",
+        "copy",
+        "-c:a",
+        "aac",
+        files["silent_clip"],
+    )
     files["video_only_clip"] = d / "video_only.mp4"
     ffmpeg("-i", face_clip, "-an", "-c:v", "copy", files["video_only_clip"])
     files["noise_clip"] = shared_data / "pyfeat" / "no_face.mp4"
@@ -186,11 +202,34 @@ def derived(media_dir: Path, shared_data: Path, face_clip: Path, speech_en_wav: 
     files["text_mp4"].write_text("This is not a video, only a text file renamed .mp4.\n" * 50)
 
     files["vfr_clip"] = d / "vfr.mp4"
-    ffmpeg("-i", face_clip, "-vf", "setpts='if(lt(N,30),PTS,PTS*3)'", "-fps_mode", "vfr", "-an",
-           "-c:v", "libx264", "-preset", "ultrafast", files["vfr_clip"])
+    ffmpeg(
+        "-i",
+        face_clip,
+        "-vf",
+        "setpts='if(lt(N,30),PTS,PTS*3)'",
+        "-fps_mode",
+        "vfr",
+        "-an",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        files["vfr_clip"],
+    )
     files["huge_clip"] = d / "huge.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=4000x3000:rate=5", "-t", "1", "-c:v", "libx264",
-           "-preset", "ultrafast", files["huge_clip"])
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=4000x3000:rate=5",
+        "-t",
+        "1",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        files["huge_clip"],
+    )
     files["tricky_name_clip"] = d / "-x:y%03d.mp4"
     shutil.copy(face_clip, files["tricky_name_clip"])
     return files
@@ -250,8 +289,10 @@ class HostSpeed(BaseModel):
         return SAFETY * (fixed_s * slower + tokens / self.tokens_per_s)
 
     def message(self, what: str, limit: float) -> str:
-        return (f"{what}: limit {limit:.0f} s from {self.tokens_per_s:.1f} tok/s measured "
-                f"({self.model}, {SPEED_TOKENS} tokens)")
+        return (
+            f"{what}: limit {limit:.0f} s from {self.tokens_per_s:.1f} tok/s measured "
+            f"({self.model}, {SPEED_TOKENS} tokens)"
+        )
 
     @contextmanager
     def within(self, what: str, tokens: int, fixed_s: float = 0.0) -> Iterator[float]:
@@ -272,13 +313,13 @@ _SPEED: list[HostSpeed] = []
 @pytest.fixture(scope="session")
 def host_speed() -> HostSpeed:
     """The embedded 0.5B's greedy generation speed here (one short warm-up, then timed)."""
-    from agent.llm import EmbeddedLLM, get_llm
+    from affectlens.agent.llm import EmbeddedLLM, get_llm
 
     try:
         llm = get_llm(Settings(llm_model=SPEED_MODEL))
     except Exception as exc:  # noqa: BLE001 - no model here: nothing to size a wait from
         pytest.skip(f"cannot measure the host's LLM speed: {exc}")
-    llm = getattr(llm, "llm", llm)  # get_llm gives a sampling view (agent.llm.Sampled)
+    llm = getattr(llm, "llm", llm)  # get_llm gives a sampling view (affectlens.agent.llm.Sampled)
     assert isinstance(llm, EmbeddedLLM), type(llm)
     count = "1, 2, 3, 4, 5, 6, 7, 8,"  # a plain continuation: it keeps counting, no stop
     with llm._lock:
@@ -297,8 +338,9 @@ def pytest_terminal_summary(terminalreporter) -> None:
     if _SPEED:
         s = _SPEED[0]
         scale = max(1.0, REFERENCE_TOKPS / s.tokens_per_s)
-        terminalreporter.write_line(f"host speed: {s.tokens_per_s:.1f} tok/s ({s.model}); "
-                                    f"waits scale by {scale:.2f}")
+        terminalreporter.write_line(
+            f"host speed: {s.tokens_per_s:.1f} tok/s ({s.model}); waits scale by {scale:.2f}"
+        )
 
 
 # --- the fast tier loads no model ----------------------------------------------------------------
@@ -329,15 +371,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     for seconds to minutes, so a test that does it belongs to the slow tier (mark it ``slow``).
     (The OpenAI client and the transformers tests' tiny local models load nothing heavy.)"""
     try:
-        from agent import llm
+        from affectlens.agent import llm
     except ImportError:
         return
     embedded = llm._BACKENDS["embedded"]
 
     def guarded(settings):
         if _FAST:
-            pytest.fail(f"{_FAST[0]} loads the embedded LLM ({settings.llm_model}) but is not "
-                        "marked slow: the fast tier loads no model", pytrace=False)
+            pytest.fail(
+                f"{_FAST[0]} loads the embedded LLM ({settings.llm_model}) but is not "
+                "marked slow: the fast tier loads no model",
+                pytrace=False,
+            )
         return embedded(settings)
 
     llm._BACKENDS["embedded"] = guarded

@@ -10,8 +10,8 @@ from conftest import SPEECH_DE, SPEECH_EN, SPEECH_FR
 
 from affectlens.models import ModelError, model_path
 from affectlens.settings import Settings
-from tools.asr import choose_language, transcribe
-from tools.media import load
+from affectlens.tools.asr import choose_language, transcribe
+from affectlens.tools.media import load
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_broken_model_is_failed_not_raised(talking_clip: Path, tmp_path: Path) -
 
 
 def test_model_and_compute_type_choice(tmp_path: Path, asr_settings: Settings) -> None:
-    from tools.asr import compute_type, resolve_model
+    from affectlens.tools.asr import compute_type, resolve_model
 
     assert resolve_model(asr_settings) == str(model_path("whisper-base", asr_settings.model_dir))
     assert resolve_model(Settings(data_dir=tmp_path, asr_model=str(tmp_path))) == str(tmp_path)
@@ -134,7 +134,9 @@ def test_choose_language_rules(tmp_path: Path) -> None:
     lang, note = choose_language({"en": 0.5, "zh": 0.4}, "en", zh)  # expected but unsure
     assert lang == "en" and "unsure" in note
     assert choose_language({"zh": 0.9, "en": 0.1}, "zh", zh) == (
-        "zh", "whisper guessed zh (p 0.90); kept (expected zh, en)")
+        "zh",
+        "whisper guessed zh (p 0.90); kept (expected zh, en)",
+    )
 
 
 @pytest.mark.slow

@@ -13,18 +13,18 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from affectlens.agent.schemas import AnalysisResult, EmotionReading  # noqa: E402
 from affectlens.settings import Settings  # noqa: E402
-from agent.schemas import AnalysisResult, EmotionReading  # noqa: E402
-from tools.evidence import MediaInfo  # noqa: E402
+from affectlens.tools.evidence import MediaInfo  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER = """
 import sys, time
 from pathlib import Path
 from affectlens.settings import Settings
-from agent.knowledge import index_analysis
-from agent.schemas import AnalysisResult, EmotionReading
-from tools.evidence import MediaInfo
+from affectlens.agent.knowledge import index_analysis
+from affectlens.agent.schemas import AnalysisResult, EmotionReading
+from affectlens.tools.evidence import MediaInfo
 data, tag, n, go = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
 s = Settings(data_dir=data)
 while not go.exists():
@@ -39,20 +39,30 @@ for i in range(n):
 
 def _result(tag: str, i: int) -> AnalysisResult:
     return AnalysisResult(
-        id=f"{tag}-{i}", media=MediaInfo(file_name=f"{tag}{i}.mp4", size_bytes=1),
-        reading=EmotionReading(dominant="sadness", label=f"sadly {tag} {i}",
-                               explanation=[f"Sentence {i} from process {tag}."]))
+        id=f"{tag}-{i}",
+        media=MediaInfo(file_name=f"{tag}{i}.mp4", size_bytes=1),
+        reading=EmotionReading(
+            dominant="sadness",
+            label=f"sadly {tag} {i}",
+            explanation=[f"Sentence {i} from process {tag}."],
+        ),
+    )
 
 
 def _spawn(data: Path, tag: str, n: int, go: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen([sys.executable, "-c", WORKER, str(data), tag, str(n), str(go)],
-                            cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER, str(data), tag, str(n), str(go)],
+        cwd=REPO,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.slow  # MiniLM in three processes
 def test_two_writers_and_a_long_lived_reader(tmp_path):
-    from agent.knowledge import ANALYSES, _collection, index_analysis, similar_analyses
+    from affectlens.agent.knowledge import ANALYSES, _collection, index_analysis, similar_analyses
 
     data = tmp_path / "data"
     settings = Settings(data_dir=data)
@@ -74,11 +84,18 @@ def test_two_writers_and_a_long_lived_reader(tmp_path):
     assert len({h[0] for h in similar_analyses("happily", settings, k=40)}) == 18
 
     # a fresh process reads all of them back
-    check = ("import sys; from affectlens.settings import Settings; "
-             "from agent.knowledge import similar_analyses as s; "
-             "print(len(s('happily', Settings(data_dir=sys.argv[1]), k=40)))")
-    out = subprocess.run([sys.executable, "-c", check, str(data)], cwd=REPO, text=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
-                         timeout=300)
+    check = (
+        "import sys; from affectlens.settings import Settings; "
+        "from affectlens.agent.knowledge import similar_analyses as s; "
+        "print(len(s('happily', Settings(data_dir=sys.argv[1]), k=40)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", check, str(data)],
+        cwd=REPO,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        timeout=300,
+    )
     assert out.stdout.strip().splitlines()[-1] == "18", out.stderr[-2000:]
     assert _collection(settings, ANALYSES).count() == 18

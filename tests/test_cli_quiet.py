@@ -22,9 +22,24 @@ def test_analyze_prints_only_its_own_progress(face_clip, tmp_path):
     data = tmp_path / "data"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [sys.executable, "-m", "ui.cli", "analyze", str(face_clip), "--llm-model", "qwen2.5-0.5b",
-         "--no-save", "--data-dir", str(data)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "affectlens.ui.cli",
+            "analyze",
+            str(face_clip),
+            "--llm-model",
+            "qwen2.5-0.5b",
+            "--no-save",
+            "--data-dir",
+            str(data),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     err = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert err, proc.stdout
     assert all(STAGE_LINE.match(ln) for ln in err), proc.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from evals.datasets import DatasetError, load_dataset, load_meld, split_labels
+from affectlens.evals.datasets import DatasetError, load_dataset, load_meld, split_labels
 
 ROOT = Path(__file__).parents[1]
 DATA = (ROOT / ".." / "shared" / "data").resolve()
@@ -51,7 +51,8 @@ def test_meld_csv(tmp_path):
 
 def test_manifest_csv_and_label_strings(tmp_path):
     (tmp_path / "manifest.csv").write_text(
-        "clip,labels,valence,arousal\na.mp4,\"happy, surprised\",0.5,0.2\n")
+        'clip,labels,valence,arousal\na.mp4,"happy, surprised",0.5,0.2\n'
+    )
     ds = load_dataset(tmp_path)
     assert ds.samples[0].labels == ["happy", "surprised"]
     assert ds.samples[0].valence == 0.5 and ds.samples[0].clip == (tmp_path / "a.mp4").resolve()

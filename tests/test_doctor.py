@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 
 from affectlens import doctor, models
 from affectlens.settings import load_settings
-from ui.cli import app
+from affectlens.ui.cli import app
 
 
 def test_doctor_reports_missing_models_and_exits_non_zero(tmp_path):

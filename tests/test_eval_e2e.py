@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from affectlens.evals.datasets import load_dataset
+from affectlens.evals.runner import CONDITIONS, run_eval
 from affectlens.settings import load_settings
-from evals.datasets import load_dataset
-from evals.runner import CONDITIONS, run_eval
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).parents[1]
@@ -25,8 +25,12 @@ pytestmark = pytest.mark.slow
 def settings(tmp_path_factory):
     # the fast 0.5B model reasons and judges, to keep the suite short on 2 CPU cores
     # 768 tokens: the 0.5B reasoner ran past the default 384 on a photo (a recorded failure)
-    return load_settings(llm_model="qwen2.5-0.5b", judge_model="qwen2.5-0.5b", llm_max_tokens=768,
-                         data_dir=tmp_path_factory.mktemp("data"))
+    return load_settings(
+        llm_model="qwen2.5-0.5b",
+        judge_model="qwen2.5-0.5b",
+        llm_max_tokens=768,
+        data_dir=tmp_path_factory.mktemp("data"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +40,14 @@ def faces():
 
 def _stable(results: dict) -> dict:
     """The metrics and per-sample scores without wall-clock fields."""
+
     def strip(v):
         if isinstance(v, dict):
             return {k: strip(x) for k, x in v.items() if k not in ("seconds", "timings")}
         if isinstance(v, list):
             return [strip(x) for x in v]
         return v
+
     return strip({"metrics": results["metrics"], "samples": results["samples"]})
 
 
@@ -59,8 +65,15 @@ def test_eval_writes_results_and_report_and_is_deterministic(settings, faces, tm
         assert judge["error"] and judge["scores"] is None  # a recorded failure, no default
     assert -1 <= sample["similarity"]["cosine"] <= 1
     head = a["metrics"]["headline"]
-    for key in ("basic_accuracy", "grounded_share", "hallucinated_rate", "mme_cot", "ece",
-                "open_vocab_f1", "similarity_cosine"):
+    for key in (
+        "basic_accuracy",
+        "grounded_share",
+        "hallucinated_rate",
+        "mme_cot",
+        "ece",
+        "open_vocab_f1",
+        "similarity_cosine",
+    ):
         assert key in head and set(head[key]) >= {"value", "lo", "hi"}
     run = a["run"]
     assert run["models"]["judge"] and run["models"]["similarity"] == ["all-MiniLM-L6-v2"]
@@ -72,20 +85,33 @@ def test_eval_writes_results_and_report_and_is_deterministic(settings, faces, tm
 
     run_eval(faces, settings, tmp_path / "b", limit=1, resamples=200, seed=1)
     assert _stable(json.loads((out / "results.json").read_text())) == _stable(
-        json.loads((tmp_path / "b" / "results.json").read_text()))
+        json.loads((tmp_path / "b" / "results.json").read_text())
+    )
 
     # the report comes back from the JSON alone
     before = (out / "report.md").read_text()
     (out / "report.md").unlink()
     (out / "confusion.png").unlink()
-    subprocess.run([sys.executable, "-m", "evals.report", str(out)], cwd=ROOT, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "affectlens.evals.report", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     assert (out / "report.md").read_text() == before and (out / "confusion.png").is_file()
 
 
 def test_robustness_reports_a_change_per_condition(settings, faces, tmp_path):
-    res = run_eval(faces, settings, tmp_path, limit=1, robustness=True, use_judge=False,
-                   use_similarity=False, resamples=50)
+    res = run_eval(
+        faces,
+        settings,
+        tmp_path,
+        limit=1,
+        robustness=True,
+        use_judge=False,
+        use_similarity=False,
+        resamples=50,
+    )
     rob = res["robustness"]
     assert set(CONDITIONS) <= set(rob)
     for name in CONDITIONS:
@@ -106,7 +132,7 @@ def test_robustness_reports_a_change_per_condition(settings, faces, tmp_path):
 def test_cli_report_only_and_bad_dataset(tmp_path):
     from typer.testing import CliRunner
 
-    from ui.cli import app
+    from affectlens.ui.cli import app
 
     runner = CliRunner()
     r = runner.invoke(app, ["eval", "--report-only", str(tmp_path)])

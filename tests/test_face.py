@@ -11,11 +11,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from affectlens.settings import Settings  # noqa: E402
-from agent.taxonomy import BASIC  # noqa: E402
-from tools import face_geometry as geo  # noqa: E402
-from tools.evidence import FaceFrame  # noqa: E402
-from tools.face import NO_FACE, NO_FRAMES, _mediapipe_models, analyze_face, au_events  # noqa: E402
-from tools.media import Frame, load  # noqa: E402
+from affectlens.taxonomy import BASIC  # noqa: E402
+from affectlens.tools import face_geometry as geo  # noqa: E402
+from affectlens.tools.evidence import FaceFrame  # noqa: E402
+from affectlens.tools.face import NO_FACE, NO_FRAMES, analyze_face, au_events, mediapipe_models  # noqa: E402
+from affectlens.tools.media import Frame, load  # noqa: E402
 
 PYFEAT = (Path(__file__).parents[1] / ".." / "shared" / "data" / "pyfeat").resolve()
 LABELLED = {
@@ -163,7 +163,7 @@ def test_geometry_is_scale_and_rotation_invariant(settings):
     image = load(PYFEAT / "0-f15-hao-ph.jpg", settings).frames[0].image
     from affectlens.models import model_path
 
-    models = _mediapipe_models(str(model_path("facex", settings.model_dir)))
+    models = mediapipe_models(str(model_path("facex", settings.model_dir)))
     faces = models.detect(image)
     points = models.landmarks(image, faces[0])
     assert points is not None and points.shape == (478, 3)

@@ -20,9 +20,9 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from affectlens.settings import Settings
-from tools import media as media_mod
-from tools.evidence import MediaInfo
-from tools.media import Media, MediaError, load, probe
+from affectlens.tools import media as media_mod
+from affectlens.tools.evidence import MediaInfo
+from affectlens.tools.media import Media, MediaError, load, probe
 
 REPO = Path(__file__).resolve().parents[1]
 PYFEAT = (REPO / ".." / "shared" / "data" / "pyfeat").resolve()
@@ -66,8 +66,9 @@ def short_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def fuzz_settings() -> Settings:
     # Small frame cap: decoding stays cheap even when a header claims a long clip.
-    return Settings(data_dir=Path(tempfile.gettempdir()) / "affectlens-fuzz", max_frames=8,
-                    max_duration_s=120)
+    return Settings(
+        data_dir=Path(tempfile.gettempdir()) / "affectlens-fuzz", max_frames=8, max_duration_s=120
+    )
 
 
 def check_only_media_errors(data: bytes, suffix: str, settings: Settings) -> None:

@@ -8,17 +8,20 @@ from pathlib import Path
 
 import pytest
 
+from affectlens.evals.datasets import load_emer
+from affectlens.evals.judge import Judge, JudgeError, JudgeScores, parse_judgement, prompt_info
 from affectlens.settings import load_settings
-from evals.datasets import load_emer
-from evals.judge import Judge, JudgeError, JudgeScores, parse_judgement, prompt_info
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-EMER = (Path(__file__).parents[1] / ".." / "shared" / "data" / "emer" / "emer_v1_gt_eng.csv").resolve()
+EMER = (
+    Path(__file__).parents[1] / ".." / "shared" / "data" / "emer" / "emer_v1_gt_eng.csv"
+).resolve()
 
 
 def test_parser_accepts_valid_scores():
     assert parse_judgement('{"clue_overlap": 7, "label_overlap": 10}') == JudgeScores(
-        clue_overlap=7, label_overlap=10)
+        clue_overlap=7, label_overlap=10
+    )
     # prose around the object is tolerated, the object is what counts
     assert parse_judgement('Scores: {"clue_overlap": 1, "label_overlap": 1} done').clue_overlap == 1
     assert parse_judgement({"clue_overlap": 5, "label_overlap": 6}).label_overlap == 6

@@ -8,16 +8,18 @@ import shutil
 
 import pytest
 
-from agent import knowledge as kb
-from agent.schemas import AnalysisResult, Cue, EmotionReading
-from agent.store import AnalysisNotFound, AnalysisStore
-from tools.evidence import MediaInfo
+from affectlens.agent import knowledge as kb
+from affectlens.agent.schemas import AnalysisResult, Cue, EmotionReading
+from affectlens.agent.store import AnalysisNotFound, AnalysisStore
+from affectlens.tools.evidence import MediaInfo
 
 PROTOTYPES = {  # Ekman & Friesen / EMFACS, as the brief lists them
-    "happiness": ["AU6", "AU12"], "sadness": ["AU1", "AU4", "AU15"],
-    "surprise": ["AU1", "AU2", "AU5", "AU26"], "fear": ["AU1", "AU2", "AU4", "AU5", "AU7", "AU20",
-                                                       "AU26"],
-    "anger": ["AU4", "AU5", "AU7", "AU23"], "disgust": ["AU9", "AU15", "AU16"],
+    "happiness": ["AU6", "AU12"],
+    "sadness": ["AU1", "AU4", "AU15"],
+    "surprise": ["AU1", "AU2", "AU5", "AU26"],
+    "fear": ["AU1", "AU2", "AU4", "AU5", "AU7", "AU20", "AU26"],
+    "anger": ["AU4", "AU5", "AU7", "AU23"],
+    "disgust": ["AU9", "AU15", "AU16"],
     "contempt": ["AU12", "AU14"],
 }
 
@@ -55,22 +57,46 @@ def test_index_is_idempotent_and_rebuilt_when_files_change(kb_settings, tmp_path
     folder = tmp_path / "kb"
     shutil.copytree(kb.KNOWLEDGE_DIR, folder)
     with (folder / "extra.jsonl").open("w") as fh:
-        fh.write(json.dumps({"id": "extra-1", "title": "t", "text": "a test entry",
-                             "source": "here"}) + "\n")
+        fh.write(
+            json.dumps({"id": "extra-1", "title": "t", "text": "a test entry", "source": "here"})
+            + "\n"
+        )
     col = kb.knowledge_collection(kb_settings, folder)
     assert col.count() == n + 1 and col.metadata["kb_hash"] == kb.knowledge_hash(folder)
     assert kb.knowledge_collection(kb_settings).count() == n  # and back
 
 
 def test_retrieval_finds_the_relevant_theory(kb_settings):
-    smile = [Cue(id="F1", modality="face", start=0, end=1, name="AU12",
-                 text="AU12 lip corner puller, peak intensity 0.81 (0-1): a smile"),
-             Cue(id="F2", modality="face", start=0, end=1, name="AU6",
-                 text="AU6 cheek raiser, peak intensity 0.60 (0-1): raised cheeks")]
+    smile = [
+        Cue(
+            id="F1",
+            modality="face",
+            start=0,
+            end=1,
+            name="AU12",
+            text="AU12 lip corner puller, peak intensity 0.81 (0-1): a smile",
+        ),
+        Cue(
+            id="F2",
+            modality="face",
+            start=0,
+            end=1,
+            name="AU6",
+            text="AU6 cheek raiser, peak intensity 0.60 (0-1): raised cheeks",
+        ),
+    ]
     ids = [h.id for h in kb.retrieve(kb.cue_queries(smile), kb_settings, k=5)]
     assert "proto-happiness" in ids and "au-au12" in ids
-    calm = [Cue(id="V1", modality="voice", start=0, end=1, name="voice_arousal",
-                text="voice arousal -0.60 (-1..1): a calm, low-arousal voice, slow and quiet")]
+    calm = [
+        Cue(
+            id="V1",
+            modality="voice",
+            start=0,
+            end=1,
+            name="voice_arousal",
+            text="voice arousal -0.60 (-1..1): a calm, low-arousal voice, slow and quiet",
+        )
+    ]
     ids = [h.id for h in kb.retrieve(kb.cue_queries(calm), kb_settings, k=3)]
     assert any(i.startswith("prosody-") for i in ids)
     assert kb.retrieve([], kb_settings) == []
@@ -78,9 +104,11 @@ def test_retrieval_finds_the_relevant_theory(kb_settings):
 
 def _result(i: str, label: str, sentence: str) -> AnalysisResult:
     dom = {"happy": "happiness", "sad": "sadness", "angry": "anger"}[label]
-    return AnalysisResult(id=i, media=MediaInfo(file_name=f"{i}.mp4", size_bytes=1),
-                          reading=EmotionReading(dominant=dom, label=label,
-                                                 explanation=[sentence]))
+    return AnalysisResult(
+        id=i,
+        media=MediaInfo(file_name=f"{i}.mp4", size_bytes=1),
+        reading=EmotionReading(dominant=dom, label=label, explanation=[sentence]),
+    )
 
 
 def test_store_and_similar_analyses(kb_settings):

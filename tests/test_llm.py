@@ -21,9 +21,7 @@ from pydantic import BaseModel, Field
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from affectlens.models import model_path  # noqa: E402
-from affectlens.settings import Settings  # noqa: E402
-from agent.llm import (  # noqa: E402
+from affectlens.agent.llm import (  # noqa: E402
     LLM,
     LLMError,
     get_llm,
@@ -32,6 +30,8 @@ from agent.llm import (  # noqa: E402
     role_settings,
     with_images,
 )
+from affectlens.models import model_path  # noqa: E402
+from affectlens.settings import Settings  # noqa: E402
 
 
 class Reading(BaseModel):
@@ -43,8 +43,11 @@ class Reading(BaseModel):
 
 QUESTION = [
     {"role": "system", "content": "You name the basic emotion shown by cues. Answer in JSON."},
-    {"role": "user", "content": "Cue F1: AU6+AU12 (cheek raiser, lip corner puller), a broad "
-     "smile. Cue S1: transcript 'I won the lottery!'. Name the emotion and its valence."},
+    {
+        "role": "user",
+        "content": "Cue F1: AU6+AU12 (cheek raiser, lip corner puller), a broad "
+        "smile. Cue S1: transcript 'I won the lottery!'. Name the emotion and its valence.",
+    },
 ]
 
 
@@ -76,8 +79,10 @@ def test_parse_json_takes_the_first_object_around_prose_and_fences():
 def test_images_become_jpeg_data_url_parts_on_the_last_user_message():
     frame = np.zeros((48, 64, 3), dtype=np.uint8)
     frame[:, :32] = (255, 0, 0)
-    msgs = with_images([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
-                       [frame, frame.astype(np.float32) / 255.0])
+    msgs = with_images(
+        [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
+        [frame, frame.astype(np.float32) / 255.0],
+    )
     parts = msgs[1]["content"]
     assert parts[0] == {"type": "text", "text": "u"}
     assert [p["type"] for p in parts[1:]] == ["image_url", "image_url"]
@@ -145,8 +150,10 @@ def test_embedded_prompt_cache_restores_state_without_changing_answers(small_ggu
     from llama_cpp import LlamaRAMCache
 
     assert isinstance(llm._llama.cache, LlamaRAMCache)
-    a = [{"role": "system", "content": "You are terse. " * 10},
-         {"role": "user", "content": "Which emotion is a frown?"}]
+    a = [
+        {"role": "system", "content": "You are terse. " * 10},
+        {"role": "user", "content": "Which emotion is a frown?"},
+    ]
     b = [{"role": "system", "content": "You are a poet."}, {"role": "user", "content": "Rain?"}]
     first = llm.chat(a, max_tokens=12)
     assert llm._llama.cache.cache_size > 0
@@ -206,10 +213,25 @@ def openai_server(small_gguf, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     log = log_path.open("wb")  # a file, not a pipe: a full pipe would block the server
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(small_gguf),
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2",
-         "--verbose", "False"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(small_gguf),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            "2",
+            "--verbose",
+            "False",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}/v1"
     try:
@@ -283,14 +305,17 @@ def _tiny_model(path: Path, *, reply: str | None, seed: int = 0) -> Path:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        vocab_size=300,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(["You name emotions from cues.", "Reply with JSON only."], trainer)
     extra = [PROSE, reply] if reply else [PROSE]
     tok.add_tokens([AddedToken(t, normalized=False) for t in extra])
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
         chat_template=CHATML,
     )
     fast.save_pretrained(path)
@@ -298,15 +323,23 @@ def _tiny_model(path: Path, *, reply: str | None, seed: int = 0) -> Path:
     hidden = 64 * ((vocab + 63) // 64)
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=vocab, hidden_size=hidden, intermediate_size=64, num_hidden_layers=1,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=4096,
-        tie_word_embeddings=False, eos_token_id=fast.eos_token_id,
-        pad_token_id=fast.pad_token_id, bos_token_id=None,
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=4096,
+        tie_word_embeddings=False,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
+        bos_token_id=None,
     )
     model = LlamaForCausalLM(config)
     if reply:
-        last = fast.apply_chat_template([{"role": "user", "content": "x"}],
-                                        add_generation_prompt=True)["input_ids"][-1]
+        last = fast.apply_chat_template(
+            [{"role": "user", "content": "x"}], add_generation_prompt=True
+        )["input_ids"][-1]
         prose, answer = fast.convert_tokens_to_ids([PROSE, reply])
         with torch.no_grad():
             model.model.embed_tokens.weight.copy_(torch.eye(vocab, hidden))
@@ -358,19 +391,24 @@ def test_check_first_grammar_sampling_picks_the_same_tokens_as_llama_cpp():
     llama-cpp-python gives, also when the grammar refuses what the model wants to say."""
     from llama_cpp import Llama
 
-    from agent.grammar_sampler import CheckFirstLlama
+    from affectlens.agent.grammar_sampler import CheckFirstLlama
 
     path = str(model_path("qwen2.5-0.5b", Settings().model_dir))
-    schema = {"type": "object", "required": ["animal", "legs"], "properties": {
-        "animal": {"enum": ["okapi", "axolotl"]}, "legs": {"type": "integer"}}}
-    ask = [{"role": "user", "content": "Name the most common pet and its number of legs, "
-                                       "in JSON."}]
+    schema = {
+        "type": "object",
+        "required": ["animal", "legs"],
+        "properties": {"animal": {"enum": ["okapi", "axolotl"]}, "legs": {"type": "integer"}},
+    }
+    ask = [{"role": "user", "content": "Name the most common pet and its number of legs, in JSON."}]
     replies, samplers = [], []
     for cls in (Llama, CheckFirstLlama):
         llama = cls(model_path=path, n_ctx=512, n_threads=2, seed=0, verbose=False)
         out = llama.create_chat_completion(
-            messages=ask, temperature=0.0, max_tokens=40,
-            response_format={"type": "json_object", "schema": schema})
+            messages=ask,
+            temperature=0.0,
+            max_tokens=40,
+            response_format={"type": "json_object", "schema": schema},
+        )
         replies.append(out["choices"][0]["message"]["content"])
         samplers.append(llama._sampler)
     assert replies[0] == replies[1]

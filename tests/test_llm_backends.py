@@ -5,7 +5,6 @@ instance cache, and streams that release the model when abandoned or closed."""
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 
@@ -14,26 +13,42 @@ from pydantic import BaseModel, Field
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from affectlens.settings import Settings  # noqa: E402
-from agent import llm as llm_mod  # noqa: E402
-from agent.llm import LLMError, get_llm  # noqa: E402
-from test_llm import _settings as _embedded_settings  # noqa: E402
 from openai_stub import Server, completion  # noqa: E402
+from test_llm import _settings as _embedded_settings  # noqa: E402
 from test_llm import small_gguf  # noqa: E402,F401 - the fixture
 
+from affectlens.agent import llm as llm_mod  # noqa: E402
+from affectlens.agent.llm import LLMError, get_llm  # noqa: E402
+from affectlens.settings import Settings  # noqa: E402
+
 # vLLM 0.6's body for a prompt longer than --max-model-len (a 400, like a bad request field).
-VLLM_CONTEXT = {"object": "error", "type": "BadRequestError", "param": None, "code": 400,
-                "message": "This model's maximum context length is 4096 tokens. However, you "
-                "requested 5120 tokens (4736 in the messages, 384 in the completion). Please "
-                "reduce the length of the messages or completion."}
+VLLM_CONTEXT = {
+    "object": "error",
+    "type": "BadRequestError",
+    "param": None,
+    "code": 400,
+    "message": "This model's maximum context length is 4096 tokens. However, you "
+    "requested 5120 tokens (4736 in the messages, 384 in the completion). Please "
+    "reduce the length of the messages or completion.",
+}
 # OpenAI's body when a model does not take json_schema.
-OPENAI_NO_SCHEMA = {"error": {"message": "Invalid parameter: 'response_format' of type "
-                              "'json_schema' is not supported with this model.",
-                              "type": "invalid_request_error", "param": "response_format",
-                              "code": None}}
-BAD_ROLE = {"object": "error", "type": "BadRequestError", "code": 400, "param": None,
-            "message": "1 validation error: messages.0.role: Input should be 'system', 'user' "
-            "or 'assistant'"}
+OPENAI_NO_SCHEMA = {
+    "error": {
+        "message": "Invalid parameter: 'response_format' of type "
+        "'json_schema' is not supported with this model.",
+        "type": "invalid_request_error",
+        "param": "response_format",
+        "code": None,
+    }
+}
+BAD_ROLE = {
+    "object": "error",
+    "type": "BadRequestError",
+    "code": 400,
+    "param": None,
+    "message": "1 validation error: messages.0.role: Input should be 'system', 'user' "
+    "or 'assistant'",
+}
 QUESTION = [{"role": "user", "content": "Which emotion is a broad smile?"}]
 
 
@@ -43,8 +58,7 @@ class Reading(BaseModel):
 
 
 def _openai(url: str, **kw) -> Settings:
-    return Settings(**{"llm_backend": "openai", "llm_base_url": url, "llm_model": "served",
-                       **kw})
+    return Settings(**{"llm_backend": "openai", "llm_base_url": url, "llm_model": "served", **kw})
 
 
 def test_a_context_overflow_is_reported_as_such_not_as_an_unsupported_format():
@@ -65,8 +79,7 @@ def test_an_unsupported_format_falls_back_and_the_reply_is_parsed():
     with Server(answer) as server:
         llm = get_llm(_openai(server.url, llm_model="fallback"))
         assert llm.chat(QUESTION, Reading) == Reading(emotion="happiness", valence=0.6)
-    assert [r["response_format"]["type"] for r in server.requests] == ["json_schema",
-                                                                       "json_object"]
+    assert [r["response_format"]["type"] for r in server.requests] == ["json_schema", "json_object"]
     assert llm._format == "json_object+schema"
     assert "JSON schema" in server.requests[1]["messages"][0]["content"]
 
@@ -83,9 +96,16 @@ def test_one_instance_per_model_sampling_per_call_and_a_bounded_cache():
     with Server(lambda req: (200, completion("ok"))) as server:
         base = _openai(server.url, llm_model="shared")
         default = get_llm(base)
-        warm = get_llm(base.model_copy(update={"llm_temperature": 0.7, "llm_seed": 3,
-                                               "llm_max_tokens": 99,
-                                               "llm_prompt_cache": False}))
+        warm = get_llm(
+            base.model_copy(
+                update={
+                    "llm_temperature": 0.7,
+                    "llm_seed": 3,
+                    "llm_max_tokens": 99,
+                    "llm_prompt_cache": False,
+                }
+            )
+        )
         assert warm.llm is default.llm  # the same loaded model
         assert get_llm(base) is default
         default.chat(QUESTION)
@@ -93,8 +113,10 @@ def test_one_instance_per_model_sampling_per_call_and_a_bounded_cache():
         sent = [(r["temperature"], r["seed"], r["max_tokens"]) for r in server.requests]
         assert sent == [(0.0, 0, base.llm_max_tokens), (0.7, 3, 99)]
         # the cache keeps LLM_CACHE_SIZE models; the least recently used one is dropped
-        others = [get_llm(_openai(server.url, llm_model=f"other-{i}")).llm
-                  for i in range(llm_mod.LLM_CACHE_SIZE)]
+        others = [
+            get_llm(_openai(server.url, llm_model=f"other-{i}")).llm
+            for i in range(llm_mod.LLM_CACHE_SIZE)
+        ]
         assert len(llm_mod._INSTANCES) == llm_mod.LLM_CACHE_SIZE
         assert get_llm(base).llm is not default.llm  # evicted, built again
         assert get_llm(_openai(server.url, llm_model="other-1")).llm is others[1]
@@ -155,8 +177,9 @@ def test_an_abandoned_embedded_stream_does_not_block_the_next_call(small_gguf):
     kept = llm.stream(msgs, max_tokens=16)
     assert next(kept)  # then neither consumed nor closed (a dropped UI event keeps it alive)
     answers: list[str] = []
-    worker = threading.Thread(target=lambda: answers.append(llm.chat(msgs, max_tokens=4)),
-                              daemon=True)
+    worker = threading.Thread(
+        target=lambda: answers.append(llm.chat(msgs, max_tokens=4)), daemon=True
+    )
     worker.start()
     worker.join(timeout=300)  # before: blocked for good on the lock the stream's frame held
     assert answers and isinstance(answers[0], str)

@@ -1,4 +1,4 @@
-"""tools.media on real clips and on files built to be awkward or broken."""
+"""affectlens.tools.media on real clips and on files built to be awkward or broken."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from affectlens.settings import Settings
-from tools.media import (
+from affectlens.tools.media import (
     MAX_SIDE,
     SAMPLE_RATE,
     EmptyMedia,

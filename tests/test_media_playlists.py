@@ -7,11 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from tools import media
-from tools.media import PlaylistRejected, load, probe
-
 from conftest import ffmpeg
+
+from affectlens.tools import media
+from affectlens.tools.media import PlaylistRejected, load, probe
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +18,19 @@ def hls(tmp_path_factory, face_clip: Path) -> Path:
     """A real HLS playlist (and its .ts segments) cut by ffmpeg from the face clip."""
     d = tmp_path_factory.mktemp("hls")
     playlist = d / "clip.m3u8"
-    ffmpeg("-i", face_clip, "-c", "copy", "-f", "hls", "-hls_time", "1",
-           "-hls_playlist_type", "vod", playlist)
+    ffmpeg(
+        "-i",
+        face_clip,
+        "-c",
+        "copy",
+        "-f",
+        "hls",
+        "-hls_time",
+        "1",
+        "-hls_playlist_type",
+        "vod",
+        playlist,
+    )
     assert playlist.read_text().startswith("#EXTM3U") and list(d.glob("*.ts"))
     return playlist
 
@@ -53,7 +63,8 @@ def test_concat_list_renamed_mp4_is_refused(tmp_path: Path, face_clip: Path, set
 
 
 def test_demuxer_whitelist_refuses_playlists_the_sniffer_misses(
-        hls: Path, tmp_path: Path, face_clip: Path, settings, monkeypatch) -> None:
+    hls: Path, tmp_path: Path, face_clip: Path, settings, monkeypatch
+) -> None:
     """Second layer: with the first-bytes check disabled, ffprobe's -format_whitelist refuses
     the hls and concat demuxers by itself."""
     monkeypatch.setattr(media, "_reject_playlist", lambda path: None)
@@ -62,10 +73,15 @@ def test_demuxer_whitelist_refuses_playlists_the_sniffer_misses(
             probe(path, settings)
 
 
-def test_ordinary_media_still_probes(shared_data: Path, face_clip: Path, face_image: Path,
-                                     speech_en_wav: Path, settings) -> None:
-    paths = [face_clip, face_image, speech_en_wav,
-             next((shared_data / "cremad").glob("*.flv")),
-             next((shared_data / "cremad").glob("*.mp3"))]
+def test_ordinary_media_still_probes(
+    shared_data: Path, face_clip: Path, face_image: Path, speech_en_wav: Path, settings
+) -> None:
+    paths = [
+        face_clip,
+        face_image,
+        speech_en_wav,
+        next((shared_data / "cremad").glob("*.flv")),
+        next((shared_data / "cremad").glob("*.mp3")),
+    ]
     for path in paths:
         assert media._allowed(probe(path, settings).container), path

@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.schemas import Cue
-from evals import metrics as M
+from affectlens.agent.schemas import Cue
+from affectlens.evals import metrics as M
 
-EMER = (Path(__file__).parents[1] / ".." / "shared" / "data" / "emer" / "emer_v1_gt_eng.csv").resolve()
+EMER = (
+    Path(__file__).parents[1] / ".." / "shared" / "data" / "emer" / "emer_v1_gt_eng.csv"
+).resolve()
 
 
 def test_accuracy_and_macro_f1_by_hand():
@@ -70,20 +72,43 @@ def test_open_vocab_by_hand():
 
 
 def test_extract_labels_reads_the_conclusion():
-    text = ("He is not happy at all. His brow is furrowed and he speaks loudly. "
-            "Therefore, it is inferred that his emotional state is anger and frustration.")
+    text = (
+        "He is not happy at all. His brow is furrowed and he speaks loudly. "
+        "Therefore, it is inferred that his emotional state is anger and frustration."
+    )
     assert M.extract_labels(text) == ["anger"]
     assert M.extract_labels("She is smiling and joyful.") == ["happiness"]
 
 
 def _cues():
     return {
-        "F1": Cue(id="F1", modality="face", start=0, end=1, name="AU12", value=0.8,
-                  text="F1 AU12 lip corner puller 0.80: a smile"),
-        "F2": Cue(id="F2", modality="face", start=0, end=1, name="AU4", value=0.6,
-                  text="F2 AU4 brow lowerer 0.60"),
-        "V1": Cue(id="V1", modality="voice", start=0, end=1, name="pitch_mean_hz", value=210.0,
-                  text="V1 mean pitch 210 Hz"),
+        "F1": Cue(
+            id="F1",
+            modality="face",
+            start=0,
+            end=1,
+            name="AU12",
+            value=0.8,
+            text="F1 AU12 lip corner puller 0.80: a smile",
+        ),
+        "F2": Cue(
+            id="F2",
+            modality="face",
+            start=0,
+            end=1,
+            name="AU4",
+            value=0.6,
+            text="F2 AU4 brow lowerer 0.60",
+        ),
+        "V1": Cue(
+            id="V1",
+            modality="voice",
+            start=0,
+            end=1,
+            name="pitch_mean_hz",
+            value=210.0,
+            text="V1 mean pitch 210 Hz",
+        ),
     }
 
 
@@ -119,7 +144,11 @@ def test_mme_emotion_steps_by_hand():
     assert s["cot"] == pytest.approx(2 / 3)
     # one step only: reasoning 0 as in the reference code; wrong label -> recognition 0
     assert M.mme_emotion(["She is sad."], {}, "happiness") == {
-        "recognition": 0.0, "reasoning": 0.0, "cot": 0.0, "steps": 1}
+        "recognition": 0.0,
+        "reasoning": 0.0,
+        "cot": 0.0,
+        "steps": 1,
+    }
 
 
 def test_calibration_ece_by_hand():

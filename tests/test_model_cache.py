@@ -8,12 +8,12 @@ import threading
 
 import pytest
 
-import agent.embeddings
-import tools.asr
-import tools.face
-import tools.scene
-import tools.tone
-import tools.voice_emotion
+import affectlens.agent.embeddings
+import affectlens.tools.asr
+import affectlens.tools.face
+import affectlens.tools.scene
+import affectlens.tools.tone
+import affectlens.tools.voice_emotion
 from affectlens.cache import ModelCache, model_cache
 
 
@@ -35,18 +35,25 @@ def _both(fn, *args):
 
 
 def test_every_loader_is_a_locked_model_cache():
-    loaders = [tools.asr._load, tools.face._mediapipe_models, tools.face._pyfeat_model,
-               tools.scene._load, tools.tone._smile, tools.tone._ser_pipeline,
-               tools.voice_emotion._functionals_smile, agent.embeddings._load]
+    loaders = [
+        affectlens.tools.asr._load,
+        affectlens.tools.face.mediapipe_models,
+        affectlens.tools.face._pyfeat_model,
+        affectlens.tools.scene._load,
+        affectlens.tools.tone._smile,
+        affectlens.tools.tone._ser_pipeline,
+        affectlens.tools.voice_emotion._functionals_smile,
+        affectlens.agent.embeddings._load,
+    ]
     assert all(isinstance(f, ModelCache) for f in loaders)
 
 
 def test_two_first_uses_in_two_threads_load_one_opensmile():
-    tools.tone._smile.cache_clear()
-    before = tools.tone._smile.loads
-    a, b = _both(tools.tone._smile)
+    affectlens.tools.tone._smile.cache_clear()
+    before = affectlens.tools.tone._smile.loads
+    a, b = _both(affectlens.tools.tone._smile)
     assert a is b and a is not None
-    assert tools.tone._smile.loads == before + 1
+    assert affectlens.tools.tone._smile.loads == before + 1
 
 
 def test_a_second_caller_waits_for_the_first_load_instead_of_loading_again():

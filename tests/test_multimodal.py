@@ -17,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from openai_stub import Server, completion
 from pydantic import BaseModel, Field
 
+from affectlens.agent.llm import get_llm
+from affectlens.agent.run import analyze
 from affectlens.settings import Settings
-from agent.llm import get_llm
-from agent.run import analyze
-from openai_stub import Server, completion
-from tools.media import load
-from tools.scene import key_frame_indices
+from affectlens.tools.media import load
+from affectlens.tools.scene import key_frame_indices
 
 pytestmark = pytest.mark.slow  # real models (face, whisper, MiniLM, a VLM): seconds each
 
@@ -34,8 +34,10 @@ class Reading(BaseModel):
     valence: float = Field(ge=-1, le=1)
 
 
-QUESTION = [{"role": "system", "content": "You name the emotion a face shows. Answer in JSON."},
-            {"role": "user", "content": "Which emotion do these frames show?"}]
+QUESTION = [
+    {"role": "system", "content": "You name the emotion a face shows. Answer in JSON."},
+    {"role": "user", "content": "Which emotion do these frames show?"},
+]
 
 
 # ----------------------------------------------------------------------------- openai
@@ -76,8 +78,14 @@ def test_openai_backend_sends_the_key_frames_as_image_parts(face_clip, tmp_path)
     from PIL import Image
 
     with Server(answer_the_schema) as server:
-        settings = Settings(data_dir=tmp_path, llm_backend="openai", llm_base_url=server.url,
-                            llm_model="served-vlm", llm_multimodal=True, verify_max_rounds=0)
+        settings = Settings(
+            data_dir=tmp_path,
+            llm_backend="openai",
+            llm_base_url=server.url,
+            llm_model="served-vlm",
+            llm_multimodal=True,
+            verify_max_rounds=0,
+        )
         result = analyze(face_clip, settings, without=["speech", "voice", "scene"])
     assert len(server.requests) == 1
     content = server.requests[0]["messages"][-1]["content"]
@@ -98,8 +106,13 @@ def test_openai_backend_sends_the_key_frames_as_image_parts(face_clip, tmp_path)
 
 def test_a_text_only_openai_model_gets_no_images(face_clip, tmp_path):
     with Server(answer_the_schema) as server:
-        settings = Settings(data_dir=tmp_path, llm_backend="openai", llm_base_url=server.url,
-                            llm_model="served-text", verify_max_rounds=0)
+        settings = Settings(
+            data_dir=tmp_path,
+            llm_backend="openai",
+            llm_base_url=server.url,
+            llm_model="served-text",
+            verify_max_rounds=0,
+        )
         analyze(face_clip, settings, without=["speech", "voice", "scene"])
     assert isinstance(server.requests[0]["messages"][-1]["content"], str)
 
@@ -135,30 +148,58 @@ def _tiny_llava(path: Path) -> Path:
     tok.decoder = decoders.ByteLevel()
     tok.train_from_iterator(
         ["You name emotions from frames.", "Answer in JSON."],
-        trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                            special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>",
-                                            "<image>"]))
+        trainers.BpeTrainer(
+            vocab_size=300,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>"],
+        ),
+    )
     tok.add_tokens([AddedToken(REPLY, normalized=False)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>",
-                                   pad_token="<|endoftext|>", chat_template=TEMPLATE)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        chat_template=TEMPLATE,
+    )
     processor = LlavaProcessor(
-        image_processor=CLIPImageProcessor(size={"shortest_edge": 32},
-                                           crop_size={"height": 32, "width": 32}),
-        tokenizer=fast, patch_size=8, vision_feature_select_strategy="full",
-        num_additional_image_tokens=1, image_token="<image>", chat_template=TEMPLATE)
+        image_processor=CLIPImageProcessor(
+            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+        ),
+        tokenizer=fast,
+        patch_size=8,
+        vision_feature_select_strategy="full",
+        num_additional_image_tokens=1,
+        image_token="<image>",
+        chat_template=TEMPLATE,
+    )
     processor.save_pretrained(path)
     vocab = len(fast)
     hidden = 64 * ((vocab + 63) // 64)
     config = LlavaConfig(
-        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-                                       num_attention_heads=2, image_size=32, patch_size=8),
-        text_config=LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=64,
-                                num_hidden_layers=1, num_attention_heads=4,
-                                num_key_value_heads=4, eos_token_id=fast.eos_token_id,
-                                pad_token_id=fast.pad_token_id, bos_token_id=None,
-                                tie_word_embeddings=False),
-        image_token_index=fast.convert_tokens_to_ids("<image>"), vision_feature_layer=-1,
-        vision_feature_select_strategy="full")
+        vision_config=CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+        text_config=LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=hidden,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            eos_token_id=fast.eos_token_id,
+            pad_token_id=fast.pad_token_id,
+            bos_token_id=None,
+            tie_word_embeddings=False,
+        ),
+        image_token_index=fast.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+    )
     torch.manual_seed(0)
     model = LlavaForConditionalGeneration(config)
     last = fast.convert_tokens_to_ids("\u010a")  # byte-level "\n" ends the generation prompt
@@ -192,7 +233,8 @@ def test_transformers_vision_model_sees_the_frames_and_its_reply_is_parsed(face_
 
     llm.model.generate = spy
     assert llm.chat(QUESTION, Reading, images=frames, max_tokens=4) == Reading(
-        emotion="happiness", valence=0.7)
+        emotion="happiness", valence=0.7
+    )
     pixels, ids = seen[0]["pixel_values"], seen[0]["input_ids"]
     assert pixels.shape[0] == len(frames) > 1
     assert int((ids == llm.model.config.image_token_index).sum()) == 17 * len(frames)

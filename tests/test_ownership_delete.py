@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from affectlens.agent.schemas import AnalysisResult  # noqa: E402
+from affectlens.agent.store import AnalysisStore  # noqa: E402
 from affectlens.settings import Settings  # noqa: E402
-from agent.schemas import AnalysisResult  # noqa: E402
-from agent.store import AnalysisStore  # noqa: E402
 
 
 def _free_port() -> int:
@@ -27,8 +27,8 @@ def _free_port() -> int:
 def _result(analysis_id: str, clip: Path, settings: Settings, owner: str | None = None):
     """A stored-shape result of the real clip: probed media, face frames at sampled times
     (no boxes: key frames then need no face model)."""
-    from tools.evidence import FaceEvidence, FaceFrame
-    from tools.media import probe
+    from affectlens.tools.evidence import FaceEvidence, FaceFrame
+    from affectlens.tools.media import probe
 
     face = FaceEvidence(frames=[FaceFrame(t=t, faces=0) for t in (0.0, 1.0, 2.0)])
     return AnalysisResult(id=analysis_id, media=probe(clip, settings), face=face, owner=owner)
@@ -40,21 +40,22 @@ def _listing(root: Path) -> set[str]:
 
 def _with_thread_and_frames(result: AnalysisResult, clip: Path, settings: Settings) -> None:
     """What the app keeps besides the JSON: a chat thread and the key frames (real ffmpeg)."""
-    from agent import chat
-    from ui import components as cp
+    from affectlens.agent import chat
+    from affectlens.ui import components as cp
 
     chat.graph(settings).update_state(
         chat._config(result.id, "default"),
         {"messages": [{"role": "user", "content": "why?", "created": "2026-01-01T00:00:00Z"}]},
-        as_node="__start__")
+        as_node="__start__",
+    )
     assert cp.key_frames(result, clip, AnalysisStore(settings).frames_dir(result.id))
 
 
 @pytest.mark.slow  # MiniLM embeds the summaries for the chromadb index
 def test_delete_leaves_nothing_behind(tmp_path, face_clip):
-    from agent import chat
-    from agent.knowledge import ANALYSES, _collection
-    from ui.cli import app
+    from affectlens.agent import chat
+    from affectlens.agent.knowledge import ANALYSES, _collection
+    from affectlens.ui.cli import app
 
     settings = Settings(data_dir=tmp_path / "data")
     store = AnalysisStore(settings)
@@ -83,10 +84,11 @@ def test_delete_leaves_nothing_behind(tmp_path, face_clip):
 
 @pytest.fixture
 def two_users(tmp_path, face_clip):
-    from ui.app import serve
+    from affectlens.ui.app import serve
 
-    settings = Settings(data_dir=tmp_path / "data", port=_free_port(),
-                        auth="ann:secret,bob:hunter2")
+    settings = Settings(
+        data_dir=tmp_path / "data", port=_free_port(), auth="ann:secret,bob:hunter2"
+    )
     store = AnalysisStore(settings, index=False)
     ann = _result("20260101-000000-ann-aaaaaa", face_clip, settings, owner="ann")
     bob = _result("20260101-000001-bob-bbbbbb", face_clip, settings, owner="bob")
@@ -114,7 +116,7 @@ def test_with_auth_each_user_sees_and_deletes_only_their_own(two_users):
     # refuse it, and behind them the store answers "not found" to anyone but the owner
     from gradio_client.exceptions import AppError
 
-    from agent.store import AnalysisNotFound
+    from affectlens.agent.store import AnalysisNotFound
 
     for api in ("/reopen", "/delete"):
         with pytest.raises(AppError):
@@ -131,17 +133,18 @@ def test_with_auth_each_user_sees_and_deletes_only_their_own(two_users):
     as_bob.predict(bob.id, api_name="/delete")
     assert [a.id for a in AnalysisStore(settings, index=False).list()] == [ann.id]
     assert not AnalysisStore(settings).frames_dir(bob.id).exists()
-    from agent import chat
+    from affectlens.agent import chat
 
     assert chat.threads(bob.id, settings) == []
 
 
 def test_without_auth_the_page_says_single_user(tmp_path):
-    from ui.app import SINGLE_USER_NOTE, create_app
+    from affectlens.ui.app import SINGLE_USER_NOTE, create_app
 
     def notes(app):
-        return [b.value for b in app.blocks.values()
-                if getattr(b, "elem_id", None) == "single-user"]
+        return [
+            b.value for b in app.blocks.values() if getattr(b, "elem_id", None) == "single-user"
+        ]
 
     assert any(SINGLE_USER_NOTE in v for v in notes(create_app(Settings(data_dir=tmp_path))))
     assert notes(create_app(Settings(data_dir=tmp_path, auth="ann:pw"))) == []

@@ -5,8 +5,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from agent import reason as rs
-from agent.schemas import Cue
+from affectlens.agent import reason as rs
+from affectlens.agent.schemas import Cue
 
 
 def _cue(i: str, m: str) -> Cue:
@@ -19,15 +19,25 @@ GOOD = {
     "speech": {"text": "The words are about loss", "cues": ["S1"]},
     "voice": {"text": "The voice is low and slow", "cues": ["V1"]},
     "conclusion": {"text": "Overall the person is sad", "cues": ["F1", "V1"]},
-    "label": "sad", "dominant": "sadness", "valence": -0.6, "arousal": -0.3,
-    "confidence": 0.7, "conflicts": [],
+    "label": "sad",
+    "dominant": "sadness",
+    "valence": -0.6,
+    "arousal": -0.3,
+    "confidence": 0.7,
+    "conflicts": [],
 }
 
 
 def test_schema_has_one_claim_per_available_modality_then_the_emotions():
     schema = rs.schema_for(CUES).model_json_schema()
-    assert list(schema["properties"])[:6] == ["face", "speech", "voice", "conclusion",
-                                              "dominant", "secondary"]
+    assert list(schema["properties"])[:6] == [
+        "face",
+        "speech",
+        "voice",
+        "conclusion",
+        "dominant",
+        "secondary",
+    ]
     # No free-text label to copy from the prompt: the taxonomy composes it.
     assert "scene" not in schema["properties"] and "label" not in schema["properties"]
 
@@ -44,7 +54,7 @@ def test_claims_can_only_cite_their_own_modality_and_must_cite():
 
 
 def test_a_decided_emotion_is_the_only_dominant_the_schema_allows():
-    """On the repair round after the fused witnesses overruled the LLM (agent.nodes), the
+    """On the repair round after the fused witnesses overruled the LLM (affectlens.agent.nodes), the
     schema admits only the decided emotion, and the conclusion is asked to name it."""
     model = rs.schema_for(CUES, "sadness")
     model.model_validate(GOOD)
@@ -57,7 +67,12 @@ def test_a_decided_emotion_is_the_only_dominant_the_schema_allows():
 
 def test_structured_reading_normalises_to_cited_sentences():
     raw = rs.schema_for(CUES).model_validate(GOOD)
-    status = {"face": ("ok", ""), "speech": ("ok", ""), "voice": ("ok", ""), "scene": ("missing", "")}
+    status = {
+        "face": ("ok", ""),
+        "speech": ("ok", ""),
+        "voice": ("ok", ""),
+        "scene": ("missing", ""),
+    }
     reading, _ = rs.normalise(raw, CUES, status, {})
     assert reading.explanation[0] == "The lips are pulled down [F1]."
     assert reading.explanation[-1] == "Overall the person is sad [F1][V1]."

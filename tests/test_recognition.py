@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent import fusion
-from evals import metrics as M
-from evals import recognition as R
-from tools.evidence import BASIC_EMOTIONS, EmotionVote
-from tools.face import CALIBRATION_FILE, FaceCalibration
+from affectlens.agent import fusion
+from affectlens.evals import metrics as M
+from affectlens.evals import recognition as R
+from affectlens.tools.evidence import BASIC_EMOTIONS, EmotionVote
+from affectlens.tools.face import CALIBRATION_FILE, FaceCalibration
 
 REPO = Path(__file__).resolve().parents[1]
 FIT_VOTES = REPO / "evals" / "datasets" / "witness-votes" / "face.jsonl"
@@ -48,8 +48,10 @@ def test_manifests_load_with_speakers_and_basic_gold():
 def test_guard_refuses_the_shipped_calibrations_training_rows():
     cal = FaceCalibration.model_validate_json(CALIBRATION_FILE.read_text())
     fitted = fusion.FittedOn(**cal.fitted_on)
-    items = [R.Item(id=s.id, dataset="london-faces", speaker=s.meta["speaker"], gold=s.labels)
-             for s in R.load_set("london-faces").samples]
+    items = [
+        R.Item(id=s.id, dataset="london-faces", speaker=s.meta["speaker"], gold=s.labels)
+        for s in R.load_set("london-faces").samples
+    ]
     assert fitted.speakers and all(fitted.seen(i.id, i.speaker) for i in items)
     with pytest.raises(R.SpeakerLeak):
         R.guard(fitted, items)
@@ -59,8 +61,11 @@ def test_guard_refuses_the_shipped_calibrations_training_rows():
 
 
 def test_held_out_never_scores_a_row_with_a_fit_that_saw_its_speaker():
-    items = [R.Item(id=f"{spk}-{j}", dataset="d", speaker=spk, gold=["anger"])
-             for spk in ("a", "b", "c") for j in range(2)]
+    items = [
+        R.Item(id=f"{spk}-{j}", dataset="d", speaker=spk, gold=["anger"])
+        for spk in ("a", "b", "c")
+        for j in range(2)
+    ]
     fits = []
 
     def fit(rows):
@@ -89,8 +94,9 @@ def test_fusion_follows_its_documented_formula_with_the_shipped_weights():
     assert used == {"face": 0.4, "voice": 1.5}
     # a witness with reliability 0 drops out: the fusion is the other one alone
     alone, _ = fusion.pool({"voice": voice}, weights, params.bias)
-    q0, used0 = fusion.pool({"face": face.model_copy(update={"reliability": 0.0}),
-                             "voice": voice}, weights, params.bias)
+    q0, used0 = fusion.pool(
+        {"face": face.model_copy(update={"reliability": 0.0}), "voice": voice}, weights, params.bias
+    )
     assert np.allclose(q0, alone) and "face" not in used0
 
 
@@ -108,11 +114,12 @@ def test_decision_rules_and_the_visible_conflict():
 
 def test_who_decides_before_the_llm_explains():
     """fusion: always the fused top; hybrid: only from HYBRID_MIN calibrated confidence; llm:
-    never (agent.nodes then asks the LLM to explain the decided emotion)."""
+    never (affectlens.agent.nodes then asks the LLM to explain the decided emotion)."""
     params = fusion.FusionParams(platt=(1.0, 0.0))
     sure = fusion.fuse({"face": EmotionVote(probs={"happiness": 0.95, "sadness": 0.05})}, params)
-    unsure = fusion.fuse({"face": EmotionVote(probs={"happiness": 0.4, "sadness": 0.35,
-                                                     "neutral": 0.25})}, params)
+    unsure = fusion.fuse(
+        {"face": EmotionVote(probs={"happiness": 0.4, "sadness": 0.35, "neutral": 0.25})}, params
+    )
     assert sure.confidence >= fusion.HYBRID_MIN > unsure.confidence
     assert fusion.decided(sure, "fusion") == fusion.decided(unsure, "fusion") == "happiness"
     assert fusion.decided(sure, "hybrid") == "happiness"
@@ -125,7 +132,8 @@ def test_face_calibration_fit_is_reproducible_from_its_shipped_votes():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
-        "fit_recognition", REPO / "scripts" / "fit_recognition.py")
+        "fit_recognition", REPO / "scripts" / "fit_recognition.py"
+    )
     fit = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fit)
     rows = [R.Item.model_validate_json(line) for line in FIT_VOTES.read_text().splitlines()]
@@ -145,13 +153,18 @@ def test_pipeline_stores_the_fusion_and_shows_a_disagreeing_llm(shared_data, set
     """A smiling London face; a stand-in LLM that always says neutral: the fused face vote says
     happiness, the result carries the fusion, the decision rule applies, the conflict is kept,
     and the fused ranking was in the prompt."""
-    from agent.run import analyze
+    from affectlens.agent.run import analyze
     from tests.test_graph import Scripted
 
     llm = Scripted()
     photo = shared_data / "london-faces" / "smiling_front_001_08.jpg"
-    result = analyze(photo, settings.model_copy(update={"decision": decision}), llm=llm,
-                     save=False, without=["scene"])
+    result = analyze(
+        photo,
+        settings.model_copy(update={"decision": decision}),
+        llm=llm,
+        save=False,
+        without=["scene"],
+    )
     f = result.fusion
     assert f is not None and f.top == "happiness" and "face" in f.votes
     assert f.decision == decision and f.llm_dominant == "neutral"
@@ -159,33 +172,53 @@ def test_pipeline_stores_the_fusion_and_shows_a_disagreeing_llm(shared_data, set
     assert result.reading.dominant == ("happiness" if decision == "fusion" else "neutral")
     chosen = result.reading.dominant
     assert result.reading.confidence == pytest.approx(
-        fusion.platt(f.probs[chosen], fusion.load_params().platt), abs=1e-3)
+        fusion.platt(f.probs[chosen], fusion.load_params().platt), abs=1e-3
+    )
     assert "Fused emotion witnesses" in llm.calls[0][1]["content"] + llm.calls[0][0]["content"]
 
 
 def test_runner_reports_the_three_decisions_side_by_side(tmp_path):
     """Two records from the shipped fusion: fused votes for happiness, an LLM saying neutral
     on one of them; the aggregate scores fusion, llm and hybrid on the same records."""
-    from evals.report import render_markdown
-    from evals.runner import aggregate
+    from affectlens.evals.report import render_markdown
+    from affectlens.evals.runner import aggregate
 
     fused = fusion.fuse({"face": EmotionVote(probs={"happiness": 0.95, "neutral": 0.05})})
     records = []
     for i, llm in enumerate(("neutral", "happiness")):
         f = fusion.decide(fused, llm, "fusion")[2]
-        records.append({
-            "id": f"r{i}", "ok": True, "gold": ["happiness"], "label": "happy",
-            "dominant": "happiness", "secondary": None, "confidence": 0.9, "correct": True,
-            "valence": 0.5, "arousal": 0.1, "grounding": {"grounded_share": 1.0},
-            "mme": {"cot": 1.0}, "explanation": ["A smile [F1]."],
-            "fusion": {"probs": f.probs, "top": f.top, "llm": llm, "conflict": f.conflict,
-                       "decisions": {d: fusion.decide(fused, llm, d)[0]
-                                     for d in ("fusion", "llm", "hybrid")}}})
+        records.append(
+            {
+                "id": f"r{i}",
+                "ok": True,
+                "gold": ["happiness"],
+                "label": "happy",
+                "dominant": "happiness",
+                "secondary": None,
+                "confidence": 0.9,
+                "correct": True,
+                "valence": 0.5,
+                "arousal": 0.1,
+                "grounding": {"grounded_share": 1.0},
+                "mme": {"cot": 1.0},
+                "explanation": ["A smile [F1]."],
+                "fusion": {
+                    "probs": f.probs,
+                    "top": f.top,
+                    "llm": llm,
+                    "conflict": f.conflict,
+                    "decisions": {
+                        d: fusion.decide(fused, llm, d)[0] for d in ("fusion", "llm", "hybrid")
+                    },
+                },
+            }
+        )
     out = aggregate(records, resamples=10)
     assert out["decisions"]["fusion"]["accuracy"] == 1.0
     assert out["decisions"]["llm"]["accuracy"] == 0.5
     assert out["conflicts"] == 1
     assert out["recognition"]["basic_uar"] == 1.0
-    text = render_markdown({"dataset": {"name": "t", "source": "t"}, "run": {},
-                            "metrics": out, "samples": []})
+    text = render_markdown(
+        {"dataset": {"name": "t", "source": "t"}, "run": {}, "metrics": out, "samples": []}
+    )
     assert "| llm | 2 | 0.500 |" in text

@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import tools.media as media_mod
+import affectlens.tools.media as media_mod
+from affectlens.agent.chat_tools import RERUN_FRAME_RATE, rerun
+from affectlens.agent.schemas import AnalysisResult
 from affectlens.settings import Settings
-from agent.chat_tools import RERUN_FRAME_RATE, rerun
-from agent.schemas import AnalysisResult
-from tools.media import load, probe
+from affectlens.tools.media import load, probe
 
 
 @pytest.fixture
@@ -50,10 +50,12 @@ def test_load_decodes_only_the_window(talking_clip, decoded):
 
 
 def test_rerun_measures_the_window_and_survives_an_unexpected_decoder_error(
-        talking_clip, decoded, monkeypatch, tmp_path):
+    talking_clip, decoded, monkeypatch, tmp_path
+):
     settings = Settings(data_dir=tmp_path)
-    result = AnalysisResult(id="r", media=probe(talking_clip, settings),
-                            source=str(talking_clip.resolve()))
+    result = AnalysisResult(
+        id="r", media=probe(talking_clip, settings), source=str(talking_clip.resolve())
+    )
     out = rerun(result, settings, "voice", (1.0, 3.0), [])
     assert out.ok, out.summary
     assert all(1.0 <= c.start and c.end <= 3.0 + 1e-6 for c in out.cues)

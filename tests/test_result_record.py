@@ -1,8 +1,9 @@
 """What the graph stores, on the real tools' output for a talking-face clip (face, speech,
 voice and scene, with test_scene's tiny random CLIP, all produce cues): the analysed file's
-path (chat's re-run reopens it), a conclusion that survives when every modality has a claim, and no "grounded" badge on a reading
-that has no evidence. The LLM is a stand-in that fills the per-analysis schema the real LLM is
-constrained to, so the reading is valid for whatever the tools produced."""
+path (chat's re-run reopens it), a conclusion that survives when every modality has a claim,
+and no "grounded" badge on a reading that has no evidence. The LLM is a stand-in that fills
+the per-analysis schema the real LLM is constrained to, so the reading is valid for whatever
+the tools produced."""
 
 from __future__ import annotations
 
@@ -10,13 +11,12 @@ from pathlib import Path
 from typing import get_args
 
 import pytest
-
-from affectlens.settings import Settings
-from agent import reason as rs
-from agent.run import analyze, reason_again
-from agent.schemas import MODALITIES
-from agent.store import AnalysisStore
 from test_scene import TINY, tiny_weights  # noqa: F401 - the tiny random CLIP, a fixture
+
+from affectlens.agent.run import analyze, reason_again
+from affectlens.agent.schemas import MODALITIES
+from affectlens.agent.store import AnalysisStore
+from affectlens.settings import Settings
 
 pytestmark = pytest.mark.slow  # real models (face, whisper, MiniLM, a VLM): seconds each
 
@@ -41,16 +41,26 @@ class SchemaFiller:
         any_id = next(iter(claims.values()))["cues"]
         allowed = get_args(fields["dominant"].annotation)  # one value once the fusion decided
         dominant = "happiness" if "happiness" in allowed else allowed[0]
-        return schema.model_validate({
-            **claims,
-            "conclusion": {"text": f"Overall the person shows {dominant}.", "cues": any_id},
-            "dominant": dominant, "valence": 0.4, "arousal": 0.2, "confidence": 0.5})
+        return schema.model_validate(
+            {
+                **claims,
+                "conclusion": {"text": f"Overall the person shows {dominant}.", "cues": any_id},
+                "dominant": dominant,
+                "valence": 0.4,
+                "arousal": 0.2,
+                "confidence": 0.5,
+            }
+        )
 
 
 @pytest.fixture(scope="module")
 def stored(talking_clip, tiny_weights, tmp_path_factory):
-    settings = Settings(data_dir=tmp_path_factory.mktemp("record"), verify_max_rounds=0,
-                        clip_model=TINY, clip_pretrained=str(tiny_weights))
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("record"),
+        verify_max_rounds=0,
+        clip_model=TINY,
+        clip_pretrained=str(tiny_weights),
+    )
     llm = SchemaFiller()
     result = analyze(talking_clip, settings, llm=llm)
     return settings, result, llm
@@ -72,8 +82,9 @@ def test_the_conclusion_survives_when_all_four_modalities_have_cues(stored):
     explanation = result.reading.explanation
     assert len(explanation) == len(MODALITIES) + 1
     assert "happiness" in explanation[-1]
-    assert not any("dominant" in p for p in result.verification.problems), \
+    assert not any("dominant" in p for p in result.verification.problems), (
         result.verification.problems
+    )
     assert result.verification.grounded
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tools.asr import transcribe
-from tools.face import analyze_face
-from tools.media import load
+from affectlens.tools.asr import transcribe
+from affectlens.tools.face import analyze_face
+from affectlens.tools.media import load
 
 SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "sample.mp4"
 

@@ -17,9 +17,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from affectlens.settings import Settings  # noqa: E402
-from agent.taxonomy import BASIC  # noqa: E402
-from tools.media import load  # noqa: E402
-from tools.scene import (  # noqa: E402
+from affectlens.taxonomy import BASIC  # noqa: E402
+from affectlens.tools.media import load  # noqa: E402
+from affectlens.tools.scene import (  # noqa: E402
     CONTEXT_PROMPTS,
     KEY_FRAMES,
     NO_FRAMES,

@@ -5,7 +5,7 @@ eval_roots, and retention_days prunes old analyses."""
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -41,7 +41,7 @@ def test_unknown_environment_variable_is_named(config_file, monkeypatch):
 
 
 def test_cli_reports_an_unknown_key_without_a_traceback(config_file, monkeypatch, tmp_path):
-    from ui.cli import app
+    from affectlens.ui.cli import app
 
     monkeypatch.setenv("AFFECTLENS_DATADIR", str(tmp_path))
     res = CliRunner().invoke(app, ["history"])
@@ -50,7 +50,7 @@ def test_cli_reports_an_unknown_key_without_a_traceback(config_file, monkeypatch
 
 
 def test_auth_is_a_secret_from_env_and_not_a_cli_flag(config_file, monkeypatch):
-    from ui.cli import app
+    from affectlens.ui.cli import app
 
     monkeypatch.setenv("AFFECTLENS_AUTH", "ann:s3cret-pw,bob:other")
     s = load_settings()
@@ -64,7 +64,7 @@ def test_auth_is_a_secret_from_env_and_not_a_cli_flag(config_file, monkeypatch):
 
 
 def test_remote_host_needs_auth_or_the_explicit_override(config_file, tmp_path):
-    from ui.app import ExposureError, check_exposure, serve
+    from affectlens.ui.app import ExposureError, check_exposure, serve
 
     base = {"data_dir": tmp_path}
     assert check_exposure(Settings(**base)) is None  # loopback
@@ -79,14 +79,14 @@ def test_remote_host_needs_auth_or_the_explicit_override(config_file, tmp_path):
 
 
 def test_cli_ui_refuses_remote_host_without_auth(config_file, tmp_path):
-    from ui.cli import app
+    from affectlens.ui.cli import app
 
     res = CliRunner().invoke(app, ["ui", "--host", "0.0.0.0", "--data-dir", str(tmp_path)])
     assert res.exit_code == 2 and "--allow-remote-without-auth" in res.output
 
 
 def test_eval_folder_is_bounded_by_eval_roots(config_file, tmp_path):
-    from ui.app import DATASETS_DIR, eval_folder
+    from affectlens.ui.app import DATASETS_DIR, eval_folder
 
     s = Settings(data_dir=tmp_path / "data")
     for typed in ("/etc", str(tmp_path), str(DATASETS_DIR / ".." / ".." / "..")):
@@ -101,13 +101,13 @@ def test_eval_folder_is_bounded_by_eval_roots(config_file, tmp_path):
 
 
 def test_retention_days_prunes_old_analyses(config_file, tmp_path, face_clip):
-    from agent.schemas import AnalysisResult
-    from agent.store import AnalysisStore
-    from tools.media import probe
+    from affectlens.agent.schemas import AnalysisResult
+    from affectlens.agent.store import AnalysisStore
+    from affectlens.tools.media import probe
 
     s = Settings(data_dir=tmp_path / "data", retention_days=30)
     info = probe(face_clip, s)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     old = AnalysisResult(id="old-1", media=info, created=now - timedelta(days=31))
     new = AnalysisResult(id="new-1", media=info, created=now - timedelta(days=29))
     store = AnalysisStore(s, index=False)

@@ -15,9 +15,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from affectlens.agent.schemas import AnalysisResult  # noqa: E402
+from affectlens.agent.store import AnalysisStore  # noqa: E402
 from affectlens.settings import Settings  # noqa: E402
-from agent.schemas import AnalysisResult  # noqa: E402
-from agent.store import AnalysisStore  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "sample.mp4"
@@ -28,12 +28,21 @@ START_TIMEOUT_S = 300.0
 
 @pytest.mark.slow  # runs two real analyses with the 0.5B LLM
 def test_kill_mid_analysis_leaves_the_store_clean(tmp_path):
-    env = {**os.environ, "AFFECTLENS_DATA_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1",
-           "AFFECTLENS_LLM_MODEL": LLM}
-    cli = [sys.executable, "-c", "from ui.cli import main; main()"]
-    proc = subprocess.Popen([*cli, "analyze", str(SAMPLE)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    env = {
+        **os.environ,
+        "AFFECTLENS_DATA_DIR": str(tmp_path),
+        "HF_HUB_OFFLINE": "1",
+        "AFFECTLENS_LLM_MODEL": LLM,
+    }
+    cli = [sys.executable, "-c", "from affectlens.ui.cli import main; main()"]
+    proc = subprocess.Popen(
+        [*cli, "analyze", str(SAMPLE)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         # The chroma index appears at the retrieve step: perception is done, reasoning is next.
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -51,15 +60,16 @@ def test_kill_mid_analysis_leaves_the_store_clean(tmp_path):
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
 
-    settings = Settings(data_dir=tmp_path, llm_model=LLM, llm_max_tokens=512, verify_max_rounds=0,
-                        device="cpu")
+    settings = Settings(
+        data_dir=tmp_path, llm_model=LLM, llm_max_tokens=512, verify_max_rounds=0, device="cpu"
+    )
     store = AnalysisStore(settings)
     assert store.list() == []  # killed before store: nothing, and nothing half-written
     for p in (tmp_path / "analyses").glob("*.json") if (tmp_path / "analyses").is_dir() else []:
         AnalysisResult.model_validate(json.loads(p.read_text()))
 
-    from agent.knowledge import similar_analyses
-    from agent.run import analyze
+    from affectlens.agent.knowledge import similar_analyses
+    from affectlens.agent.run import analyze
 
     result = analyze(FACE_CLIP, settings)  # saves and indexes in the same directory
     listed = store.list()

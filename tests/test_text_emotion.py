@@ -1,4 +1,4 @@
-"""Transcript emotion scorer: the fitted head, its reproducibility, and real lines in three languages.
+"""Transcript emotion scorer: the fitted head, its reproducibility, real lines in three languages.
 
 The slow tests run the embedded LLM the head was fitted for (label log-probs, one forward pass)."""
 
@@ -10,15 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.text_emotion import HEAD_FILE, Head, prompt, reliability, text_emotion
-from tools.evidence import BASIC_EMOTIONS, EmotionVote, Segment, SpeechEvidence
+from affectlens.agent.text_emotion import Head, prompt, reliability, text_emotion
+from affectlens.tools.evidence import BASIC_EMOTIONS, EmotionVote, Segment, SpeechEvidence
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _train_module():
     spec = importlib.util.spec_from_file_location(
-        "train_text_emotion", ROOT / "scripts" / "train_text_emotion.py")
+        "train_text_emotion", ROOT / "scripts" / "train_text_emotion.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -38,9 +39,11 @@ def test_head_reproduces_its_fit_from_cached_rows(shared_data):
     its test figure (the LLM is not needed; skipped when this machine never scored the rows)."""
     tr = _train_module()
     head = Head.load()
-    fit, test = tr.used(*tr.samples(head.fit["fit_rows"], head.fit["test_rows"],
-                                    shared_data / "meld"),
-                        head.fit["fit_use"], head.fit["test_use"])
+    fit, test = tr.used(
+        *tr.samples(head.fit["fit_rows"], head.fit["test_rows"], shared_data / "meld"),
+        head.fit["fit_use"],
+        head.fit["test_use"],
+    )
     lp_fit = tr.cached_logprobs(head.model, fit["text"], head.prompt_version)
     lp_test = tr.cached_logprobs(head.model, test["text"], head.prompt_version)
     if lp_fit is None or lp_test is None:
@@ -60,8 +63,9 @@ def test_prompt_keeps_the_line_inside_its_quotes():
 
 def test_reliability_grows_with_speech_and_language_certainty():
     def ev(text, prob):
-        return SpeechEvidence(language="en", language_probability=prob,
-                              segments=[Segment(start=0, end=1, text=text)])
+        return SpeechEvidence(
+            language="en", language_probability=prob, segments=[Segment(start=0, end=1, text=text)]
+        )
 
     short, full = ev("yes", 0.99), ev("I really cannot believe you did that to me today", 0.99)
     unsure = ev("I really cannot believe you did that to me today", 0.4)
@@ -78,8 +82,11 @@ def te_settings():
 
 
 def _probs(text: str, settings, language: str = "en", prob: float = 0.95) -> EmotionVote:
-    speech = SpeechEvidence(language=language, language_probability=prob,
-                            segments=[Segment(start=0.0, end=2.0, text=text)])
+    speech = SpeechEvidence(
+        language=language,
+        language_probability=prob,
+        segments=[Segment(start=0.0, end=2.0, text=text)],
+    )
     return text_emotion(speech, settings).clip
 
 
@@ -106,19 +113,24 @@ def test_mandarin_warm_line_is_not_sad(te_settings):
 
 @pytest.mark.slow
 def test_german_angry_line_scores_anger(te_settings):
-    vote = _probs("Ihr seid alle zu nichts zu gebrauchen! Raus hier, sofort!", te_settings,
-                  language="de")
+    vote = _probs(
+        "Ihr seid alle zu nichts zu gebrauchen! Raus hier, sofort!", te_settings, language="de"
+    )
     assert max(vote.probs, key=vote.probs.get) == "anger"
 
 
 @pytest.mark.slow
 def test_segments_and_cue(te_settings):
-    from agent.text_emotion import text_witness
+    from affectlens.agent.text_emotion import text_witness
 
-    speech = SpeechEvidence(language="en", language_probability=0.98, segments=[
-        Segment(start=0.0, end=2.0, text="Well, that makes me feel so good."),
-        Segment(start=2.0, end=4.0, text="Ihr seid alle zu nichts zu gebrauchen! Raus hier!"),
-    ])
+    speech = SpeechEvidence(
+        language="en",
+        language_probability=0.98,
+        segments=[
+            Segment(start=0.0, end=2.0, text="Well, that makes me feel so good."),
+            Segment(start=2.0, end=4.0, text="Ihr seid alle zu nichts zu gebrauchen! Raus hier!"),
+        ],
+    )
     te = text_emotion(speech, te_settings)
     assert [max(s.probs, key=s.probs.get) for s in te.segments] == ["happiness", "anger"]
     (cue,), vote = text_witness(speech, te_settings, [])

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent import reason as rs
-from agent.textualise import (
+from affectlens.agent import reason as rs
+from affectlens.agent.textualise import (
     cue_line,
     evidence_basic_distribution,
     header,
@@ -16,7 +16,7 @@ from agent.textualise import (
     textualise,
     ts,
 )
-from tools.evidence import (
+from affectlens.tools.evidence import (
     AUEvent,
     FaceEvidence,
     FaceFrame,
@@ -32,40 +32,77 @@ from tools.evidence import (
 
 def _face(n_events: int = 2) -> FaceEvidence:
     events = [
-        AUEvent(au="AU12", name="lip corner puller", onset=1.2, peak=2.0, offset=3.4,
-                peak_intensity=0.81, mean_intensity=0.6),
-        AUEvent(au="AU6", name="cheek raiser", onset=1.5, peak=2.1, offset=3.0,
-                peak_intensity=0.55, mean_intensity=0.4),
-    ] + [AUEvent(au=f"AU{20 + i}", name="x", onset=i, peak=i + 0.1, offset=i + 0.2,
-                 peak_intensity=0.3, mean_intensity=0.2) for i in range(n_events - 2)]
+        AUEvent(
+            au="AU12",
+            name="lip corner puller",
+            onset=1.2,
+            peak=2.0,
+            offset=3.4,
+            peak_intensity=0.81,
+            mean_intensity=0.6,
+        ),
+        AUEvent(
+            au="AU6",
+            name="cheek raiser",
+            onset=1.5,
+            peak=2.1,
+            offset=3.0,
+            peak_intensity=0.55,
+            mean_intensity=0.4,
+        ),
+    ] + [
+        AUEvent(
+            au=f"AU{20 + i}",
+            name="x",
+            onset=i,
+            peak=i + 0.1,
+            offset=i + 0.2,
+            peak_intensity=0.3,
+            mean_intensity=0.2,
+        )
+        for i in range(n_events - 2)
+    ]
     return FaceEvidence(
-        frames=[FaceFrame(t=t / 2, faces=1) for t in range(10)], max_faces=1,
-        au_events=events, expression_mean={"happiness": 0.7, "neutral": 0.2, "surprise": 0.1},
+        frames=[FaceFrame(t=t / 2, faces=1) for t in range(10)],
+        max_faces=1,
+        au_events=events,
+        expression_mean={"happiness": 0.7, "neutral": 0.2, "surprise": 0.1},
         dominant_expression="happiness",
     )
 
 
 def _speech(*texts: str) -> SpeechEvidence:
-    return SpeechEvidence(language="en", segments=[
-        Segment(start=i * 2.0, end=i * 2.0 + 1.5, text=t) for i, t in enumerate(texts)])
+    return SpeechEvidence(
+        language="en",
+        segments=[Segment(start=i * 2.0, end=i * 2.0 + 1.5, text=t) for i, t in enumerate(texts)],
+    )
 
 
 def _voice() -> ToneEvidence:
-    return ToneEvidence(features=ToneFeatures(pitch_mean_hz=210.0, loudness_mean_sone=0.42),
-                        arousal=0.5, valence=0.2, rationale=["high pitch"],
-                        windows=[ToneWindow(start=0, end=2, arousal=0.7),
-                                 ToneWindow(start=2, end=4, arousal=-0.1)])
+    return ToneEvidence(
+        features=ToneFeatures(pitch_mean_hz=210.0, loudness_mean_sone=0.42),
+        arousal=0.5,
+        valence=0.2,
+        rationale=["high pitch"],
+        windows=[ToneWindow(start=0, end=2, arousal=0.7), ToneWindow(start=2, end=4, arousal=-0.1)],
+    )
 
 
 def _scene() -> SceneEvidence:
-    return SceneEvidence(emotion_top=[LabelScore(label="a happy person", score=0.4),
-                                      LabelScore(label="a sad person", score=0.2)],
-                         context_top=[LabelScore(label="an office", score=0.5)])
+    return SceneEvidence(
+        emotion_top=[
+            LabelScore(label="a happy person", score=0.4),
+            LabelScore(label="a sad person", score=0.2),
+        ],
+        context_top=[LabelScore(label="an office", score=0.5)],
+    )
 
 
 def test_ids_spans_values_and_the_design_example_sentence():
-    cues = textualise({"face": _face(), "speech": _speech("hello there"), "voice": _voice(),
-                       "scene": _scene()}, 5.0)
+    cues = textualise(
+        {"face": _face(), "speech": _speech("hello there"), "voice": _voice(), "scene": _scene()},
+        5.0,
+    )
     ids = [c.id for c in cues]
     assert ids[:3] == ["F1", "F2", "F3"] and "S1" in ids and "V1" in ids and "C1" in ids
     assert len(ids) == len(set(ids))
@@ -83,9 +120,12 @@ def test_au_events_capped_to_the_strongest():
 
 
 def test_missing_and_failed_modalities_are_stated():
-    ev = {"face": FaceEvidence(status="missing", reason="no face in any frame"),
-          "speech": SpeechEvidence(status="failed", reason="decoder crashed"),
-          "voice": None, "scene": _scene()}
+    ev = {
+        "face": FaceEvidence(status="missing", reason="no face in any frame"),
+        "speech": SpeechEvidence(status="failed", reason="decoder crashed"),
+        "voice": None,
+        "scene": _scene(),
+    }
     cues = textualise(ev, 4.0)
     assert {c.modality for c in cues} == {"scene"}
     status = modality_status(ev)
@@ -120,18 +160,25 @@ def count_tokens():
     from affectlens.models import model_path
     from affectlens.settings import load_settings
 
-    vocab = Llama(model_path=str(model_path("qwen2.5-1.5b", load_settings().model_dir)),
-                  vocab_only=True, verbose=False)
+    vocab = Llama(
+        model_path=str(model_path("qwen2.5-1.5b", load_settings().model_dir)),
+        vocab_only=True,
+        verbose=False,
+    )
     return lambda text: len(vocab.tokenize(text.encode(), add_bos=False))
 
 
 def test_prompt_stays_short_with_every_modality_full(count_tokens):
-    from agent.knowledge import load_entries
-    from agent.nodes import KNOWLEDGE_K
+    from affectlens.agent.knowledge import load_entries
+    from affectlens.agent.nodes import KNOWLEDGE_K
 
     long = " ".join(["words"] * 80)
-    ev = {"face": _face(n_events=10), "speech": _speech(*[long] * 12), "voice": _voice(),
-          "scene": _scene()}
+    ev = {
+        "face": _face(n_events=10),
+        "speech": _speech(*[long] * 12),
+        "voice": _voice(),
+        "scene": _scene(),
+    }
     cues = textualise(ev, 20.0)
     assert sum(c.modality == "speech" for c in cues) == 6
     longest = sorted((e.text for e in load_entries()), key=len)[-KNOWLEDGE_K:]
@@ -140,8 +187,9 @@ def test_prompt_stays_short_with_every_modality_full(count_tokens):
     # per-analysis part is what every analysis pays for at ~70 prompt tokens/s on 2 cores.
     assert count_tokens(system["content"]) < 300
     assert count_tokens(user["content"]) < 1100, user["content"]  # six long segments: ~15 s
-    typical = textualise({"face": _face(), "speech": _speech("I can't believe it!"),
-                          "voice": _voice()}, 15.0)
+    typical = textualise(
+        {"face": _face(), "speech": _speech("I can't believe it!"), "voice": _voice()}, 15.0
+    )
     _, user = rs.messages(header(modality_status(ev), typical, 15.0), typical, longest)
     assert count_tokens(user["content"]) < 600, user["content"]  # ~8 s at 70 tokens/s
 
@@ -166,16 +214,19 @@ def test_voice_feature_names_are_typed():
 def test_real_tone_output_reaches_the_voice_cue(shared_data, settings):
     """Regression (issue 13): loudness, pitch range and jitter measured by tools.tone on a real
     EmoDB utterance appear, with their values, in the prosody cue the LLM reads."""
-    from tools.media import load
-    from tools.tone import analyze_tone
+    from affectlens.tools.media import load
+    from affectlens.tools.tone import analyze_tone
 
     ev = analyze_tone(load(shared_data / "emodb" / "wav" / "03a01Wa.wav", settings), settings)
     assert ev.status == "ok", ev.reason
     f = ev.features
     assert f.loudness_mean_sone and f.pitch_range_st and f.jitter_local_pct
     prosody = next(c for c in textualise({"voice": ev}, 2.0) if c.name == "prosody")
-    from agent.textualise import _num
+    from affectlens.agent.textualise import _num
 
-    for label, value in (("mean loudness", f.loudness_mean_sone),
-                         ("pitch range", f.pitch_range_st), ("jitter", f.jitter_local_pct)):
+    for label, value in (
+        ("mean loudness", f.loudness_mean_sone),
+        ("pitch range", f.pitch_range_st),
+        ("jitter", f.jitter_local_pct),
+    ):
         assert f"{label} {_num(value)}" in prosody.text, prosody.text

@@ -1,4 +1,4 @@
-"""tools.tone on synthesised speech over real media, and the arousal/valence rules."""
+"""affectlens.tools.tone on synthesised speech over real media, and the arousal/valence rules."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from affectlens.settings import Settings
-from tools.media import load
-from tools.tone import RULES, analyze_tone, interpret
+from affectlens.tools.media import load
+from affectlens.tools.tone import RULES, analyze_tone, interpret
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_excited_and_sad_profiles() -> None:
 
 
 def test_every_rule_can_fire_and_is_documented() -> None:
-    import tools.tone as tone
+    import affectlens.tools.tone as tone
 
     for rule in RULES:
         assert rule.name in tone.__doc__
@@ -131,7 +131,7 @@ def test_rules_read_only_typed_feature_names() -> None:
     """Every name a rule formats is a ToneFeatures field, and a misspelt one is refused."""
     import string
 
-    from tools.evidence import ToneFeatures
+    from affectlens.tools.evidence import ToneFeatures
 
     named = {f for r in RULES for _, f, _, _ in string.Formatter().parse(r.says) if f}
     assert named and named <= set(ToneFeatures.model_fields)

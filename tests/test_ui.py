@@ -13,8 +13,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from agent.schemas import AnalysisResult, Cue, EmotionReading, ModalityAccount  # noqa: E402
-from tools.evidence import (  # noqa: E402
+from affectlens.agent.schemas import AnalysisResult, Cue, EmotionReading, ModalityAccount  # noqa: E402
+from affectlens.tools.evidence import (  # noqa: E402
     Box,
     FaceEvidence,
     FaceFrame,
@@ -24,8 +24,8 @@ from tools.evidence import (  # noqa: E402
     ToneEvidence,
     ToneWindow,
 )
-from ui import components as cp  # noqa: E402
-from ui import plots  # noqa: E402
+from affectlens.ui import components as cp  # noqa: E402
+from affectlens.ui import plots  # noqa: E402
 
 HOSTILE = '<img src=x onerror="alert(1)">'
 
@@ -33,33 +33,69 @@ HOSTILE = '<img src=x onerror="alert(1)">'
 def _result(file_name: str = "clip.mp4", transcript: str = "I am so glad.") -> AnalysisResult:
     """A complete result as the analysis graph stores it (values from a real run's shape)."""
     frames = [
-        FaceFrame(t=t, faces=1, box=Box(x=40, y=30, w=60, h=70, confidence=0.9),
-                  aus={"AU06": 0.2 + 0.1 * t, "AU12": 0.3 + 0.1 * t},
-                  expressions={"happiness": 0.6, "neutral": 0.3, "surprise": 0.1})
+        FaceFrame(
+            t=t,
+            faces=1,
+            box=Box(x=40, y=30, w=60, h=70, confidence=0.9),
+            aus={"AU06": 0.2 + 0.1 * t, "AU12": 0.3 + 0.1 * t},
+            expressions={"happiness": 0.6, "neutral": 0.3, "surprise": 0.1},
+        )
         for t in (0.0, 0.5, 1.0, 1.5, 2.0)
     ]
     cues = [
-        Cue(id="F1", modality="face", start=0.5, end=2.0, name="AU12", value=0.5, unit="",
-            scale="0-1", text="F1 00:00.5-00:02.0 AU12 lip corner puller, intensity 0.50"),
-        Cue(id="S1", modality="speech", start=0.2, end=1.8, name="transcript",
-            value=transcript, text=f'S1 said: "{transcript}"'),
+        Cue(
+            id="F1",
+            modality="face",
+            start=0.5,
+            end=2.0,
+            name="AU12",
+            value=0.5,
+            unit="",
+            scale="0-1",
+            text="F1 00:00.5-00:02.0 AU12 lip corner puller, intensity 0.50",
+        ),
+        Cue(
+            id="S1",
+            modality="speech",
+            start=0.2,
+            end=1.8,
+            name="transcript",
+            value=transcript,
+            text=f'S1 said: "{transcript}"',
+        ),
     ]
     reading = EmotionReading(
-        dominant="happiness", secondary="surprise", label="surprisedly happy",
+        dominant="happiness",
+        secondary="surprise",
+        label="surprisedly happy",
         probabilities={"happiness": 0.7, "surprise": 0.2, "neutral": 0.1},
-        valence=0.6, arousal=0.4, confidence=0.8,
-        explanation=["The lip corner puller rises [F1].", f"The speaker says {transcript} [S1, X9]."],
+        valence=0.6,
+        arousal=0.4,
+        confidence=0.8,
+        explanation=[
+            "The lip corner puller rises [F1].",
+            f"The speaker says {transcript} [S1, X9].",
+        ],
         modalities=[ModalityAccount(modality="face", status="ok", summary="A smile [F1].")],
     )
     return AnalysisResult(
         id="20260101-000000-clip-abc123",
-        media=MediaInfo(file_name=file_name, size_bytes=1000, duration_s=2.4, has_video=True,
-                        has_audio=True, width=640, height=360),
+        media=MediaInfo(
+            file_name=file_name,
+            size_bytes=1000,
+            duration_s=2.4,
+            has_video=True,
+            has_audio=True,
+            width=640,
+            height=360,
+        ),
         face=FaceEvidence(frames=frames, backend="mediapipe"),
         speech=SpeechEvidence(segments=[Segment(start=0.2, end=1.8, text=transcript)]),
-        voice=ToneEvidence(status="ok", windows=[ToneWindow(start=0, end=1, pitch_hz=180,
-                                                            loudness=0.4)]),
-        cues=cues, reading=reading,
+        voice=ToneEvidence(
+            status="ok", windows=[ToneWindow(start=0, end=1, pitch_hz=180, loudness=0.4)]
+        ),
+        cues=cues,
+        reading=reading,
     )
 
 
@@ -79,14 +115,14 @@ def test_card_escapes_untrusted_text_and_renders_chips():
 
 def test_card_renders_chips_for_structured_citations():
     """agent.reason writes each claim as "text [F1][S1]."; every id becomes its own chip."""
-    from agent.reason import Claim
+    from affectlens.agent.reason import Claim
 
     sentence = Claim(text="The smile matches the words.", cues=["F1", "S1"]).sentence
     assert sentence.endswith("[F1][S1].")
     reading = _result().reading.model_copy(update={"explanation": [sentence]})
     html = cp.result_card(_result().model_copy(update={"reading": reading}))
     why = html.split('class="explanation">', 1)[1].split("</ul>", 1)[0]
-    assert why.startswith("<li>The smile matches the words <span class=\"chip\"")
+    assert why.startswith('<li>The smile matches the words <span class="chip"')
     assert why.count('<span class="chip"') == 2 and "[" not in why and why.endswith(".</li>")
     assert 'title="00:00.2-00:01.8 · speech · transcript: I am so glad."' in why
 
@@ -120,9 +156,13 @@ def test_timeline_marks_cited_cues_and_circumplex_places_the_reading():
 
 
 def test_timeline_explains_missing_modalities():
-    result = _result().model_copy(update={
-        "face": FaceEvidence(status="failed", reason="no face found"), "voice": None,
-        "speech": None})
+    result = _result().model_copy(
+        update={
+            "face": FaceEvidence(status="failed", reason="no face found"),
+            "voice": None,
+            "speech": None,
+        }
+    )
     fig = plots.timeline(result)
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert "face: failed (no face found)" in texts and "no voice evidence" in texts
@@ -130,7 +170,7 @@ def test_timeline_explains_missing_modalities():
 
 def test_key_frames_draw_the_face_box_on_real_video(face_clip, tmp_path):
     from affectlens.settings import Settings
-    from tools.media import probe
+    from affectlens.tools.media import probe
 
     info = probe(face_clip, Settings(data_dir=tmp_path))
     result = _result().model_copy(update={"media": info})
@@ -147,11 +187,12 @@ def test_key_frames_draw_the_face_box_on_real_video(face_clip, tmp_path):
 
 def test_friendly_messages_never_show_a_traceback():
     from affectlens.models import ModelError
-    from tools.media import UnreadableMedia
-    from ui.app import _friendly
+    from affectlens.tools.media import UnreadableMedia
+    from affectlens.ui.app import _friendly
 
     assert _friendly(UnreadableMedia("x.mp4: not a readable media file")) == (
-        "x.mp4: not a readable media file")
+        "x.mp4: not a readable media file"
+    )
     assert "affectlens models assemble" in _friendly(ModelError("qwen2.5-1.5b missing"))
     msg = _friendly(ZeroDivisionError("division by zero"))
     assert "ZeroDivisionError" in msg and "Traceback" not in msg and "division" not in msg
@@ -167,10 +208,11 @@ def _free_port() -> int:
 def served(tmp_path):
     """The real app on a free port (auth on), closed after the test."""
     from affectlens.settings import Settings
-    from ui.app import serve
+    from affectlens.ui.app import serve
 
-    settings = Settings(data_dir=tmp_path / "data", port=_free_port(), auth="ann:secret",
-                        llm_model="qwen2.5-0.5b")
+    settings = Settings(
+        data_dir=tmp_path / "data", port=_free_port(), auth="ann:secret", llm_model="qwen2.5-0.5b"
+    )
     app, url = serve(settings, block=False, quiet=True)
     yield app, url, settings
     app.close()
@@ -222,7 +264,7 @@ def test_two_sessions_see_only_their_own_analysis(served, shared_data, host_spee
 
 
 def _store_list(settings):
-    from agent.store import AnalysisStore
+    from affectlens.agent.store import AnalysisStore
 
     return AnalysisStore(settings).list()
 
@@ -234,8 +276,7 @@ def test_waits_scale_with_the_host_and_say_where_the_limit_came_from():
 
     fast, slow = HostSpeed(tokens_per_s=REFERENCE_TOKPS), HostSpeed(tokens_per_s=10.0)
     assert slow.limit(400, 90) > fast.limit(400, 90) > fast.limit(100, 90)
-    with pytest.raises(pytest.fail.Exception,
-                       match=r"chat: limit \d+ s from 10\.0 tok/s measured"):
+    with pytest.raises(pytest.fail.Exception, match=r"chat: limit \d+ s from 10\.0 tok/s measured"):
         with slow.within("chat", 400, 20) as limit:
             assert limit == slow.limit(400, 20)
             raise TimeoutError("Timeout 30000ms exceeded")

@@ -25,16 +25,25 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "sample.mp4"
 ARTIFACTS = ROOT / "test-artifacts" / "ui"
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
     # a backstop only: the waits below are sized from the host and fail first, with a message
     pytest.mark.timeout(3600),
-    pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("ffmpeg") is None,
-                       reason="needs /usr/bin/chromium and ffmpeg"),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists() or shutil.which("ffmpeg") is None,
+        reason="needs /usr/bin/chromium and ffmpeg",
+    ),
 ]
 
 
@@ -52,7 +61,7 @@ PROMPT_S = 20.0  # evaluating a chat prompt (analysis in context), on the refere
 def app(tmp_path_factory):
     """The real app, fast LLM, analyses stored in a temporary data dir: (url, settings)."""
     from affectlens.settings import Settings
-    from ui.app import serve
+    from affectlens.ui.app import serve
 
     data = tmp_path_factory.mktemp("ui-data")
     settings = Settings(data_dir=data, port=_free_port(), llm_model="qwen2.5-0.5b")
@@ -87,12 +96,14 @@ def _upload(page, path: Path) -> None:
     # the clip is uploaded once the player (or its error) replaces the drop zone
     page.wait_for_function(
         "() => !document.querySelector('#clip input[type=file]') || "
-        "document.querySelector('#clip video')", timeout=60_000)
+        "document.querySelector('#clip video')",
+        timeout=60_000,
+    )
 
 
 def test_analyse_read_and_chat(page, app, host_speed):
-    from agent import chat
-    from agent.chat import ROUTE_MAX_TOKENS
+    from affectlens.agent import chat
+    from affectlens.agent.chat import ROUTE_MAX_TOKENS
 
     settings = app[1]
     _upload(page, SAMPLE)
@@ -103,8 +114,9 @@ def test_analyse_read_and_chat(page, app, host_speed):
     page.screenshot(path=str(ARTIFACTS / "1-progress.png"))
     reading_tokens = settings.llm_max_tokens * (1 + settings.verify_max_rounds)
     try:
-        with host_speed.within("the analysis in the browser", reading_tokens,
-                               PERCEPTION_S) as limit:
+        with host_speed.within(
+            "the analysis in the browser", reading_tokens, PERCEPTION_S
+        ) as limit:
             label = page.wait_for_selector("#result-label", timeout=limit * 1000)
     finally:  # on a timeout the screenshot shows which stage it was stuck in
         page.screenshot(path=str(ARTIFACTS / "2-result.png"), full_page=True)
@@ -122,8 +134,9 @@ def test_analyse_read_and_chat(page, app, host_speed):
     (stored,) = chat.analyses(settings)
     page.fill("#question textarea", "Which cues show the emotion?")
     page.click("#ask-btn")
-    with host_speed.within("the chat answer in the browser",
-                           ROUTE_MAX_TOKENS + settings.llm_max_tokens, PROMPT_S) as limit:
+    with host_speed.within(
+        "the chat answer in the browser", ROUTE_MAX_TOKENS + settings.llm_max_tokens, PROMPT_S
+    ) as limit:
         deadline = time.monotonic() + limit
         while len(chat.history(stored.id, settings=settings)) < 2:
             if time.monotonic() > deadline:
@@ -136,7 +149,9 @@ def test_analyse_read_and_chat(page, app, host_speed):
             "cites => { const m = document.querySelectorAll('#chat .message-row');"
             " if (m.length < 2) return false; const t = m[m.length-1].innerText;"
             " return t.trim().length > 0 && cites.every(c => t.includes(c)); }",
-            arg=cites, timeout=30_000)
+            arg=cites,
+            timeout=30_000,
+        )
     shown = page.locator("#chat .message-row").last.inner_text()
     for i in answer.cited:  # the cited cues are listed under the answer
         assert f"[{i}]" in shown and i in shown.split("cited", 1)[-1], shown
@@ -154,6 +169,6 @@ def test_corrupt_file_shows_a_readable_error(page, tmp_path):
     message = box.inner_text()
     assert "broken.mp4" in message and "Traceback" not in message
     # ffprobe may take noise for some container it then fails to read, or for one outside the
-    # demuxer whitelist (tools.media): either typed message, never a traceback
+    # demuxer whitelist (affectlens.tools.media): either typed message, never a traceback
     assert "not a readable media file" in message or "not one AffectLens accepts" in message
     page.screenshot(path=str(ARTIFACTS / "4-error.png"))

@@ -10,8 +10,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from affectlens.agent.schemas import AnalysisResult  # noqa: E402
 from affectlens.settings import Settings  # noqa: E402
-from agent.schemas import AnalysisResult  # noqa: E402
 
 
 def _fn(app, name: str):
@@ -20,7 +20,7 @@ def _fn(app, name: str):
 
 @pytest.fixture
 def stored(tmp_path, face_clip) -> tuple[Settings, AnalysisResult]:
-    from tools.media import probe
+    from affectlens.tools.media import probe
 
     settings = Settings(data_dir=tmp_path / "data")
     result = AnalysisResult(id="20260101-000000-clip-abc123", media=probe(face_clip, settings))
@@ -28,12 +28,11 @@ def stored(tmp_path, face_clip) -> tuple[Settings, AnalysisResult]:
 
 
 def test_reopen_unknown_id_shows_the_error_in_every_output_slot(tmp_path):
-    from ui.app import create_app
+    from affectlens.ui.app import create_app
 
     app = create_app(Settings(data_dir=tmp_path / "data"))
     reopen = _fn(app, "reopen")
-    for chosen, expected in (("20990101-nope", "Analysis not found"),
-                             (None, "pick an analysis")):
+    for chosen, expected in (("20990101-nope", "Analysis not found"), (None, "pick an analysis")):
         out = reopen.fn(chosen, "current-id")
         assert len(out) == len(reopen.outputs) == 10
         assert out[7] == "current-id"  # the session keeps its analysis
@@ -41,8 +40,8 @@ def test_reopen_unknown_id_shows_the_error_in_every_output_slot(tmp_path):
 
 
 def test_reopen_opens_a_stored_analysis(stored):
-    from agent.store import AnalysisStore
-    from ui.app import create_app
+    from affectlens.agent.store import AnalysisStore
+    from affectlens.ui.app import create_app
 
     settings, result = stored
     AnalysisStore(settings, index=False).save(result)
@@ -51,9 +50,9 @@ def test_reopen_opens_a_stored_analysis(stored):
 
 
 def test_chat_and_not_found_errors_are_named():
-    from agent.chat import ChatError
-    from agent.store import AnalysisNotFound
-    from ui.app import _friendly
+    from affectlens.agent.chat import ChatError
+    from affectlens.agent.store import AnalysisNotFound
+    from affectlens.ui.app import _friendly
 
     msg = _friendly(ChatError("the question is empty"))
     assert "the question is empty" in msg and "Unexpected" not in msg
@@ -63,9 +62,9 @@ def test_chat_and_not_found_errors_are_named():
 
 def test_indexing_failure_keeps_the_analysis_saved_with_a_warning(stored):
     """chromadb cannot open its directory (a file stands where it should be): a real failure."""
-    from agent.store import AnalysisStore
-    from ui.app import _saved_warnings
-    from ui.components import warning_box
+    from affectlens.agent.store import AnalysisStore
+    from affectlens.ui.app import _saved_warnings
+    from affectlens.ui.components import warning_box
 
     settings, result = stored
     settings.data_dir.mkdir(parents=True)

@@ -4,29 +4,60 @@ from __future__ import annotations
 
 import pytest
 
-from agent import lexicon
-from agent import reason as rs
-from agent import verify as vf
-from agent.schemas import Cue, EmotionReading
+from affectlens.agent import lexicon
+from affectlens.agent import reason as rs
+from affectlens.agent import verify as vf
+from affectlens.agent.citations import cited_ids
+from affectlens.agent.schemas import Cue, EmotionReading
 
 CUES = [
-    Cue(id="F1", modality="face", start=0, end=5, name="expression", value=0.62,
-        unit="probability", scale="0-1", text="facial expression sadness 0.62, neutral 0.20"),
-    Cue(id="F2", modality="face", start=1.2, end=3.4, name="AU15", value=0.81, unit="intensity",
-        scale="0-1", text="AU15 lip corner depressor, peak intensity 0.81 (0-1): lip corners down"),
-    Cue(id="V1", modality="voice", start=0, end=5, name="voice_arousal", value=-0.4,
-        scale="-1..1", text="voice arousal -0.40 (-1..1): a calm, low-arousal voice"),
+    Cue(
+        id="F1",
+        modality="face",
+        start=0,
+        end=5,
+        name="expression",
+        value=0.62,
+        unit="probability",
+        scale="0-1",
+        text="facial expression sadness 0.62, neutral 0.20",
+    ),
+    Cue(
+        id="F2",
+        modality="face",
+        start=1.2,
+        end=3.4,
+        name="AU15",
+        value=0.81,
+        unit="intensity",
+        scale="0-1",
+        text="AU15 lip corner depressor, peak intensity 0.81 (0-1): lip corners down",
+    ),
+    Cue(
+        id="V1",
+        modality="voice",
+        start=0,
+        end=5,
+        name="voice_arousal",
+        value=-0.4,
+        scale="-1..1",
+        text="voice arousal -0.40 (-1..1): a calm, low-arousal voice",
+    ),
 ]
 ALL = {"face": True, "speech": False, "voice": True, "scene": False}
 
 
 def reading(explanation, label="sad", dominant="sadness", secondary=None) -> EmotionReading:
-    return EmotionReading(dominant=dominant, secondary=secondary, label=label,
-                          explanation=explanation)
+    return EmotionReading(
+        dominant=dominant, secondary=secondary, label=label, explanation=explanation
+    )
 
 
-GOOD = ["The face is mostly sad at 0.62 [F1] with lip corners down at 0.81 [F2].",
-        "The voice is calm, arousal -0.40 [V1].", "Overall the person is sad."]
+GOOD = [
+    "The face is mostly sad at 0.62 [F1] with lip corners down at 0.81 [F2].",
+    "The voice is calm, arousal -0.40 [V1].",
+    "Overall the person is sad.",
+]
 
 
 def kinds(problems):
@@ -61,8 +92,9 @@ def test_uncited_sentence_and_missing_modality():
 
 
 def test_label_and_explanation_must_agree():
-    problems = vf.check(reading(GOOD[:2] + ["So: happy."], label="happy", dominant="happiness"),
-                        CUES, ALL)
+    problems = vf.check(
+        reading(GOOD[:2] + ["So: happy."], label="happy", dominant="happiness"), CUES, ALL
+    )
     assert "agreement" not in kinds(problems)
     problems = vf.check(reading(GOOD[:2], label="angry", dominant="anger"), CUES, ALL)
     assert "agreement" in kinds(problems)
@@ -70,12 +102,15 @@ def test_label_and_explanation_must_agree():
     assert "label" in kinds(problems)
 
 
-@pytest.mark.parametrize("text, ids", [
-    ("a [F1] b [F2, V1] c [S1][C2]", ["F1", "F2", "V1", "S1", "C2"]),
-    ("no citation, just AU12 at 0.5", []),
-])
+@pytest.mark.parametrize(
+    "text, ids",
+    [
+        ("a [F1] b [F2, V1] c [S1][C2]", ["F1", "F2", "V1", "S1", "C2"]),
+        ("no citation, just AU12 at 0.5", []),
+    ],
+)
 def test_cited_ids(text, ids):
-    assert vf.cited_ids(text) == ids
+    assert cited_ids(text) == ids
 
 
 def test_numbers_ignore_times_ids_and_au_codes():
@@ -84,11 +119,22 @@ def test_numbers_ignore_times_ids_and_au_codes():
 
 
 def test_normalise_fixes_label_conflicts_and_probabilities():
-    raw = rs.LLMReading(explanation=["Sad face [F1]. Calm voice [V1], so sad."],
-                        label="happily surprised", dominant="sadness", secondary="fear",
-                        valence=-0.5, arousal=-0.2, confidence=0.7, conflicts=["F2", "Z9"])
-    status = {"face": ("ok", ""), "speech": ("missing", "no audio"), "voice": ("ok", ""),
-              "scene": ("failed", "boom")}
+    raw = rs.LLMReading(
+        explanation=["Sad face [F1]. Calm voice [V1], so sad."],
+        label="happily surprised",
+        dominant="sadness",
+        secondary="fear",
+        valence=-0.5,
+        arousal=-0.2,
+        confidence=0.7,
+        conflicts=["F2", "Z9"],
+    )
+    status = {
+        "face": ("ok", ""),
+        "speech": ("missing", "no audio"),
+        "voice": ("ok", ""),
+        "scene": ("failed", "boom"),
+    }
     r, fixes = rs.normalise(raw, CUES, status, {"sadness": 0.6, "neutral": 0.4})
     assert r.label == "fearfully sad" and r.dominant == "sadness" and r.secondary == "fear"
     assert any("label" in f for f in fixes) and any("Z9" in f for f in fixes)
@@ -101,8 +147,15 @@ def test_normalise_fixes_label_conflicts_and_probabilities():
 
 
 def test_normalise_keeps_an_agreeing_label_without_a_fix():
-    raw = rs.LLMReading(explanation=["x [F1]."], label="Sadly angry", dominant="anger",
-                        secondary="sadness", valence=-0.6, arousal=0.5, confidence=0.5)
+    raw = rs.LLMReading(
+        explanation=["x [F1]."],
+        label="Sadly angry",
+        dominant="anger",
+        secondary="sadness",
+        valence=-0.6,
+        arousal=0.5,
+        confidence=0.5,
+    )
     r, fixes = rs.normalise(raw, CUES, {"face": ("ok", "")}, {})
     assert r.label == "sadly angry" and fixes == []
 
@@ -110,16 +163,31 @@ def test_normalise_keeps_an_agreeing_label_without_a_fix():
 def test_a_claim_of_several_sentences_cites_once_at_its_end():
     """The structured reading writes one claim as 'text [ids].'; when the text holds two
     sentences the ids cover both (a repair round for that cost a 1.5B model ~15 s)."""
-    two = reading(["The face is mostly sad at 0.62. The lip corners are down [F1][F2].",
-                   "The voice is calm [V1].", "Overall the person is sad."])
+    two = reading(
+        [
+            "The face is mostly sad at 0.62. The lip corners are down [F1][F2].",
+            "The voice is calm [V1].",
+            "Overall the person is sad.",
+        ]
+    )
     assert "uncited" not in kinds(vf.check(two, CUES, ALL))
     # A sentence after the last citation of its item is not covered.
-    trailing = reading(["The face is sad [F1]. The lips are down.", "The voice is calm [V1].",
-                        "Overall the person is sad."])
+    trailing = reading(
+        [
+            "The face is sad [F1]. The lips are down.",
+            "The voice is calm [V1].",
+            "Overall the person is sad.",
+        ]
+    )
     assert [p.kind for p in vf.check(trailing, CUES, ALL)].count("uncited") == 1
     # Numbers in the covered sentence are checked against the covering cues.
-    wrong = reading(["The face is sad at 0.75. The lips are down [F1][F2].",
-                     "The voice is calm [V1].", "Overall the person is sad."])
+    wrong = reading(
+        [
+            "The face is sad at 0.75. The lips are down [F1][F2].",
+            "The voice is calm [V1].",
+            "Overall the person is sad.",
+        ]
+    )
     assert "number" in kinds(vf.check(wrong, CUES, ALL))
 
 
@@ -127,21 +195,26 @@ def test_a_claim_of_several_sentences_cites_once_at_its_end():
 def test_every_au_name_and_gloss_in_the_repo_reads_as_that_au():
     """The lexicon is derived from the AU tables: each FACS name and each gloss, written in a
     claim, is read as a facial action that its own AU supports."""
-    from agent.textualise import AU_GLOSS
-    from tools.face_geometry import AU_NAMES
+    from affectlens.agent.textualise import AU_GLOSS
+    from affectlens.tools.face_geometry import AU_NAMES
 
     for code, phrase in [*AU_NAMES.items(), *AU_GLOSS.items()]:
         found = [m for m in lexicon.mentions(f"The face shows {phrase}.") if m.kind == "face"]
         assert found and lexicon.au_code(code) in found[0].aus, (code, phrase, found)
 
 
-@pytest.mark.parametrize("text, named", [
-    ("narrowed eyes and a raised chin", {"narrowed eyes": "AU07", "raised chin": "AU17"}),
-    ("the brows are lowered, lip corners pulled down", {"brows are lowered": "AU04",
-                                                        "lip corners pulled down": "AU15"}),
-    ("she is not smiling; the jaw drops", {"jaw drops": "AU26"}),
-    ("no frown, a wide smile", {"smile": "AU12"}),
-])
+@pytest.mark.parametrize(
+    "text, named",
+    [
+        ("narrowed eyes and a raised chin", {"narrowed eyes": "AU07", "raised chin": "AU17"}),
+        (
+            "the brows are lowered, lip corners pulled down",
+            {"brows are lowered": "AU04", "lip corners pulled down": "AU15"},
+        ),
+        ("she is not smiling; the jaw drops", {"jaw drops": "AU26"}),
+        ("no frown, a wide smile", {"smile": "AU12"}),
+    ],
+)
 def test_facial_actions_are_read_with_their_aus(text, named):
     found = {m.phrase: m.aus for m in lexicon.mentions(text) if m.kind == "face"}
     assert set(found) == set(named) and all(named[p] in found[p] for p in named)
@@ -151,37 +224,66 @@ def test_quoted_words_are_not_facial_claims_and_voice_words_need_a_voice_noun():
     ms = lexicon.mentions("The image matches 'a smiling person'; the face looks calm.")
     assert [m.kind for m in ms] == ["quote"]
     voice = [m for m in lexicon.mentions("A calm voice, speaking quickly at a high pitch.")]
-    assert [(m.phrase, m.level) for m in voice] == [("calm", "low"), ("quickly", ""),
-                                                    ("pitch", "")]
+    assert [(m.phrase, m.level) for m in voice] == [("calm", "low"), ("quickly", ""), ("pitch", "")]
 
 
 def test_a_facial_action_the_cited_cues_do_not_show_is_sent_back():
-    bad = reading(["The face is sad at 0.62, with a smile [F1].", "The voice is calm [V1].",
-                   "Overall the person is sad."])
+    bad = reading(
+        [
+            "The face is sad at 0.62, with a smile [F1].",
+            "The voice is calm [V1].",
+            "Overall the person is sad.",
+        ]
+    )
     problems = vf.check(bad, CUES, ALL)
     assert kinds(problems) == {"content"} and not vf.grounded(problems)
     assert "'smile'" in problems[0].message and "F1" in problems[0].message
     # citing the cue that shows the action satisfies it; the message says which one does
-    good = reading(["The face is sad at 0.62, lip corners pulled down [F1][F2].",
-                    "The voice is calm [V1].", "Overall the person is sad."])
+    good = reading(
+        [
+            "The face is sad at 0.62, lip corners pulled down [F1][F2].",
+            "The voice is calm [V1].",
+            "Overall the person is sad.",
+        ]
+    )
     assert vf.check(good, CUES, ALL) == []
-    moved = vf.check(reading(["Lip corners pulled down [F1].", "The voice is calm [V1].",
-                              "Overall the person is sad."]), CUES, ALL)
+    moved = vf.check(
+        reading(
+            [
+                "Lip corners pulled down [F1].",
+                "The voice is calm [V1].",
+                "Overall the person is sad.",
+            ]
+        ),
+        CUES,
+        ALL,
+    )
     assert [p.kind for p in moved] == ["content"] and "F2 shows it" in moved[0].message
 
 
 def test_a_voice_quality_must_be_measured_and_not_contradicted():
-    loud = vf.check(reading(["Sad at 0.62 [F1][F2].", "The voice is loud [V1].",
-                             "Overall the person is sad."]), CUES, ALL)
+    loud = vf.check(
+        reading(["Sad at 0.62 [F1][F2].", "The voice is loud [V1].", "Overall the person is sad."]),
+        CUES,
+        ALL,
+    )
     assert [p.kind for p in loud] == ["content"] and "'loud'" in loud[0].message
-    excited = vf.check(reading(["Sad at 0.62 [F1][F2].", "An agitated voice [V1].",
-                                "Overall the person is sad."]), CUES, ALL)
+    excited = vf.check(
+        reading(["Sad at 0.62 [F1][F2].", "An agitated voice [V1].", "Overall the person is sad."]),
+        CUES,
+        ALL,
+    )
     assert [p.kind for p in excited] == ["content"]  # V1 says low arousal
 
 
 def test_prune_cuts_the_offending_clause_and_keeps_the_conclusion():
-    r = reading(["The face is sad at 0.62 [F1].", "The voice is calm [V1].",
-                 "The person is sad, with a smile and a raised chin [F1][F2]."])
+    r = reading(
+        [
+            "The face is sad at 0.62 [F1].",
+            "The voice is calm [V1].",
+            "The person is sad, with a smile and a raised chin [F1][F2].",
+        ]
+    )
     kept, dropped = vf.prune(r, CUES)
     assert kept[:2] == r.explanation[:2] and kept[2] == "The person is sad [F1][F2]."
     assert len(dropped) == 1 and dropped[0].kept == kept[2] and len(dropped[0].reasons) == 2
@@ -189,8 +291,15 @@ def test_prune_cuts_the_offending_clause_and_keeps_the_conclusion():
 
 
 def test_prune_states_the_conclusion_when_its_whole_claim_goes():
-    r = reading(["Lip corners down at 0.81 [F2].", "The voice is calm [V1].",
-                 "A smile and a raised chin [F1]: sad."], label="sad", dominant="sadness")
+    r = reading(
+        [
+            "Lip corners down at 0.81 [F2].",
+            "The voice is calm [V1].",
+            "A smile and a raised chin [F1]: sad.",
+        ],
+        label="sad",
+        dominant="sadness",
+    )
     kept, dropped = vf.prune(r, CUES)
     assert len(dropped) == 1 and dropped[0].kept is None
     assert kept[-1] == "Overall the person seems sad [F1]."
@@ -202,13 +311,22 @@ def test_verify_node_cuts_only_after_the_last_round():
     loses the clause, keeps its conclusion, and the report lists the cut."""
     from types import SimpleNamespace
 
+    from affectlens.agent import nodes
     from affectlens.settings import Settings
-    from agent import nodes
 
-    bad = reading(["The face is sad at 0.62 [F1].", "The voice is calm [V1].",
-                   "The person is sad, with a raised chin [F1][F2]."])
-    state = {"reading": bad, "cues": CUES, "rounds": 1,
-             "status": {m: ("ok" if ok else "missing", "") for m, ok in ALL.items()}}
+    bad = reading(
+        [
+            "The face is sad at 0.62 [F1].",
+            "The voice is calm [V1].",
+            "The person is sad, with a raised chin [F1][F2].",
+        ]
+    )
+    state = {
+        "reading": bad,
+        "cues": CUES,
+        "rounds": 1,
+        "status": {m: ("ok" if ok else "missing", "") for m, ok in ALL.items()},
+    }
     runtime = SimpleNamespace(context=SimpleNamespace(settings=Settings(verify_max_rounds=1)))
     early = nodes.verify_node(state, runtime)
     assert "reading" not in early and early["verification"].dropped_claims == []

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from affectlens.agent import lexicon
+from affectlens.agent import verify as vf
+from affectlens.agent.citations import cited_ids, split_sentences
+from affectlens.agent.run import analyze, reason_again
+from affectlens.agent.schemas import AnalysisResult, EmotionReading
+from affectlens.agent.textualise import AU_GLOSS, textualise
 from affectlens.settings import Settings
-from agent import lexicon
-from agent import verify as vf
-from agent.run import analyze, reason_again
-from agent.schemas import AnalysisResult, EmotionReading
-from agent.taxonomy import ADJECTIVE, labels_in
-from agent.textualise import AU_GLOSS, textualise
+from affectlens.taxonomy import ADJECTIVE, labels_in
 
 pytestmark = pytest.mark.slow
 
@@ -29,21 +30,28 @@ ALL = {"face": True, "speech": True, "voice": True, "scene": False}
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory) -> AnalysisResult:
     """The sample's real evidence (face, voice, speech tools), without reasoning."""
-    from tools.asr import transcribe
-    from tools.face import analyze_face
-    from tools.media import load
-    from tools.tone import analyze_tone
+    from affectlens.tools.asr import transcribe
+    from affectlens.tools.face import analyze_face
+    from affectlens.tools.media import load
+    from affectlens.tools.tone import analyze_tone
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("verify-sample"))
     media = load(SAMPLE, settings)
-    return AnalysisResult(id="sample", media=media.info, face=analyze_face(media, settings),
-                          voice=analyze_tone(media, settings), speech=transcribe(media, settings))
+    return AnalysisResult(
+        id="sample",
+        media=media.info,
+        face=analyze_face(media, settings),
+        voice=analyze_tone(media, settings),
+        speech=transcribe(media, settings),
+    )
 
 
 @pytest.fixture(scope="module")
 def cues(sample):
-    return textualise({"face": sample.face, "voice": sample.voice, "speech": sample.speech},
-                      sample.media.duration_s)
+    return textualise(
+        {"face": sample.face, "voice": sample.voice, "speech": sample.speech},
+        sample.media.duration_s,
+    )
 
 
 def au_cue(cues, code):
@@ -54,22 +62,29 @@ def au_cue(cues, code):
 
 def cited_cues(sentence, cues):
     by_id = {c.id: c for c in cues}
-    return [by_id[i] for i in vf.cited_ids(sentence) if i in by_id]
+    return [by_id[i] for i in cited_ids(sentence) if i in by_id]
 
 
 def contradictions(explanation, cues):
     """Every claim's mentions its cited cues do not show (the property the issue asks for)."""
-    return [(s, m.phrase) for s in vf.split_sentences(explanation)
-            for m, _ in vf.unsupported(s, cited_cues(s, cues), cues)]
+    return [
+        (s, m.phrase)
+        for s in split_sentences(explanation)
+        for m, _ in vf.unsupported(s, cited_cues(s, cues), cues)
+    ]
 
 
 def the_issue_reading(cues) -> EmotionReading:
     """The reading issue 14 reports, citing the sample's real AU05 and AU43 cues."""
     wide, closed = au_cue(cues, "AU05"), au_cue(cues, "AU43")
     return EmotionReading(
-        dominant="surprise", label="surprised",
-        explanation=[f"The person looks surprised, with narrowed eyes and a raised chin "
-                     f"[{wide.id}][{closed.id}]."])
+        dominant="surprise",
+        label="surprised",
+        explanation=[
+            f"The person looks surprised, with narrowed eyes and a raised chin "
+            f"[{wide.id}][{closed.id}]."
+        ],
+    )
 
 
 def test_narrowed_eyes_and_a_raised_chin_citing_au05_and_au43_is_caught(cues):
@@ -90,7 +105,7 @@ def test_a_faithful_explanation_of_the_same_cues_passes(cues):
     level = next(c for c in arousal if "high arousal" in c.text)
     explanation = [
         f"The face shows {gloss(wide)} and {gloss(closed)} [{wide.id}][{closed.id}].",
-        f"The speaker says \"{' '.join(words[3:9])}\" [{said.id}].",
+        f'The speaker says "{" ".join(words[3:9])}" [{said.id}].',
         f"The voice sounds excited at one point [{level.id}].",
         f"Overall the person looks surprised [{wide.id}][{level.id}].",
     ]
@@ -121,19 +136,24 @@ class Stubborn:
         self.cues, self.calls = cues, []
 
     def chat(self, messages, schema=None, **kw):
-        from agent import reason as rs
+        from affectlens.agent import reason as rs
 
         self.calls.append(messages)
         ids = {m: [c.id for c in self.cues if c.modality == m] for m in ("speech", "voice")}
         bad = the_issue_reading(self.cues).explanation[0]
-        face_ids = vf.cited_ids(bad)
+        face_ids = cited_ids(bad)
         fields = {
             "face": {"text": "Narrowed eyes and a raised chin.", "cues": face_ids},
             "speech": {"text": "The speaker talks about the country.", "cues": ids["speech"][:1]},
             "voice": {"text": "The voice varies in arousal.", "cues": ids["voice"][:1]},
             "conclusion": {"text": bad.split(" [")[0], "cues": face_ids},
-            "dominant": "surprise", "secondary": "none", "valence": 0.1, "arousal": 0.6,
-            "confidence": 0.6, "conflicts": []}
+            "dominant": "surprise",
+            "secondary": "none",
+            "valence": 0.1,
+            "arousal": 0.6,
+            "confidence": 0.6,
+            "conflicts": [],
+        }
         return (schema or rs.LLMReading).model_validate(fields)
 
 

@@ -1,4 +1,4 @@
-"""tools.voice_emotion: the shipped JSON model loads and scores real EmoDB speech.
+"""affectlens.tools.voice_emotion: the shipped JSON model loads and scores real EmoDB speech.
 
 The generalisation check uses ``check_without_speaker``, a model the training script ships in
 the same file, fitted on EmoDB without speaker 03: speaker 03's utterances are unseen by it.
@@ -14,16 +14,19 @@ import numpy as np
 import pytest
 
 from affectlens.settings import Settings
-from tools import voice_emotion as ve
-from tools.evidence import BASIC_EMOTIONS
-from tools.media import load
-from tools.tone import analyze_tone, speech_span
+from affectlens.tools import voice_emotion as ve
+from affectlens.tools.evidence import BASIC_EMOTIONS
+from affectlens.tools.media import load
+from affectlens.tools.tone import analyze_tone, speech_span
 
 
 def _emodb(shared_data: Path, speaker: str, code: str, n: int) -> list[Path]:
     """The ``n`` utterances of ``speaker`` with emotion ``code`` that listeners recognised best."""
-    rows = [r for r in csv.DictReader(open(shared_data / "emodb" / "labels.csv"))
-            if r["speaker"] == speaker and r["code"] == code]
+    rows = [
+        r
+        for r in csv.DictReader(open(shared_data / "emodb" / "labels.csv"))
+        if r["speaker"] == speaker and r["code"] == code
+    ]
     rows.sort(key=lambda r: -float(r["recognised_pct"]))
     return [shared_data / "emodb" / r["file"] for r in rows[:n]]
 
@@ -61,7 +64,7 @@ def test_held_out_speaker_sadness_is_calm_and_negative(shared_data: Path, settin
 
 
 def test_tone_evidence_carries_the_vote_and_the_cue(shared_data: Path, settings) -> None:
-    from agent.textualise import textualise
+    from affectlens.agent.textualise import textualise
 
     path = _emodb(shared_data, "03", "W", 1)[0]
     ev = analyze_tone(load(path, settings), settings)
@@ -87,8 +90,11 @@ def test_refit_reproduces_the_shipped_model(tmp_path: Path) -> None:
 
     out = tmp_path / "voice_emotion.json"
     repo = Path(__file__).resolve().parents[1]
-    subprocess.run([sys.executable, str(repo / "scripts" / "train_voice_emotion.py"), "--out",
-                    str(out)], check=True, cwd=repo)
+    subprocess.run(
+        [sys.executable, str(repo / "scripts" / "train_voice_emotion.py"), "--out", str(out)],
+        check=True,
+        cwd=repo,
+    )
     new, shipped = json.loads(out.read_text()), ve.load_model()
     assert new["classes"] == shipped["classes"] and new["C"] == shipped["C"]
     np.testing.assert_allclose(new["coef"], shipped["coef"], atol=1e-4)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.taxonomy import WHEEL_PETALS
-from evals import metrics as M
-from evals.datasets import load_emer
+from affectlens.evals import metrics as M
+from affectlens.evals.datasets import load_emer
+from affectlens.taxonomy import WHEEL_PETALS
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,8 @@ import numpy as np
 from affectlens.cache import model_cache
 from affectlens.models import REGISTRY, model_path
 from affectlens.settings import Settings
-from tools.evidence import Segment, SpeechEvidence, Word
-from tools.media import Media
+from affectlens.tools.evidence import Segment, SpeechEvidence, Word
+from affectlens.tools.media import Media
 
 _lock = threading.Lock()  # one transcription at a time per process: CTranslate2 uses all threads
 
@@ -79,14 +79,19 @@ def choose_language(
     if not expected:
         if sure:
             return guess, f"{said}; kept"
-        return guess, f"{said}, unsure (< {settings.asr_language_min_prob:.2f}), no expected " \
-                      "languages configured: kept the guess"
+        return (
+            guess,
+            f"{said}, unsure (< {settings.asr_language_min_prob:.2f}), no expected "
+            "languages configured: kept the guess",
+        )
     if guess in expected and sure:
         return guess, f"{said}; kept (expected {', '.join(expected)})"
     best = max(expected, key=lambda x: probs.get(x, 0.0))
     why = "not an expected language" if guess not in expected else "unsure"
-    return best, (f"{said}, {why}; re-decoded as {best} (p {probs.get(best, 0.0):.2f}), the "
-                  f"likeliest of the expected {', '.join(expected)}")
+    return best, (
+        f"{said}, {why}; re-decoded as {best} (p {probs.get(best, 0.0):.2f}), the "
+        f"likeliest of the expected {', '.join(expected)}"
+    )
 
 
 def load_model(settings: Settings):
@@ -124,7 +129,8 @@ def transcribe(media: Media, settings: Settings) -> SpeechEvidence:
         with _lock:
             try:
                 guess, _, ranked = model.detect_language(
-                    signal, vad_filter=True, language_detection_segments=DETECT_SEGMENTS)
+                    signal, vad_filter=True, language_detection_segments=DETECT_SEGMENTS
+                )
                 probs = dict(ranked)
                 language, note = choose_language(probs, guess, settings)
             except Exception as exc:  # no speech for the detector: whisper decides as before
@@ -139,8 +145,7 @@ def transcribe(media: Media, settings: Settings) -> SpeechEvidence:
             )
             segments = list(segments)  # the generator does the work
     except Exception as exc:  # model missing/corrupt, runtime error: report, do not raise
-        return ev.finished(started, status="failed",
-                           reason=f"speech recognition failed: {exc}")
+        return ev.finished(started, status="failed", reason=f"speech recognition failed: {exc}")
 
     off = media.offset
     out = [
@@ -164,8 +169,9 @@ def transcribe(media: Media, settings: Settings) -> SpeechEvidence:
         if s.text.strip()
     ]
     if not out:  # the language guess on no speech is meaningless: leave it out
-        return ev.finished(started, status="missing", reason="no speech detected in the audio",
-                           device=device)
+        return ev.finished(
+            started, status="missing", reason="no speech detected in the audio", device=device
+        )
     return ev.finished(
         started,
         segments=out,

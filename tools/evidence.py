@@ -12,11 +12,13 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from affectlens.taxonomy import BASIC
+
 Status = Literal["ok", "missing", "failed"]
 
-# The basic emotions every witness votes over (agent.taxonomy.BASIC is this tuple).
-BASIC_EMOTIONS: tuple[str, ...] = (
-    "anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
+# The basic emotions every witness votes over: the domain vocabulary's list, under the name the
+# tools' contract has always used.
+BASIC_EMOTIONS: tuple[str, ...] = BASIC
 
 
 class EmotionVote(BaseModel):
@@ -89,7 +91,8 @@ class SpeechEvidence(Evidence):
     language: str | None = None
     language_probability: float | None = None
     language_note: str | None = Field(
-        default=None, description="How the language was chosen (guess, probability, re-decode).")
+        default=None, description="How the language was chosen (guess, probability, re-decode)."
+    )
     segments: list[Segment] = []
 
     @property
@@ -140,7 +143,9 @@ class FaceEvidence(Evidence):
     expression_mean: dict[str, float] = Field(default_factory=dict)
     dominant_expression: str | None = None
     vote: EmotionVote | None = Field(
-        default=None, description="Calibrated expression probabilities as a witness (tools.face).")
+        default=None,
+        description="Calibrated expression probabilities as a witness (affectlens.tools.face).",
+    )
 
 
 # scene ---------------------------------------------------------------------------------------
@@ -218,20 +223,25 @@ class ToneFeatures(BaseModel):
     speech_end_s: float | None = None
 
     def present(self) -> dict[str, float]:
-        """The measured values only (what the rules in tools.tone read)."""
+        """The measured values only (what the rules in affectlens.tools.tone read)."""
         return self.model_dump(exclude_none=True)
 
 
 class ToneEvidence(Evidence):
     features: ToneFeatures | None = Field(
-        default=None, description="Clip-level prosody; None when the voice is missing.")
+        default=None, description="Clip-level prosody; None when the voice is missing."
+    )
     windows: list[ToneWindow] = []
     arousal: float | None = Field(default=None, ge=-1, le=1)
     valence: float | None = Field(default=None, ge=-1, le=1)
-    rationale: list[str] = Field(default_factory=list, description="Which rules set arousal/valence.")
+    rationale: list[str] = Field(
+        default_factory=list, description="Which rules set arousal/valence."
+    )
     emotion_scores: list[LabelScore] = Field(
         default_factory=list, description="Speech-emotion model output, when one is configured."
     )
     vote: EmotionVote | None = Field(
-        default=None, description="tools.voice_emotion's 7-class vote; reliability from the "
-        "voiced share.")
+        default=None,
+        description="affectlens.tools.voice_emotion's 7-class vote; reliability from the "
+        "voiced share.",
+    )

@@ -30,12 +30,19 @@ from pydantic import BaseModel
 
 from affectlens.cache import model_cache
 from affectlens.settings import Settings
-from agent.taxonomy import to_basic
-from tools import face_geometry as geo
-from tools.evidence import BASIC_EMOTIONS, AUEvent, Box, EmotionVote, FaceEvidence, FaceFrame
+from affectlens.taxonomy import to_basic
+from affectlens.tools import face_geometry as geo
+from affectlens.tools.evidence import (
+    BASIC_EMOTIONS,
+    AUEvent,
+    Box,
+    EmotionVote,
+    FaceEvidence,
+    FaceFrame,
+)
 
 if TYPE_CHECKING:
-    from tools.media import Frame, Media
+    from affectlens.tools.media import Frame, Media
 
 # mediapipe 0.10.14 calls a protobuf API that protobuf 5 deprecates, once per graph: harmless.
 warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
@@ -204,7 +211,7 @@ class _Mediapipe:
 
 
 @model_cache(maxsize=2)
-def _mediapipe_models(facex_path: str) -> _Mediapipe:
+def mediapipe_models(facex_path: str) -> _Mediapipe:
     return _Mediapipe(facex_path)
 
 
@@ -224,8 +231,12 @@ class FaceCalibration(BaseModel):
     version: str = "uncalibrated"
 
     def apply(self, probs: dict[str, float]) -> dict[str, float]:
-        z = np.array([np.log(max(probs.get(c, 0.0), CAL_EPS)) / self.temperature
-                      + self.bias.get(c, 0.0) for c in BASIC_EMOTIONS])
+        z = np.array(
+            [
+                np.log(max(probs.get(c, 0.0), CAL_EPS)) / self.temperature + self.bias.get(c, 0.0)
+                for c in BASIC_EMOTIONS
+            ]
+        )
         q = np.exp(z - z.max())
         q = q / q.sum()
         return {c: round(float(v), 4) for c, v in zip(BASIC_EMOTIONS, q)}
@@ -246,12 +257,18 @@ def face_vote(ev: FaceEvidence, cal: FaceCalibration | None = None) -> EmotionVo
     seen = sum(f.faces > 0 for f in ev.frames) / len(ev.frames)
     if ev.backend == "mediapipe":
         cal = cal or calibration()
-        return EmotionVote(probs=cal.apply(ev.expression_mean), reliability=round(seen, 4),
-                           model=f"facex + temperature/bias {cal.version}")
+        return EmotionVote(
+            probs=cal.apply(ev.expression_mean),
+            reliability=round(seen, 4),
+            model=f"facex + temperature/bias {cal.version}",
+        )
     probs = {c: float(ev.expression_mean.get(c, 0.0)) for c in BASIC_EMOTIONS}
     total = sum(probs.values()) or 1.0
-    return EmotionVote(probs={c: round(v / total, 4) for c, v in probs.items()},
-                       reliability=round(seen, 4), model=f"{ev.backend} (uncalibrated)")
+    return EmotionVote(
+        probs={c: round(v / total, 4) for c, v in probs.items()},
+        reliability=round(seen, 4),
+        model=f"{ev.backend} (uncalibrated)",
+    )
 
 
 # summaries -----------------------------------------------------------------------------------
@@ -322,7 +339,7 @@ def _analyze_mediapipe(frames: list[Frame], settings: Settings, single_image: bo
         device="cpu",  # the mediapipe and TFLite wheels run on the CPU
     )
     try:
-        models = _mediapipe_models(str(model_path("facex", settings.model_dir)))
+        models = mediapipe_models(str(model_path("facex", settings.model_dir)))
     except Exception as exc:  # missing package or model file: say which
         ev.status, ev.reason = "failed", f"face models could not be loaded: {exc}"
         return ev
@@ -415,9 +432,13 @@ def _analyze_pyfeat(frames: list[Frame], settings: Settings, single_image: bool)
                 ff = FaceFrame(t=frame.t, faces=len(rows))
                 if len(rows):
                     dets = [
-                        _Detection(float(r.FaceRectX), float(r.FaceRectY),
-                                   float(r.FaceRectWidth), float(r.FaceRectHeight),
-                                   float(r.FaceScore))
+                        _Detection(
+                            float(r.FaceRectX),
+                            float(r.FaceRectY),
+                            float(r.FaceRectWidth),
+                            float(r.FaceRectHeight),
+                            float(r.FaceScore),
+                        )
                         for r in rows.itertuples()
                     ]
                     face = _dominant(dets, previous)

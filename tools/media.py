@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from affectlens.settings import Settings
-from tools.evidence import MediaInfo
+from affectlens.tools.evidence import MediaInfo
 
 SAMPLE_RATE = 16000
 MAX_SIDE = 960
@@ -203,7 +203,7 @@ def _display_size(stream: dict) -> tuple[int, int] | None:
     return int(w), int(h)
 
 
-def _target_size(width: int, height: int) -> tuple[int, int]:
+def target_size(width: int, height: int) -> tuple[int, int]:
     scale = min(1.0, MAX_SIDE / max(width, height))
     return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
 
@@ -327,8 +327,9 @@ def _seek(span: tuple[float, float] | None) -> list[str]:
     return [] if span is None else ["-ss", f"{span[0]:.3f}", "-t", f"{span[1] - span[0]:.3f}"]
 
 
-def _decode_audio(path: Path, info: MediaInfo,
-                  span: tuple[float, float] | None = None) -> tuple[np.ndarray | None, str]:
+def _decode_audio(
+    path: Path, info: MediaInfo, span: tuple[float, float] | None = None
+) -> tuple[np.ndarray | None, str]:
     """16 kHz mono float32 audio (None when nothing decodes) and ffmpeg's last error."""
     argv = [
         "ffmpeg", "-nostdin", "-v", "error", *_seek(span), *_ffmpeg_input(path, info.container),
@@ -345,12 +346,15 @@ def _decode_audio(path: Path, info: MediaInfo,
 
 
 def _decode_frames(
-    path: Path, info: MediaInfo, rate: float, limit: int,
+    path: Path,
+    info: MediaInfo,
+    rate: float,
+    limit: int,
     span: tuple[float, float] | None = None,
 ) -> tuple[list[Frame], str]:
     """Frames at ``rate`` scaled in ffmpeg (long side <= MAX_SIDE), and ffmpeg's last error;
     with ``span`` only that window is decoded (frame times stay those of the original clip)."""
-    width, height = _target_size(info.width or MAX_SIDE, info.height or MAX_SIDE)
+    width, height = target_size(info.width or MAX_SIDE, info.height or MAX_SIDE)
     scale = f"scale={width}:{height}:flags=area,setsar=1"
     vf = scale if info.is_image else f"fps={rate:.6f}:round=near:eof_action=pass,{scale}"
     argv = [
@@ -372,8 +376,13 @@ def _decode_frames(
     return frames, error
 
 
-def load(path: str | Path, settings: Settings, *, frame_rate: float | None = None,
-         window: tuple[float, float] | None = None) -> Media:
+def load(
+    path: str | Path,
+    settings: Settings,
+    *,
+    frame_rate: float | None = None,
+    window: tuple[float, float] | None = None,
+) -> Media:
     """Probe and decode once: 16 kHz mono float32 audio and frames at ``frame_rate``.
 
     The sampling rate is lowered when needed so that ``settings.max_frames`` frames still cover

@@ -20,11 +20,11 @@ import numpy as np
 
 from affectlens.cache import model_cache
 from affectlens.settings import Settings
-from agent.taxonomy import ADJECTIVE, BASIC
-from tools.evidence import LabelScore, SceneEvidence, SceneFrame
+from affectlens.taxonomy import ADJECTIVE, BASIC
+from affectlens.tools.evidence import LabelScore, SceneEvidence, SceneFrame
 
 if TYPE_CHECKING:
-    from tools.media import Media
+    from affectlens.tools.media import Media
 
 KEY_FRAMES = 4  # evenly spread over the clip; scenes change slowly, every frame is wasted work
 TOP_K = 3

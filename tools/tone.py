@@ -60,17 +60,17 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from affectlens.cache import model_cache
 from affectlens.settings import Settings
-from tools import voice_emotion
-from tools.evidence import LabelScore, ToneEvidence, ToneFeatures, ToneWindow
-from tools.media import Media
+from affectlens.tools import voice_emotion
+from affectlens.tools.evidence import LabelScore, ToneEvidence, ToneFeatures, ToneWindow
+from affectlens.tools.media import Media
 
 SR = 16000
 MIN_VOICED_S = 0.3  # less voiced speech than this is not enough to measure a voice
@@ -90,8 +90,10 @@ def _smile():
     """eGeMAPSv02 low-level descriptors (the functionals: tools.voice_emotion.functionals)."""
     import opensmile
 
-    return opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
-                           feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
+    return opensmile.Smile(
+        feature_set=opensmile.FeatureSet.eGeMAPSv02,
+        feature_level=opensmile.FeatureLevel.LowLevelDescriptors,
+    )
 
 
 def _versions() -> str:
@@ -224,8 +226,9 @@ _EGEMAPS = {
 }
 
 
-def _opensmile(audio: np.ndarray) -> tuple[dict[str, float], dict[str, float], np.ndarray,
-                                          np.ndarray]:
+def _opensmile(
+    audio: np.ndarray,
+) -> tuple[dict[str, float], dict[str, float], np.ndarray, np.ndarray]:
     """Named clip functionals, all 88 functionals (the voice-emotion model's input), and the
     loudness LLD with its frame-centre times (10 ms step)."""
     row = voice_emotion.functionals(audio)
@@ -306,11 +309,15 @@ def interpret(features: ToneFeatures | dict[str, float]) -> tuple[float, float, 
                 arousal += rule.weight
             else:
                 valence += rule.weight
-            fired.append(f"{rule.name} ({rule.target} {rule.weight:+.1f}): "
-                         + rule.says.format_map(_Fmt(features)))
+            fired.append(
+                f"{rule.name} ({rule.target} {rule.weight:+.1f}): "
+                + rule.says.format_map(_Fmt(features))
+            )
     if not fired:
-        fired.append("no rule fired: pitch, range, rate and voice quality are in the typical "
-                     "adult range, so arousal 0 and valence 0")
+        fired.append(
+            "no rule fired: pitch, range, rate and voice quality are in the typical "
+            "adult range, so arousal 0 and valence 0"
+        )
     return float(np.clip(arousal, -1, 1)), float(np.clip(valence, -0.6, 0.6)), fired
 
 
@@ -327,8 +334,14 @@ def _windows(
         f0 = praat.f0[(praat.times >= a) & (praat.times < b)]
         f0 = f0[f0 > 0]
         lw = loud[(ltimes >= a) & (ltimes < b)]
-        rows.append((a, b, float(np.median(f0)) if len(f0) >= 5 else None,
-                     float(np.mean(lw)) if len(lw) else None))
+        rows.append(
+            (
+                a,
+                b,
+                float(np.median(f0)) if len(f0) >= 5 else None,
+                float(np.mean(lw)) if len(lw) else None,
+            )
+        )
     pitches = [p for *_, p, _ in rows if p]
     louds = [v for *_, v in rows if v]
     p_ref = float(np.median(pitches)) if pitches else None
@@ -367,8 +380,9 @@ def speech_emotion(audio: np.ndarray, settings: Settings) -> list[LabelScore]:
     for chunk in chunks:
         for item in clf({"raw": chunk, "sampling_rate": SR}, top_k=None):
             totals[item["label"]] = totals.get(item["label"], 0.0) + item["score"] / len(chunks)
-    return sorted((LabelScore(label=k, score=round(v, 4)) for k, v in totals.items()),
-                  key=lambda s: -s.score)
+    return sorted(
+        (LabelScore(label=k, score=round(v, 4)) for k, v in totals.items()), key=lambda s: -s.score
+    )
 
 
 # the tool --------------------------------------------------------------------------------------
@@ -387,15 +401,20 @@ def analyze_tone(media: Media, settings: Settings) -> ToneEvidence:
         version = _versions()
         span = speech_span(audio)
         if span is None:
-            return ev.finished(started, status="missing", reason="no speech in the audio",
-                               model_version=version)
+            return ev.finished(
+                started, status="missing", reason="no speech in the audio", model_version=version
+            )
         a, b = span
         speech = np.ascontiguousarray(audio[a:b], dtype=np.float32)
         praat = _praat(speech)
         voiced = praat.features.get("voiced_s", 0.0)
         if voiced < MIN_VOICED_S:
-            return ev.finished(started, status="missing", model_version=version,
-                               reason=f"too little voiced speech ({voiced:.2f} s)")
+            return ev.finished(
+                started,
+                status="missing",
+                model_version=version,
+                reason=f"too little voiced speech ({voiced:.2f} s)",
+            )
         smile, egemaps, ltimes, loud = _opensmile(speech)
     except Exception as exc:  # a library failed on this audio: report, do not raise
         return ev.finished(started, status="failed", reason=f"voice analysis failed: {exc}")
@@ -403,8 +422,10 @@ def analyze_tone(media: Media, settings: Settings) -> ToneEvidence:
     values = {k: round(float(v), 4) for k, v in {**smile, **praat.features}.items()}
     offset = media.offset + a / SR
     values["voiced_share"] = round(min(voiced / max((b - a) / SR, 1e-3), 1.0), 4)
-    values["speech_start_s"], values["speech_end_s"] = round(offset, 3), round(
-        media.offset + b / SR, 3)
+    values["speech_start_s"], values["speech_end_s"] = (
+        round(offset, 3),
+        round(media.offset + b / SR, 3),
+    )
     features = ToneFeatures(**values)  # extra="forbid": a name textualise cannot read fails here
     arousal, valence, rationale = interpret(features)
     windows = _windows(len(speech) / SR, offset, praat, ltimes, loud)
@@ -413,7 +434,8 @@ def analyze_tone(media: Media, settings: Settings) -> ToneEvidence:
         if abs(w.arousal) >= 0.3:
             rationale.append(
                 f"window {w.start:.1f}-{w.end:.1f} s: arousal {w.arousal:+.2f} relative to this "
-                f"speaker's median pitch and loudness in the clip")
+                f"speaker's median pitch and loudness in the clip"
+            )
 
     vote = None
     try:
@@ -422,7 +444,8 @@ def analyze_tone(media: Media, settings: Settings) -> ToneEvidence:
         version += f"; {vote.model}"
         rationale.append(
             f"voice-emotion model: arousal {scored.arousal:+.2f}, valence {scored.valence:+.2f} "
-            "from its class probabilities")
+            "from its class probabilities"
+        )
     except Exception as exc:  # a missing or broken model file: keep the prosody
         rationale.append(f"voice-emotion model not used: {exc}")
 
@@ -433,6 +456,14 @@ def analyze_tone(media: Media, settings: Settings) -> ToneEvidence:
             version += f"; speech-emotion model {settings.ser_model}"
         except Exception as exc:
             rationale.append(f"speech-emotion model not used: {exc}")
-    return ev.finished(started, features=features, windows=windows, arousal=round(arousal, 3),
-                       valence=round(valence, 3), rationale=rationale, emotion_scores=scores,
-                       vote=vote, model_version=version)
+    return ev.finished(
+        started,
+        features=features,
+        windows=windows,
+        arousal=round(arousal, 3),
+        valence=round(valence, 3),
+        rationale=rationale,
+        emotion_scores=scores,
+        vote=vote,
+        model_version=version,
+    )

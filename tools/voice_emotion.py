@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from affectlens.cache import model_cache
-from tools.evidence import BASIC_EMOTIONS, EmotionVote
+from affectlens.tools.evidence import BASIC_EMOTIONS, EmotionVote
 
 SR = 16000
 MODEL_PATH = Path(__file__).with_name("voice_emotion.json")
@@ -66,9 +66,11 @@ def norm_stats(X: np.ndarray, groups: np.ndarray, norm: str, names: list[str]) -
     medians = [float(np.median(f0[groups == g])) for g in ("female", "male")]
     threshold = sum(medians) / 2
     guess = np.where(f0 >= threshold, "female", "male")
-    return {"f0_threshold_st": threshold,
-            "mean": {g: X[guess == g].mean(0).tolist() for g in ("female", "male")},
-            "sd": {g: (X[guess == g].std(0) + 1e-9).tolist() for g in ("female", "male")}}
+    return {
+        "f0_threshold_st": threshold,
+        "mean": {g: X[guess == g].mean(0).tolist() for g in ("female", "male")},
+        "sd": {g: (X[guess == g].std(0) + 1e-9).tolist() for g in ("female", "male")},
+    }
 
 
 def normalise(X: np.ndarray, model: dict) -> np.ndarray:
@@ -132,8 +134,13 @@ def reliability(voiced_share: float | None, voiced_s: float | None) -> float:
     return round(share * amount, 3)
 
 
-def score(feats: dict[str, float], *, voiced_share: float | None = None,
-          voiced_s: float | None = None, model: dict | None = None) -> VoiceEmotion:
+def score(
+    feats: dict[str, float],
+    *,
+    voiced_share: float | None = None,
+    voiced_s: float | None = None,
+    model: dict | None = None,
+) -> VoiceEmotion:
     """The 7-class vote (surprise 0: not in the training data), arousal and valence."""
     model = model or load_model()
     x = np.array([[feats[n] for n in model["features"]]], dtype=float)
@@ -141,7 +148,8 @@ def score(feats: dict[str, float], *, voiced_share: float | None = None,
     p = np.exp(z - z.max())
     p /= p.sum()
     probs = {k: 0.0 for k in BASIC_EMOTIONS} | {
-        k: round(float(v), 4) for k, v in zip(model["classes"], p)}
+        k: round(float(v), 4) for k, v in zip(model["classes"], p)
+    }
     arousal, valence = affect(probs)
     name = f"voice-emotion LR/eGeMAPS ({model['norm']} norm, {model['trained_on']})"
     vote = EmotionVote(probs=probs, reliability=reliability(voiced_share, voiced_s), model=name)

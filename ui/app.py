@@ -25,10 +25,11 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 import gradio as gr  # noqa: E402
 
+from affectlens.agent.schemas import AnalysisResult  # noqa: E402
+from affectlens.agent.textualise import ts  # noqa: E402
 from affectlens.settings import Settings  # noqa: E402
-from agent.schemas import AnalysisResult  # noqa: E402
-from ui import components as cp  # noqa: E402
-from ui import plots  # noqa: E402
+from affectlens.ui import components as cp  # noqa: E402
+from affectlens.ui import plots  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +78,16 @@ CSS = """
 def _friendly(exc: BaseException) -> str:
     """A short message for the page; the traceback goes to the server log only."""
     from affectlens.models import ModelError
-    from tools.media import MediaError
+    from affectlens.tools.media import MediaError
 
     try:
-        from agent.llm import LLMError
+        from affectlens.agent.llm import LLMError
     except Exception:  # noqa: BLE001 - the LLM module may be broken; still report the error
         LLMError = ()  # type: ignore[assignment]  # noqa: N806
-    from agent.store import AnalysisNotFound
+    from affectlens.agent.store import AnalysisNotFound
 
     try:
-        from agent.chat import ChatError
+        from affectlens.agent.chat import ChatError
     except Exception:  # noqa: BLE001 - chat may be missing; its errors then cannot occur
         ChatError = ()  # type: ignore[assignment]  # noqa: N806
     if isinstance(exc, MediaError):
@@ -104,7 +105,7 @@ def _friendly(exc: BaseException) -> str:
 
 
 def _store(settings: Settings):
-    from agent.store import AnalysisStore
+    from affectlens.agent.store import AnalysisStore
 
     return AnalysisStore(settings)
 
@@ -135,8 +136,10 @@ def _thread(user: str | None) -> str:
     return "user-" + hashlib.sha256(user.encode()).hexdigest()[:16]
 
 
-SINGLE_USER_NOTE = ("Single-user mode: this server has no sign-in, so everyone who can open "
-                    "this page sees every stored analysis. Set AFFECTLENS_AUTH to separate users.")
+SINGLE_USER_NOTE = (
+    "Single-user mode: this server has no sign-in, so everyone who can open "
+    "this page sees every stored analysis. Set AFFECTLENS_AUTH to separate users."
+)
 
 
 def _gallery(items: list[tuple[str, str]]) -> list[tuple[Any, str]]:
@@ -158,7 +161,7 @@ def _views(result: AnalysisResult, frames: list[tuple[str, str]]) -> tuple:
 # --- chat ------------------------------------------------------------------------------------
 def _chat_module():
     try:
-        from agent import chat
+        from affectlens.agent import chat
     except ImportError:
         return None
     return chat
@@ -190,13 +193,14 @@ def _answer_text(answer: Any) -> str:
     return str(answer)
 
 
-def chat_stream(analysis_id: str, question: str, settings: Settings,
-                thread: str = "default") -> Iterator[str]:
+def chat_stream(
+    analysis_id: str, question: str, settings: Settings, thread: str = "default"
+) -> Iterator[str]:
     """The answer so far, growing as the chat streams tokens; the final text lists the cues it
     cites with their time, modality and value."""
     chat = _chat_module()
     if chat is None:
-        yield "Chat is not available in this installation (agent.chat is missing)."
+        yield "Chat is not available in this installation (affectlens.agent.chat is missing)."
         return
     text = ""
     for piece in chat.ask_stream(analysis_id, question, settings, thread=thread):
@@ -210,8 +214,10 @@ def chat_stream(analysis_id: str, question: str, settings: Settings,
 def _cited_footer(cues: list) -> str:
     if not cues:
         return ""
-    lines = [f"- **{c.id}** {cp.fmt_time(c.start)}-{cp.fmt_time(c.end)} · {c.modality} · "
-             f"{c.name}: {cp.cue_value(c)}" for c in cues]
+    lines = [
+        f"- **{c.id}** {ts(c.start)}-{ts(c.end)} · {c.modality} · {c.name}: {cp.cue_value(c)}"
+        for c in cues
+    ]
     return "\n\n<small>cited</small>\n\n" + "\n".join(lines)
 
 
@@ -219,13 +225,14 @@ def _cited_footer(cues: list) -> str:
 def dataset_choices() -> list[str]:
     if not DATASETS_DIR.is_dir():
         return []
-    return sorted(str(p.relative_to(DATASETS_DIR.parents[1])) for p in DATASETS_DIR.iterdir()
-                  if p.is_dir())
+    return sorted(
+        str(p.relative_to(DATASETS_DIR.parents[1])) for p in DATASETS_DIR.iterdir() if p.is_dir()
+    )
 
 
 def _eval_runner():
     try:
-        from evals import runner
+        from affectlens.evals import runner
     except ImportError:
         return None
     return runner if hasattr(runner, "run_eval") else None  # pragma: no branch
@@ -237,62 +244,86 @@ def create_app(settings: Settings) -> gr.Blocks:
     with gr.Blocks(title="AffectLens", analytics_enabled=False) as app:
         analysis_id = gr.State(None)  # per browser session
         with gr.Column(elem_id="title"):
-            gr.Markdown("# AffectLens\nWhich emotion does this clip show, and why? "
-                        "Every claim cites the measured cue it rests on.")
+            gr.Markdown(
+                "# AffectLens\nWhich emotion does this clip show, and why? "
+                "Every claim cites the measured cue it rests on."
+            )
             if settings.auth is None:
                 gr.HTML(f'<div class="card-meta">{SINGLE_USER_NOTE}</div>', elem_id="single-user")
         with gr.Tabs() as tabs:
             with gr.Tab("Analyse", id="analyse"):
                 with gr.Row():
                     with gr.Column(scale=4):
-                        video = gr.Video(label="Clip (upload or record)",
-                                         sources=["upload", "webcam"], height=300,
-                                         elem_id="clip")
+                        video = gr.Video(
+                            label="Clip (upload or record)",
+                            sources=["upload", "webcam"],
+                            height=300,
+                            elem_id="clip",
+                        )
                         run_btn = gr.Button("Analyse", variant="primary", elem_id="analyse-btn")
                         progress = gr.HTML(elem_id="progress")
                         error = gr.HTML(elem_id="error")
                     with gr.Column(scale=6):
-                        card = gr.HTML('<div class="card card-meta">Upload a clip and press '
-                                       "<b>Analyse</b>.</div>", elem_id="card")
+                        card = gr.HTML(
+                            '<div class="card card-meta">Upload a clip and press '
+                            "<b>Analyse</b>.</div>",
+                            elem_id="card",
+                        )
                         with gr.Row():
-                            circ = gr.Plot(label="Valence / arousal", elem_id="circumplex",
-                                           scale=2)
-                            frames = gr.Gallery(label="Key frames (detected face)", columns=2,
-                                                height=330, elem_id="frames", scale=3)
+                            circ = gr.Plot(label="Valence / arousal", elem_id="circumplex", scale=2)
+                            frames = gr.Gallery(
+                                label="Key frames (detected face)",
+                                columns=2,
+                                height=330,
+                                elem_id="frames",
+                                scale=3,
+                            )
                 with gr.Row():
                     with gr.Column(scale=6):
-                        timeline = gr.Plot(label="Timeline (cited cues shaded)",
-                                           elem_id="timeline")
+                        timeline = gr.Plot(label="Timeline (cited cues shaded)", elem_id="timeline")
                     with gr.Column(scale=4):
-                        chatbot = gr.Chatbot(label="Ask about this analysis", height=420,
-                                             elem_id="chat", feedback_options=None,
-                                             placeholder="Analyse a clip, then ask e.g. "
-                                             "“Which cue shows the smile?”")
+                        chatbot = gr.Chatbot(
+                            label="Ask about this analysis",
+                            height=420,
+                            elem_id="chat",
+                            feedback_options=None,
+                            placeholder="Analyse a clip, then ask e.g. "
+                            "“Which cue shows the smile?”",
+                        )
                         with gr.Row():
-                            question = gr.Textbox(show_label=False, scale=5,
-                                                  placeholder="Ask a question", elem_id="question")
+                            question = gr.Textbox(
+                                show_label=False,
+                                scale=5,
+                                placeholder="Ask a question",
+                                elem_id="question",
+                            )
                             ask_btn = gr.Button("Ask", scale=1, elem_id="ask-btn")
 
             with gr.Tab("History", id="history"):
                 with gr.Row():
-                    past = gr.Dropdown(label="Past analyses", choices=[], scale=5,
-                                       elem_id="past")
+                    past = gr.Dropdown(label="Past analyses", choices=[], scale=5, elem_id="past")
                     refresh_btn = gr.Button("Refresh", scale=1)
                     open_btn = gr.Button("Open", variant="primary", scale=1, elem_id="open-btn")
-                    delete_btn = gr.Button("Delete", variant="stop", scale=1,
-                                           elem_id="delete-btn")
+                    delete_btn = gr.Button("Delete", variant="stop", scale=1, elem_id="delete-btn")
                 history_note = gr.HTML()
 
             with gr.Tab("Evals", id="evals"):
                 with gr.Row():
-                    dataset = gr.Dropdown(label="Dataset", choices=dataset_choices(),
-                                          value=(dataset_choices() or [None])[0], scale=3)
+                    dataset = gr.Dropdown(
+                        label="Dataset",
+                        choices=dataset_choices(),
+                        value=(dataset_choices() or [None])[0],
+                        scale=3,
+                    )
                     dataset_path = gr.Textbox(label="…or a dataset folder", scale=3)
                     eval_btn = gr.Button("Run eval", variant="primary", scale=1)
                 eval_note = gr.HTML(
-                    "" if _eval_runner() else
-                    '<div class="error-box">The eval runner (<code>evals.runner.run_eval</code>) '
-                    "is not installed yet; use <code>affectlens eval</code> when it is.</div>")
+                    ""
+                    if _eval_runner()
+                    else '<div class="error-box">The eval runner '
+                    "(<code>evals.runner.run_eval</code>) is not installed yet; use "
+                    "<code>affectlens eval</code> when it is.</div>"
+                )
                 metrics = gr.Dataframe(label="Metrics", interactive=False)
                 eval_plots = gr.Gallery(label="Plots", columns=3, height=320)
                 report = gr.File(label="Report")
@@ -303,18 +334,25 @@ def create_app(settings: Settings) -> gr.Blocks:
             empty = (None, None, None, [])
             if not path:
                 gr.Warning("Choose a clip first.")
-                yield ("", cp.error_box("no file chosen"), gr.skip(), *empty[1:], gr.skip(),
-                       current)
+                yield (
+                    "",
+                    cp.error_box("no file chosen"),
+                    gr.skip(),
+                    *empty[1:],
+                    gr.skip(),
+                    current,
+                )
                 return
             events: queue.Queue = queue.Queue()
             box: dict[str, Any] = {}
 
             def work() -> None:
-                from agent.run import analyze
+                from affectlens.agent.run import analyze
 
                 try:
                     box["result"] = analyze(
-                        path, settings, on_stage=lambda s, st, sec: events.put((s, st, sec)))
+                        path, settings, on_stage=lambda s, st, sec: events.put((s, st, sec))
+                    )
                 except BaseException as exc:  # noqa: BLE001 - shown to the user below
                     box["error"] = exc
 
@@ -334,8 +372,10 @@ def create_app(settings: Settings) -> gr.Blocks:
                 except queue.Empty:
                     pass
                 now = time.perf_counter()
-                rows = [(s, st, sec if st != "start" else now - began)
-                        for s, (st, sec, began) in stages.items()]
+                rows = [
+                    (s, st, sec if st != "start" else now - began)
+                    for s, (st, sec, began) in stages.items()
+                ]
                 if first:
                     yield (cp.progress_html(rows, now - t0), "", loading, *empty[1:], [], None)
                     first = False
@@ -347,8 +387,14 @@ def create_app(settings: Settings) -> gr.Blocks:
             if "error" in box:
                 message = _friendly(box["error"])
                 gr.Warning(message)
-                yield (cp.progress_html(rows, total, "(stopped)"), cp.error_box(message),
-                       cp.result_card_placeholder("No result."), *empty[1:], [], None)
+                yield (
+                    cp.progress_html(rows, total, "(stopped)"),
+                    cp.error_box(message),
+                    cp.result_card_placeholder("No result."),
+                    *empty[1:],
+                    [],
+                    None,
+                )
                 return
             result: AnalysisResult = box["result"]
             if user is not None:
@@ -365,15 +411,20 @@ def create_app(settings: Settings) -> gr.Blocks:
             warnings = _saved_warnings(settings, result)
             for w in warnings:
                 gr.Warning(w)
-            yield (cp.progress_html(rows, total, note), cp.warning_box(warnings),
-                   *_views(result, keys), [], result.id)
+            yield (
+                cp.progress_html(rows, total, note),
+                cp.warning_box(warnings),
+                *_views(result, keys),
+                [],
+                result.id,
+            )
 
         outputs = [progress, error, card, circ, timeline, frames, chatbot, analysis_id]
-        run_btn.click(analyse, [video, analysis_id], outputs, concurrency_limit=1,
-                      concurrency_id="analysis")
+        run_btn.click(
+            analyse, [video, analysis_id], outputs, concurrency_limit=1, concurrency_id="analysis"
+        )
 
-        def ask(q: str, messages: list[dict], current: str | None,
-                request: gr.Request = None):
+        def ask(q: str, messages: list[dict], current: str | None, request: gr.Request = None):
             user = _user(settings, request)
             q = (q or "").strip()
             messages = list(messages or [])
@@ -382,8 +433,12 @@ def create_app(settings: Settings) -> gr.Blocks:
                 return
             messages.append({"role": "user", "content": q})
             if not current:
-                messages.append({"role": "assistant",
-                                 "content": "Analyse a clip (or open one in History) first."})
+                messages.append(
+                    {
+                        "role": "assistant",
+                        "content": "Analyse a clip (or open one in History) first.",
+                    }
+                )
                 yield messages, ""
                 return
             messages.append({"role": "assistant", "content": "…"})
@@ -398,16 +453,23 @@ def create_app(settings: Settings) -> gr.Blocks:
                 yield messages, ""
 
         for trigger in (ask_btn.click, question.submit):
-            trigger(ask, [question, chatbot, analysis_id], [chatbot, question],
-                    concurrency_limit=1, concurrency_id="llm")
+            trigger(
+                ask,
+                [question, chatbot, analysis_id],
+                [chatbot, question],
+                concurrency_limit=1,
+                concurrency_id="llm",
+            )
 
         def list_past(request: gr.Request = None):
             try:
                 items = _store(settings).list_for(_user(settings, request))
             except Exception as exc:  # noqa: BLE001
                 return gr.update(choices=[]), cp.error_box(_friendly(exc))
-            choices = [(f"{a.created:%Y-%m-%d %H:%M} · {a.label or '(no label)'} · "
-                        f"{a.file_name}", a.id) for a in items]
+            choices = [
+                (f"{a.created:%Y-%m-%d %H:%M} · {a.label or '(no label)'} · {a.file_name}", a.id)
+                for a in items
+            ]
             note = "" if choices else '<div class="card-meta">No analyses stored yet.</div>'
             return gr.update(choices=choices, value=choices[0][1] if choices else None), note
 
@@ -418,20 +480,38 @@ def create_app(settings: Settings) -> gr.Blocks:
             user = _user(settings, request)
             # 10 outputs: progress, error, card, circ, timeline, frames, chatbot, id, note, tabs
             if not chosen:
-                return (gr.skip(),) * 7 + (current, cp.error_box("pick an analysis"),
-                                           gr.skip())
+                return (gr.skip(),) * 7 + (current, cp.error_box("pick an analysis"), gr.skip())
             try:
                 result = _store(settings).get_for(chosen, user)
             except Exception as exc:  # noqa: BLE001 - missing or unreadable file
                 return (gr.skip(),) * 7 + (current, cp.error_box(_friendly(exc)), gr.skip())
             keys = cp.stored_key_frames(_frames_dir(settings, result.id))
-            return ("", "", *_views(result, keys), _history(result.id, settings, _thread(user)),
-                    result.id, "",
-                    gr.Tabs(selected="analyse"))
+            return (
+                "",
+                "",
+                *_views(result, keys),
+                _history(result.id, settings, _thread(user)),
+                result.id,
+                "",
+                gr.Tabs(selected="analyse"),
+            )
 
-        open_btn.click(reopen, [past, analysis_id],
-                       [progress, error, card, circ, timeline, frames, chatbot, analysis_id,
-                        history_note, tabs])
+        open_btn.click(
+            reopen,
+            [past, analysis_id],
+            [
+                progress,
+                error,
+                card,
+                circ,
+                timeline,
+                frames,
+                chatbot,
+                analysis_id,
+                history_note,
+                tabs,
+            ],
+        )
 
         def delete(chosen: str | None, current: str | None, request: gr.Request = None):
             """Remove the chosen analysis and everything kept for it (owner only)."""
@@ -466,8 +546,13 @@ def create_app(settings: Settings) -> gr.Blocks:
             except Exception as exc:  # noqa: BLE001
                 raise gr.Error(_friendly(exc)) from exc
 
-        eval_btn.click(run_eval, [dataset, dataset_path], [metrics, eval_plots, report, eval_note],
-                       concurrency_limit=1, concurrency_id="analysis")
+        eval_btn.click(
+            run_eval,
+            [dataset, dataset_path],
+            [metrics, eval_plots, report, eval_note],
+            concurrency_limit=1,
+            concurrency_id="analysis",
+        )
     return app
 
 
@@ -487,8 +572,10 @@ def eval_folder(choice: str | None, typed: str | None, settings: Settings) -> Pa
         raise ValueError("Choose a dataset.")
     roots = eval_roots(settings)
     if not any(folder == r or folder.is_relative_to(r) for r in roots):
-        raise ValueError("Only folders under the configured dataset roots can be evaluated "
-                         f"(eval_roots: {', '.join(str(r) for r in roots)}).")
+        raise ValueError(
+            "Only folders under the configured dataset roots can be evaluated "
+            f"(eval_roots: {', '.join(str(r) for r in roots)})."
+        )
     if not folder.is_dir():
         raise ValueError(f"Not a dataset folder: {folder.name}")
     return folder
@@ -496,7 +583,7 @@ def eval_folder(choice: str | None, typed: str | None, settings: Settings) -> Pa
 
 def _eval_outputs(runner, folder: Path, settings: Settings, progress) -> tuple:
     """Run ``evals.runner.run_eval`` and turn its results into a table, plots and a download."""
-    from evals.datasets import load_dataset
+    from affectlens.evals.datasets import load_dataset
 
     dataset = load_dataset(folder)
     total = max(len(dataset.samples), 1)
@@ -509,14 +596,19 @@ def _eval_outputs(runner, folder: Path, settings: Settings, progress) -> tuple:
 
     results = runner.run_eval(dataset, settings, out_dir, progress=say)
     m = results.get("metrics", {})
-    rows = [[name, _num(ci.get("value")), _num(ci.get("lo")), _num(ci.get("hi"))]
-            for name, ci in (m.get("headline") or {}).items()]
+    rows = [
+        [name, _num(ci.get("value")), _num(ci.get("lo")), _num(ci.get("hi"))]
+        for name, ci in (m.get("headline") or {}).items()
+    ]
     table = {"headers": ["metric", "value", "95% low", "95% high"], "data": rows or [["-"] * 4]}
     plots_ = _gallery([(str(p), p.stem) for p in sorted(out_dir.glob("*.png"))])
-    report = next((str(p) for p in (out_dir / "report.md", out_dir / "results.json")
-                   if p.is_file()), None)
-    note = (f'<div class="card-meta">{m.get("scored", 0)} of {m.get("n", 0)} samples scored '
-            f'({m.get("failed", 0)} failed); report in {cp.escape(str(out_dir))}</div>')
+    report = next(
+        (str(p) for p in (out_dir / "report.md", out_dir / "results.json") if p.is_file()), None
+    )
+    note = (
+        f'<div class="card-meta">{m.get("scored", 0)} of {m.get("n", 0)} samples scored '
+        f"({m.get('failed', 0)} failed); report in {cp.escape(str(out_dir))}</div>"
+    )
     return table, plots_, report, note
 
 
@@ -542,8 +634,10 @@ def check_exposure(settings: Settings) -> str | None:
             "it could read every analysis. Set AFFECTLENS_AUTH=user:password (or `auth` in "
             "config.toml), bind 127.0.0.1, or pass --allow-remote-without-auth."
         )
-    return (f"WARNING: serving on {settings.host} WITHOUT authentication: anyone who can reach "
-            "this port can upload files and read every stored analysis.")
+    return (
+        f"WARNING: serving on {settings.host} WITHOUT authentication: anyone who can reach "
+        "this port can upload files and read every stored analysis."
+    )
 
 
 def serve(settings: Settings, *, block: bool = True, quiet: bool = False) -> tuple[gr.Blocks, str]:
@@ -558,9 +652,17 @@ def serve(settings: Settings, *, block: bool = True, quiet: bool = False) -> tup
     app = create_app(settings)
     app.queue(default_concurrency_limit=2)
     app.launch(
-        server_name=settings.host, server_port=settings.port, auth=auth,
-        max_file_size=int(settings.max_upload_mb * 1024 * 1024), prevent_thread_lock=not block,
-        quiet=quiet, css=CSS, theme=gr.themes.Soft(), footer_links=[], ssr_mode=False,
-        show_error=False, allowed_paths=[str(settings.data_dir / "ui" / "evals")],
+        server_name=settings.host,
+        server_port=settings.port,
+        auth=auth,
+        max_file_size=int(settings.max_upload_mb * 1024 * 1024),
+        prevent_thread_lock=not block,
+        quiet=quiet,
+        css=CSS,
+        theme=gr.themes.Soft(),
+        footer_links=[],
+        ssr_mode=False,
+        show_error=False,
+        allowed_paths=[str(settings.data_dir / "ui" / "evals")],
     )
     return app, app.local_url

@@ -58,8 +58,11 @@ def library_output(settings: Settings, verbose: bool) -> Iterator[IO[str]]:
         own = sys.stderr.fileno() == 2
     except (AttributeError, OSError, ValueError):
         own = False
-    terminal = (os.fdopen(os.dup(saved), "w", encoding="utf-8", errors="replace", buffering=1)
-                if own else sys.stderr)
+    terminal = (
+        os.fdopen(os.dup(saved), "w", encoding="utf-8", errors="replace", buffering=1)
+        if own
+        else sys.stderr
+    )
     os.dup2(log.fileno(), 2)
     handler = logging.StreamHandler(log)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -109,7 +112,9 @@ def models_assemble(
     failed = False
     for st in models.assemble_all(settings.model_dir, force=force):
         mark = "ok " if st.state == "present" else "ERR"
-        typer.echo(f"[{mark}] {st.name:22s} {st.path}" + (f"\n      {st.detail}" if st.detail else ""))
+        typer.echo(
+            f"[{mark}] {st.name:22s} {st.path}" + (f"\n      {st.detail}" if st.detail else "")
+        )
         failed |= st.state != "present" and models.REGISTRY[st.name].default
     raise typer.Exit(1 if failed else 0)
 
@@ -125,22 +130,31 @@ def models_record(names: list[str] = typer.Argument(None)) -> None:
 
 @app.command()
 def ui(
-    host: Optional[str] = typer.Option(None, "--host", help="Interface to bind (default 127.0.0.1)."),
+    host: Optional[str] = typer.Option(
+        None, "--host", help="Interface to bind (default 127.0.0.1)."
+    ),
     port: Optional[int] = typer.Option(None, "--port", help="Port (default 7860)."),
     allow_remote_without_auth: bool = typer.Option(
-        False, "--allow-remote-without-auth",
+        False,
+        "--allow-remote-without-auth",
         help="Serve a non-loopback --host without auth (warned). Auth itself is set with "
-        "AFFECTLENS_AUTH or `auth` in config.toml, never on the command line."),
+        "AFFECTLENS_AUTH or `auth` in config.toml, never on the command line.",
+    ),
     max_upload_mb: Optional[float] = typer.Option(None, "--max-upload-mb", help="Upload limit."),
     llm_model: Optional[str] = typer.Option(None, "--llm-model", help="LLM to reason with."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where analyses are stored."),
 ) -> None:
     """Start the web app (Gradio): analyse a clip, read the cited result, chat, evals."""
-    from ui.app import ExposureError, serve
+    from affectlens.ui.app import ExposureError, serve
 
-    settings = _settings(host=host, port=port, max_upload_mb=max_upload_mb,
-                         llm_model=llm_model, data_dir=data_dir,
-                         allow_remote_without_auth=allow_remote_without_auth or None)
+    settings = _settings(
+        host=host,
+        port=port,
+        max_upload_mb=max_upload_mb,
+        llm_model=llm_model,
+        data_dir=data_dir,
+        allow_remote_without_auth=allow_remote_without_auth or None,
+    )
     try:
         serve(settings, block=True)
     except ExposureError as exc:
@@ -155,13 +169,15 @@ def bench(
     out: Optional[Path] = typer.Option(Path("bench.json"), "--out", help="JSON report."),
     llm_model: Optional[str] = typer.Option(None, "--llm-model", help="LLM to reason with."),
     devices: Optional[str] = typer.Option(
-        None, "--devices", help="'cpu', 'cuda' or 'cpu,cuda' (default: cpu, plus cuda if present)."),
+        None, "--devices", help="'cpu', 'cuda' or 'cpu,cuda' (default: cpu, plus cuda if present)."
+    ),
     markdown: Optional[Path] = typer.Option(
-        None, "--markdown", help="Also update the table in this Markdown file (docs/bench.md)."),
+        None, "--markdown", help="Also update the table in this Markdown file (docs/bench.md)."
+    ),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Clip cache and bench store."),
 ) -> None:
     """Time every stage on real clips of several lengths, cold and warm; print the table."""
-    from evals import bench as bn
+    from affectlens.evals import bench as bn
 
     try:
         secs = tuple(float(x) for x in lengths.split(",") if x.strip())
@@ -181,28 +197,39 @@ def bench(
 @app.command("eval")
 def eval_cmd(
     dataset: Optional[Path] = typer.Argument(
-        None, help="Dataset folder with manifest.jsonl/.csv, or a MELD/EMER label CSV."),
-    out: Path = typer.Option(Path("eval-results"), "--out", help="Folder for results.json + report."),
+        None, help="Dataset folder with manifest.jsonl/.csv, or a MELD/EMER label CSV."
+    ),
+    out: Path = typer.Option(
+        Path("eval-results"), "--out", help="Folder for results.json + report."
+    ),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N samples."),
     robustness: bool = typer.Option(
-        False, "--robustness", help="Also re-reason without audio / video / transcript."),
-    judge: bool = typer.Option(True, "--judge/--no-judge", help="Score explanations with the LLM judge."),
+        False, "--robustness", help="Also re-reason without audio / video / transcript."
+    ),
+    judge: bool = typer.Option(
+        True, "--judge/--no-judge", help="Score explanations with the LLM judge."
+    ),
     judge_backend: Optional[str] = typer.Option(
-        None, "--judge-backend", help="embedded | openai | transformers (default: the LLM's)."),
+        None, "--judge-backend", help="embedded | openai | transformers (default: the LLM's)."
+    ),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Judge model."),
     llm_model: Optional[str] = typer.Option(None, "--llm-model", help="LLM to reason with."),
     resamples: int = typer.Option(1000, "--resamples", min=0, help="Bootstrap resamples."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
     report_only: Optional[Path] = typer.Option(
-        None, "--report-only", help="Only rebuild the report from DIR/results.json."),
+        None, "--report-only", help="Only rebuild the report from DIR/results.json."
+    ),
     witnesses: bool = typer.Option(
-        False, "--witnesses", help="Score the witnesses and the fusion on every shared set "
-        "(held-out speakers, no LLM; scripts/fit_recognition.py --dry-run)."),
+        False,
+        "--witnesses",
+        help="Score the witnesses and the fusion on every shared set "
+        "(held-out speakers, no LLM; scripts/fit_recognition.py --dry-run).",
+    ),
     model_dir: Optional[Path] = ModelDir,
 ) -> None:
     """Evaluate recognition, explanations, grounding, calibration (and robustness) on a dataset;
     write results.json and report.md with plots."""
-    from evals.report import write_report
+    from affectlens.evals.report import write_report
 
     if witnesses:
         import importlib.util
@@ -223,25 +250,42 @@ def eval_cmd(
     if dataset is None:
         raise typer.BadParameter("give a DATASET (or --report-only DIR)")
     if judge_backend not in (None, "embedded", "openai", "transformers"):
-        raise typer.BadParameter(f"--judge-backend: embedded, openai or transformers, not {judge_backend!r}")
-    from evals.datasets import DatasetError, load_dataset
-    from evals.runner import run_eval
+        raise typer.BadParameter(
+            f"--judge-backend: embedded, openai or transformers, not {judge_backend!r}"
+        )
+    from affectlens.evals.datasets import DatasetError, load_dataset
+    from affectlens.evals.runner import run_eval
 
-    settings = _settings(judge_backend=judge_backend, judge_model=judge_model,
-                         llm_model=llm_model, model_dir=model_dir)
+    settings = _settings(
+        judge_backend=judge_backend,
+        judge_model=judge_model,
+        llm_model=llm_model,
+        model_dir=model_dir,
+    )
     try:
         data = load_dataset(dataset)
     except DatasetError as exc:
         typer.echo(f"dataset error: {exc}", err=True)
         raise typer.Exit(2)
-    results = run_eval(data, settings, out, limit=limit, robustness=robustness, use_judge=judge,
-                       resamples=resamples, seed=seed, progress=typer.echo)
+    results = run_eval(
+        data,
+        settings,
+        out,
+        limit=limit,
+        robustness=robustness,
+        use_judge=judge,
+        resamples=resamples,
+        seed=seed,
+        progress=typer.echo,
+    )
     m = results["metrics"]
     typer.echo(f"scored {m['scored']}/{m['n']}")
     for name, fig in m.get("headline", {}).items():
-        typer.echo(f"  {name:26s} {fig['value']:.3f}  [{fig['lo']:.3f}, {fig['hi']:.3f}]"
-                   if fig["value"] == fig["value"] and fig["lo"] == fig["lo"]
-                   else f"  {name:26s} {fig['value']}")
+        typer.echo(
+            f"  {name:26s} {fig['value']:.3f}  [{fig['lo']:.3f}, {fig['hi']:.3f}]"
+            if fig["value"] == fig["value"] and fig["lo"] == fig["lo"]
+            else f"  {name:26s} {fig['value']}"
+        )
     typer.echo(f"report: {Path(out) / 'report.md'}")
 
 
@@ -252,26 +296,32 @@ def analyze(
     llm_model: Optional[str] = typer.Option(None, "--llm-model", help="LLM to reason with."),
     frame_rate: Optional[float] = typer.Option(None, "--frame-rate", help="Frames per second."),
     without: list[str] = typer.Option(
-        [], "--without", help="Leave a modality out: face, speech, voice, scene (repeatable)."),
+        [], "--without", help="Leave a modality out: face, speech, voice, scene (repeatable)."
+    ),
     no_save: bool = typer.Option(False, "--no-save", help="Do not store the result."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where analyses are stored."),
     model_dir: Optional[Path] = ModelDir,
     verbose: bool = typer.Option(
-        False, "--verbose", "-v", help="Show the libraries' own logs on the terminal (else they "
-        "go to DATA_DIR/logs/affectlens.log)."),
+        False,
+        "--verbose",
+        "-v",
+        help="Show the libraries' own logs on the terminal (else they "
+        "go to DATA_DIR/logs/affectlens.log).",
+    ),
 ) -> None:
     """Explain the emotion in one clip: compound label, cited explanation, per-modality status."""
     from rich.console import Console
 
-    from agent.run import analyze as run_analyze
-    from agent.schemas import MODALITIES
-    from tools.media import MediaError
+    from affectlens.agent.run import analyze as run_analyze
+    from affectlens.agent.schemas import MODALITIES
+    from affectlens.tools.media import MediaError
 
     bad = [m for m in without if m not in MODALITIES]
     if bad:
         raise typer.BadParameter(f"--without takes {', '.join(MODALITIES)}, not {', '.join(bad)}")
-    settings = _settings(llm_model=llm_model, frame_rate=frame_rate, data_dir=data_dir,
-                         model_dir=model_dir)
+    settings = _settings(
+        llm_model=llm_model, frame_rate=frame_rate, data_dir=data_dir, model_dir=model_dir
+    )
     with library_output(settings, verbose) as terminal:
         err = Console(file=terminal)
 
@@ -280,8 +330,9 @@ def analyze(
                 err.print(f"[dim]{stage:10s} {status:6s} {seconds:6.1f} s[/dim]")
 
         try:
-            result = run_analyze(clip, settings, on_stage=progress, without=without,
-                                 save=not no_save)
+            result = run_analyze(
+                clip, settings, on_stage=progress, without=without, save=not no_save
+            )
         except MediaError as exc:
             err.print(f"[red]cannot analyse {clip}:[/red] {exc}")
             raise typer.Exit(2)
@@ -294,27 +345,27 @@ def analyze(
 
 def _print_result(result, console) -> None:
     """Label, numbers, the explanation with every cited cue written out, modalities, timings."""
-    import re
-
     from rich.table import Table
 
-    from agent.textualise import cue_line
+    from affectlens.agent.citations import LOOSE_CITATION, cited_ids
+    from affectlens.agent.textualise import cue_line
 
     r = result.reading
     console.rule(f"[bold]{result.media.file_name}[/bold]  ({result.id})")
     if r is None:
         console.print(f"[red]no reading:[/red] {result.error}")
     else:
-        console.print(f"[bold green]{r.label}[/bold green]  confidence {r.confidence:.2f}  "
-                      f"valence {r.valence:+.2f}  arousal {r.arousal:+.2f}")
+        console.print(
+            f"[bold green]{r.label}[/bold green]  confidence {r.confidence:.2f}  "
+            f"valence {r.valence:+.2f}  arousal {r.arousal:+.2f}"
+        )
         top = sorted(r.probabilities.items(), key=lambda kv: -kv[1])[:3]
         console.print("probabilities: " + ", ".join(f"{k} {v:.2f}" for k, v in top))
         cues = {c.id: c for c in result.cues}
         console.print("\n[bold]Explanation[/bold]")
         for sentence in r.explanation:
             console.print(f"  {sentence}", markup=False)
-            for cid in dict.fromkeys(re.findall(r"[A-Z]\d+", " ".join(
-                    re.findall(r"\[([^\]]+)\]", sentence)))):
+            for cid in cited_ids(sentence, LOOSE_CITATION):
                 line = cue_line(cues[cid]) if cid in cues else f"{cid}: not a cue of this clip"
                 console.print(f"    [dim]{line}[/dim]", highlight=False)
         if r.conflicts:
@@ -322,21 +373,28 @@ def _print_result(result, console) -> None:
     f = getattr(result, "fusion", None)
     if f is not None:
         ranked = sorted(f.probs.items(), key=lambda kv: -kv[1])[:3]
-        console.print(f"fused witnesses ({', '.join(f'{m} w={w:.2f}' for m, w in f.weights.items())}"
-                      f"): " + ", ".join(f"{k} {v:.2f}" for k, v in ranked)
-                      + f"; decision: {f.decision}")
+        console.print(
+            f"fused witnesses ({', '.join(f'{m} w={w:.2f}' for m, w in f.weights.items())}"
+            f"): " + ", ".join(f"{k} {v:.2f}" for k, v in ranked) + f"; decision: {f.decision}"
+        )
         if f.conflict:
             console.print(f"[bold yellow]conflict:[/bold yellow] {f.conflict}", highlight=False)
     v = result.verification
-    console.print(f"\nverification: {'grounded' if v.grounded else 'NOT grounded'}, "
-                  f"{v.rounds} round(s), {len(v.fixed)} fixed, {len(v.problems)} left")
+    console.print(
+        f"\nverification: {'grounded' if v.grounded else 'NOT grounded'}, "
+        f"{v.rounds} round(s), {len(v.fixed)} fixed, {len(v.problems)} left"
+    )
     for p in v.problems:
         console.print(f"  [yellow]- {p}[/yellow]", markup=True, highlight=False)
     for d in v.dropped_claims:  # cut from the explanation: named what its cues do not show
-        console.print(f"  - cut: {d.text} ({'; '.join(d.reasons)})", style="yellow",
-                      markup=False, highlight=False)
+        console.print(
+            f"  - cut: {d.text} ({'; '.join(d.reasons)})",
+            style="yellow",
+            markup=False,
+            highlight=False,
+        )
     table = Table("modality", "status", "account", show_lines=False)
-    for acc in (r.modalities if r else []):
+    for acc in r.modalities if r else []:
         table.add_row(acc.modality, acc.status, acc.summary)
     console.print(table)
     console.print("timings: " + ", ".join(f"{k} {s:.1f}s" for k, s in result.timings.items()))
@@ -346,7 +404,8 @@ def _print_result(result, console) -> None:
 def chat(
     analysis_id: str = typer.Argument(..., help="A stored analysis (see `affectlens history`)."),
     question: Optional[str] = typer.Argument(
-        None, help="Ask once and exit; without it, read questions from stdin until EOF/'exit'."),
+        None, help="Ask once and exit; without it, read questions from stdin until EOF/'exit'."
+    ),
     thread: str = typer.Option("default", "--thread", help="Conversation name."),
     llm_model: Optional[str] = typer.Option(None, "--llm-model", help="LLM to answer with."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where analyses are stored."),
@@ -357,16 +416,17 @@ def chat(
 
     from rich.console import Console
 
-    from agent.chat import ChatError, ask_stream
-    from agent.store import AnalysisNotFound, AnalysisStore
+    from affectlens.agent.chat import ChatError, ask_stream
+    from affectlens.agent.store import AnalysisNotFound, AnalysisStore
 
     settings = _settings(llm_model=llm_model, data_dir=data_dir, model_dir=model_dir)
     out, err = Console(), Console(stderr=True)
     try:
         AnalysisStore(settings, index=False).get(analysis_id)
     except AnalysisNotFound as exc:
-        err.print(f"[red]{exc.args[0] if exc.args else exc}[/red]; list them with "
-                  "`affectlens history`")
+        err.print(
+            f"[red]{exc.args[0] if exc.args else exc}[/red]; list them with `affectlens history`"
+        )
         raise typer.Exit(2)
 
     def one(q: str) -> None:
@@ -415,28 +475,32 @@ def _stdin_questions(prompt: bool):
 
 def _print_answer(answer, console) -> None:
     """The final text when it differs from the streamed one, then tool, cues and checks."""
-    from agent.textualise import cue_line
+    from affectlens.agent.textualise import cue_line
 
     if answer.error or answer.unknown_cues:
         console.print(answer.text, markup=False, highlight=False)
     if answer.tool != "answer":
         console.print(f"[dim]tool: {answer.tool} {answer.arguments}[/dim]", highlight=False)
     if answer.counterfactual is not None:
-        console.print(f"[bold]without the {answer.without}:[/bold] "
-                      f"{answer.counterfactual.label}", highlight=False)
+        console.print(
+            f"[bold]without the {answer.without}:[/bold] {answer.counterfactual.label}",
+            highlight=False,
+        )
     for c in answer.new_cues:
         console.print(f"  [cyan]new[/cyan] {cue_line(c)}", markup=True, highlight=False)
     for c in answer.cues:
         console.print(f"  [dim]{cue_line(c)}[/dim]", highlight=False)
     if answer.unknown_cues:
-        console.print(f"[yellow]removed unknown citations: {', '.join(answer.unknown_cues)}"
-                      "[/yellow]")
+        console.print(
+            f"[yellow]removed unknown citations: {', '.join(answer.unknown_cues)}[/yellow]"
+        )
 
 
 @app.command()
 def history(
     analysis_id: Optional[str] = typer.Argument(
-        None, help="Show this analysis's threads (or one thread with --thread)."),
+        None, help="Show this analysis's threads (or one thread with --thread)."
+    ),
     thread: Optional[str] = typer.Option(None, "--thread", help="Print this thread's messages."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where analyses are stored."),
 ) -> None:
@@ -444,8 +508,8 @@ def history(
     from rich.console import Console
     from rich.table import Table
 
-    from agent import chat as ch
-    from agent.store import AnalysisNotFound, AnalysisStore
+    from affectlens.agent import chat as ch
+    from affectlens.agent.store import AnalysisNotFound, AnalysisStore
 
     settings = _settings(data_dir=data_dir)
     console = Console()
@@ -456,8 +520,13 @@ def history(
             return
         table = Table("id", "created", "label", "file", "threads")
         for a in rows:
-            table.add_row(a.id, a.created.strftime("%Y-%m-%d %H:%M"), a.label or "-",
-                          a.file_name, ", ".join(ch.threads(a.id, settings)) or "-")
+            table.add_row(
+                a.id,
+                a.created.strftime("%Y-%m-%d %H:%M"),
+                a.label or "-",
+                a.file_name,
+                ", ".join(ch.threads(a.id, settings)) or "-",
+            )
         console.print(table)
         return
     try:
@@ -470,8 +539,7 @@ def history(
     label = result.reading.label if result.reading else f"no reading ({result.error})"
     console.rule(f"[bold]{result.media.file_name}[/bold]  ({result.id}): {label}")
     if not names:
-        console.print("no chat threads yet; start one with "
-                      f"`affectlens chat {analysis_id} \"why?\"`")
+        console.print(f'no chat threads yet; start one with `affectlens chat {analysis_id} "why?"`')
     for n in names:
         console.print(f"[bold]thread {n}[/bold] ({len(turns[n])} messages)")
         for m in turns[n]:
@@ -488,7 +556,7 @@ def delete(
 ) -> None:
     """Delete analyses and everything kept for them: the JSON, the similarity-index entry, the
     chat threads and the key frames."""
-    from agent.store import AnalysisNotFound, AnalysisStore
+    from affectlens.agent.store import AnalysisNotFound, AnalysisStore
 
     store = AnalysisStore(_settings(data_dir=data_dir))
     missing = False

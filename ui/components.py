@@ -6,15 +6,16 @@ is untrusted: it goes through ``html.escape`` before it reaches the page.
 
 from __future__ import annotations
 
-import re
 import subprocess
 from html import escape
 from pathlib import Path
 
 import numpy as np
 
-from agent.schemas import MODALITIES, AnalysisResult, Cue
-from ui.plots import MODALITY_COLOURS
+from affectlens.agent.citations import CITATION, CUE_ID
+from affectlens.agent.schemas import MODALITIES, AnalysisResult, Cue
+from affectlens.agent.textualise import ts
+from affectlens.ui.plots import MODALITY_COLOURS
 
 STAGE_NAMES = {
     "probe": "probe the file",
@@ -28,15 +29,7 @@ STAGE_NAMES = {
     "verify": "verification",
     "store": "store",
 }
-_CITATION = re.compile(r"\[([A-Z]\d+(?:\s*[,;]\s*[A-Z]?\d+)*)\]")
-_ID = re.compile(r"[A-Z]\d+")
 KEY_FRAMES = 4
-
-
-def fmt_time(t: float) -> str:
-    """Seconds as mm:ss.s, the format the cues use."""
-    m, s = divmod(max(t, 0.0), 60)
-    return f"{int(m):02d}:{s:04.1f}"
 
 
 def cue_value(cue: Cue) -> str:
@@ -52,7 +45,7 @@ def chip(cue: Cue | None, cue_id: str) -> str:
     """A cue id as a chip: hovering (title) or focusing it reveals time, modality and value."""
     if cue is None:  # cited but unknown: verification flags it, the page shows it plainly
         return f'<span class="chip chip-unknown" title="no such cue">{escape(cue_id)}</span>'
-    span = f"{fmt_time(cue.start)}-{fmt_time(cue.end)}"
+    span = f"{ts(cue.start)}-{ts(cue.end)}"
     detail = f"{span} · {cue.modality} · {cue.name}: {cue_value(cue)}"
     colour = MODALITY_COLOURS.get(cue.modality, "#888")
     return (
@@ -65,9 +58,9 @@ def chip(cue: Cue | None, cue_id: str) -> str:
 def with_chips(sentence: str, cues: dict[str, Cue]) -> str:
     """Escape a sentence and turn each bracketed citation into chips."""
     out, last = [], 0
-    for m in _CITATION.finditer(sentence):
+    for m in CITATION.finditer(sentence):
         out.append(escape(sentence[last : m.start()]))
-        out.append("".join(chip(cues.get(i), i) for i in _ID.findall(m.group(1))))
+        out.append("".join(chip(cues.get(i), i) for i in CUE_ID.findall(m.group(1))))
         last = m.end()
     out.append(escape(sentence[last:]))
     return "".join(out)
@@ -94,9 +87,7 @@ def result_card(result: AnalysisResult) -> str:
         )
     conf = round(reading.confidence * 100)
     probs = sorted(reading.probabilities.items(), key=lambda kv: kv[1], reverse=True)[:4]
-    prob_html = "".join(
-        f'<span class="prob">{escape(k)} {v:.0%}</span>' for k, v in probs if v > 0
-    )
+    prob_html = "".join(f'<span class="prob">{escape(k)} {v:.0%}</span>' for k, v in probs if v > 0)
     explanation = "".join(f"<li>{with_chips(s, cues)}</li>" for s in reading.explanation)
     ver = result.verification
     grounded = (
@@ -106,7 +97,8 @@ def result_card(result: AnalysisResult) -> str:
     )
     problems = "".join(f"<li>{escape(p)}</li>" for p in ver.problems) + "".join(
         f"<li>Cut: {escape(d.text)} ({escape('; '.join(d.reasons))})</li>"
-        for d in ver.dropped_claims)
+        for d in ver.dropped_claims
+    )
     conflicts = " ".join(chip(cues.get(i), i) for i in reading.conflicts)
     return (
         f'<div class="card">{head}'
@@ -117,8 +109,12 @@ def result_card(result: AnalysisResult) -> str:
         f'<div class="card-probs">{prob_html}</div>'
         f'<h4>Why</h4><ul class="explanation">{explanation}</ul>'
         + (f'<div class="conflicts">Conflicting cues: {conflicts}</div>' if conflicts else "")
-        + (f'<details class="problems"><summary>Verification notes</summary><ul>{problems}</ul>'
-           "</details>" if problems else "")
+        + (
+            f'<details class="problems"><summary>Verification notes</summary><ul>{problems}</ul>'
+            "</details>"
+            if problems
+            else ""
+        )
         + f"{_modalities(result)}</div>"
     )
 
@@ -169,8 +165,9 @@ def warning_box(warnings: list[str]) -> str:
     if not warnings:
         return ""
     items = "".join(f"<li>{escape(w)}</li>" for w in warnings)
-    return (f'<div class="warning-box" role="status"><b>Saved, with warnings:</b>'
-            f"<ul>{items}</ul></div>")
+    return (
+        f'<div class="warning-box" role="status"><b>Saved, with warnings:</b><ul>{items}</ul></div>'
+    )
 
 
 # key frames --------------------------------------------------------------------------------
@@ -197,7 +194,7 @@ def key_frames(result: AnalysisResult, path: str | Path, out_dir: Path) -> list[
     (preferring the frames where a face was found); returns (file, caption) pairs."""
     from PIL import Image, ImageDraw
 
-    from tools.media import _target_size
+    from affectlens.tools.media import target_size
 
     face, media = result.face, result.media
     if face is None or not face.frames or not media.width or not media.height:
@@ -205,7 +202,7 @@ def key_frames(result: AnalysisResult, path: str | Path, out_dir: Path) -> list[
     with_face = [f for f in face.frames if f.box is not None] or face.frames
     step = max(1, len(with_face) // KEY_FRAMES)
     chosen = with_face[::step][:KEY_FRAMES]
-    width, height = _target_size(media.width, media.height)
+    width, height = target_size(media.width, media.height)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = []
     for i, fr in enumerate(chosen):
@@ -213,12 +210,13 @@ def key_frames(result: AnalysisResult, path: str | Path, out_dir: Path) -> list[
         if image is None:
             continue
         img = Image.fromarray(image)
-        caption = f"{fmt_time(fr.t)}"
+        caption = f"{ts(fr.t)}"
         if fr.box is not None:
             b = fr.box
             draw = ImageDraw.Draw(img)
-            draw.rectangle([b.x, b.y, b.x + b.w, b.y + b.h], outline=(228, 87, 46),
-                           width=max(2, width // 200))
+            draw.rectangle(
+                [b.x, b.y, b.x + b.w, b.y + b.h], outline=(228, 87, 46), width=max(2, width // 200)
+            )
             top = max(fr.expressions.items(), key=lambda kv: kv[1], default=None)
             if top:
                 caption += f" · {top[0]} {top[1]:.0%}"

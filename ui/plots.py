@@ -16,8 +16,8 @@ import matplotlib.pyplot  # noqa: E402, F401
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Circle  # noqa: E402
 
-from agent.schemas import AnalysisResult, EmotionReading  # noqa: E402
-from agent.taxonomy import CIRCUMPLEX  # noqa: E402
+from affectlens.agent.schemas import AnalysisResult, EmotionReading  # noqa: E402
+from affectlens.taxonomy import CIRCUMPLEX  # noqa: E402
 
 # One colour per modality, shared by the timeline, the chips and the legend.
 MODALITY_COLOURS = {"face": "#e4572e", "speech": "#4c78a8", "voice": "#54a24b", "scene": "#b279a2"}
@@ -38,13 +38,27 @@ def circumplex(reading: EmotionReading | None) -> Figure:
     ax.add_patch(Circle((0, 0), 1.0, fill=False, color="#ccc", lw=0.8))
     for name, (v, a) in CIRCUMPLEX.items():
         ax.scatter([v], [a], s=14, color="#999")
-        ax.annotate(name, (v, a), textcoords="offset points", xytext=(4, 3), fontsize=7,
-                    color="#777")
+        ax.annotate(
+            name, (v, a), textcoords="offset points", xytext=(4, 3), fontsize=7, color="#777"
+        )
     if reading is not None:
-        ax.scatter([reading.valence], [reading.arousal], s=80 + 220 * reading.confidence,
-                   color="#e4572e", edgecolor="black", zorder=5)
-        ax.annotate(reading.label, (reading.valence, reading.arousal), textcoords="offset points",
-                    xytext=(6, -12), fontsize=9, weight="bold", zorder=6)
+        ax.scatter(
+            [reading.valence],
+            [reading.arousal],
+            s=80 + 220 * reading.confidence,
+            color="#e4572e",
+            edgecolor="black",
+            zorder=5,
+        )
+        ax.annotate(
+            reading.label,
+            (reading.valence, reading.arousal),
+            textcoords="offset points",
+            xytext=(6, -12),
+            fontsize=9,
+            weight="bold",
+            zorder=6,
+        )
     ax.set_xlabel("valence", fontsize=8)
     ax.set_ylabel("arousal", fontsize=8)
     ax.tick_params(labelsize=7)
@@ -62,8 +76,9 @@ def timeline(result: AnalysisResult) -> Figure:
     duration = max(result.media.duration_s, 0.1)
     cited = cited_cues(result)
     fig = Figure(figsize=(9, 6.8), dpi=100)
-    axes = fig.subplots(5, 1, sharex=True,
-                        gridspec_kw={"height_ratios": [2, 2, 2, 1.1, 0.5 + 0.25 * len(cited)]})
+    axes = fig.subplots(
+        5, 1, sharex=True, gridspec_kw={"height_ratios": [2, 2, 2, 1.1, 0.5 + 0.25 * len(cited)]}
+    )
     ax_au, ax_expr, ax_voice, ax_text, ax_cues = axes
 
     face = result.face
@@ -101,12 +116,24 @@ def timeline(result: AnalysisResult) -> Figure:
     windows = [w for w in (voice.windows if voice else []) if w.pitch_hz or w.loudness]
     if voice is not None and voice.status == "ok" and windows:
         mids = [(w.start + w.end) / 2 for w in windows]
-        ax_voice.plot(mids, [w.pitch_hz or float("nan") for w in windows], color="#54a24b",
-                      marker=".", lw=1.3, label="pitch (Hz)")
+        ax_voice.plot(
+            mids,
+            [w.pitch_hz or float("nan") for w in windows],
+            color="#54a24b",
+            marker=".",
+            lw=1.3,
+            label="pitch (Hz)",
+        )
         ax_voice.set_ylabel("pitch Hz", fontsize=8)
         ax_loud = ax_voice.twinx()
-        ax_loud.plot(mids, [w.loudness or float("nan") for w in windows], color="#888",
-                     lw=1.0, ls="--", label="loudness (sone)")
+        ax_loud.plot(
+            mids,
+            [w.loudness or float("nan") for w in windows],
+            color="#888",
+            lw=1.0,
+            ls="--",
+            label="loudness (sone)",
+        )
         ax_loud.set_ylabel("loudness", fontsize=8)
         ax_loud.tick_params(labelsize=7)
         lines = ax_voice.get_lines() + ax_loud.get_lines()
@@ -122,11 +149,18 @@ def timeline(result: AnalysisResult) -> Figure:
     if speech is not None and speech.status == "ok" and speech.segments:
         for i, seg in enumerate(speech.segments):
             y = 0.15 if i % 2 else 0.55
-            ax_text.broken_barh([(seg.start, max(seg.end - seg.start, 0.05))], (y, 0.3),
-                                color="#4c78a8", alpha=0.25)
+            ax_text.broken_barh(
+                [(seg.start, max(seg.end - seg.start, 0.05))], (y, 0.3), color="#4c78a8", alpha=0.25
+            )
             text = seg.text.strip()
-            ax_text.text(seg.start + 0.05, y + 0.15, text[:40] + ("…" if len(text) > 40 else ""),
-                         fontsize=6.5, va="center", clip_on=True)
+            ax_text.text(
+                seg.start + 0.05,
+                y + 0.15,
+                text[:40] + ("…" if len(text) > 40 else ""),
+                fontsize=6.5,
+                va="center",
+                clip_on=True,
+            )
     else:
         _empty(ax_text, _why(speech, "speech"))
 
@@ -139,8 +173,16 @@ def timeline(result: AnalysisResult) -> Figure:
         colour = MODALITY_COLOURS.get(cue.modality, "#999")
         width = max(cue.end - cue.start, duration / 150)
         ax_cues.broken_barh([(cue.start, width)], (lane - 0.35, 0.7), color=colour, alpha=0.8)
-        ax_cues.text(cue.start + duration / 200, lane, f"{cue.id} {cue.name}"[:24], fontsize=7,
-                     va="center", color="black", weight="bold", clip_on=True)
+        ax_cues.text(
+            cue.start + duration / 200,
+            lane,
+            f"{cue.id} {cue.name}"[:24],
+            fontsize=7,
+            va="center",
+            color="black",
+            weight="bold",
+            clip_on=True,
+        )
         for ax in axes[:4]:
             ax.axvspan(cue.start, cue.start + width, color=colour, alpha=0.06, lw=0)
     if not cited:
@@ -163,17 +205,25 @@ def _why(evidence, name: str) -> str:
 
 
 def _empty(ax, message: str) -> None:
-    ax.text(0.5, 0.5, message[:90], transform=ax.transAxes, ha="center", va="center",
-            fontsize=8, color="#888")
+    ax.text(
+        0.5,
+        0.5,
+        message[:90],
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        fontsize=8,
+        color="#888",
+    )
 
 
 def cited_cues(result: AnalysisResult):
     """The cues the explanation cites, in citation order (unknown ids skipped)."""
-    from agent.verify import cited_ids
+    from affectlens.agent.verify import cited_ids
 
     by_id = {c.id: c for c in result.cues}
     seen: list[str] = []
-    for sentence in (result.reading.explanation if result.reading else []):
+    for sentence in result.reading.explanation if result.reading else []:
         for i in cited_ids(sentence):
             if i in by_id and i not in seen:
                 seen.append(i)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from tools.evidence import BASIC_EMOTIONS as BASIC  # one list, owned by the tools' contract
+# The basic emotions every witness votes over (tools.evidence.BASIC_EMOTIONS is this tuple).
+BASIC: tuple[str, ...] = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
 
 ADJECTIVE = {
     "anger": "angry",
@@ -124,8 +125,16 @@ for _basic in BASIC:
 # not name takes the petal of its basic emotion (happiness -> joy, the others keep their name).
 # Unlike the basic-emotion map, trust and anticipation are petals of their own ("hopeful" and
 # "happy" are different groups) and boredom is the mild end of disgust, as on the wheel.
-WHEEL_PETALS: tuple[str, ...] = ("joy", "trust", "fear", "surprise", "sadness", "disgust",
-                                 "anger", "anticipation")
+WHEEL_PETALS: tuple[str, ...] = (
+    "joy",
+    "trust",
+    "fear",
+    "surprise",
+    "sadness",
+    "disgust",
+    "anger",
+    "anticipation",
+)
 _PETAL_WORDS: dict[str, str] = {
     "joy": "serenity serene joy joyful joyous ecstasy ecstatic",
     "trust": "acceptance accepting trust trusting trustful admiration admiring admire",
@@ -135,36 +144,59 @@ _PETAL_WORDS: dict[str, str] = {
     "disgust": "boredom bored disgust disgusted loathing",
     "anger": "annoyance annoyed anger angry rage",
     "anticipation": "interest interested anticipation anticipating vigilance vigilant "
-                    "expectant expectation eager eagerness",
+    "expectant expectation eager eagerness",
 }
 _DYADS: dict[str, tuple[str, str]] = {
     # primary dyads (adjacent petals)
-    "love": ("joy", "trust"), "loving": ("joy", "trust"),
-    "submission": ("trust", "fear"), "submissive": ("trust", "fear"),
+    "love": ("joy", "trust"),
+    "loving": ("joy", "trust"),
+    "submission": ("trust", "fear"),
+    "submissive": ("trust", "fear"),
     "awe": ("fear", "surprise"),
-    "disapproval": ("surprise", "sadness"), "disapproving": ("surprise", "sadness"),
-    "remorse": ("sadness", "disgust"), "remorseful": ("sadness", "disgust"),
-    "contempt": ("disgust", "anger"), "contemptuous": ("disgust", "anger"),
-    "aggressiveness": ("anger", "anticipation"), "aggressive": ("anger", "anticipation"),
-    "optimism": ("anticipation", "joy"), "optimistic": ("anticipation", "joy"),
+    "disapproval": ("surprise", "sadness"),
+    "disapproving": ("surprise", "sadness"),
+    "remorse": ("sadness", "disgust"),
+    "remorseful": ("sadness", "disgust"),
+    "contempt": ("disgust", "anger"),
+    "contemptuous": ("disgust", "anger"),
+    "aggressiveness": ("anger", "anticipation"),
+    "aggressive": ("anger", "anticipation"),
+    "optimism": ("anticipation", "joy"),
+    "optimistic": ("anticipation", "joy"),
     # secondary dyads (one petal apart)
-    "guilt": ("joy", "fear"), "guilty": ("joy", "fear"),
-    "curiosity": ("trust", "surprise"), "curious": ("trust", "surprise"),
-    "despair": ("fear", "sadness"), "desperate": ("fear", "sadness"),
-    "unbelief": ("surprise", "disgust"), "disbelief": ("surprise", "disgust"),
-    "envy": ("sadness", "anger"), "envious": ("sadness", "anger"),
-    "cynicism": ("disgust", "anticipation"), "cynical": ("disgust", "anticipation"),
-    "pride": ("anger", "joy"), "proud": ("anger", "joy"),
-    "hope": ("anticipation", "trust"), "hopeful": ("anticipation", "trust"),
+    "guilt": ("joy", "fear"),
+    "guilty": ("joy", "fear"),
+    "curiosity": ("trust", "surprise"),
+    "curious": ("trust", "surprise"),
+    "despair": ("fear", "sadness"),
+    "desperate": ("fear", "sadness"),
+    "unbelief": ("surprise", "disgust"),
+    "disbelief": ("surprise", "disgust"),
+    "envy": ("sadness", "anger"),
+    "envious": ("sadness", "anger"),
+    "cynicism": ("disgust", "anticipation"),
+    "cynical": ("disgust", "anticipation"),
+    "pride": ("anger", "joy"),
+    "proud": ("anger", "joy"),
+    "hope": ("anticipation", "trust"),
+    "hopeful": ("anticipation", "trust"),
     # tertiary dyads (two petals apart)
-    "delight": ("joy", "surprise"), "delighted": ("joy", "surprise"),
-    "sentimentality": ("trust", "sadness"), "sentimental": ("trust", "sadness"),
-    "shame": ("fear", "disgust"), "ashamed": ("fear", "disgust"),
-    "outrage": ("surprise", "anger"), "outraged": ("surprise", "anger"),
-    "pessimism": ("sadness", "anticipation"), "pessimistic": ("sadness", "anticipation"),
-    "morbidness": ("disgust", "joy"), "morbid": ("disgust", "joy"),
-    "dominance": ("anger", "trust"), "dominant": ("anger", "trust"),
-    "anxiety": ("anticipation", "fear"), "anxious": ("anticipation", "fear"),
+    "delight": ("joy", "surprise"),
+    "delighted": ("joy", "surprise"),
+    "sentimentality": ("trust", "sadness"),
+    "sentimental": ("trust", "sadness"),
+    "shame": ("fear", "disgust"),
+    "ashamed": ("fear", "disgust"),
+    "outrage": ("surprise", "anger"),
+    "outraged": ("surprise", "anger"),
+    "pessimism": ("sadness", "anticipation"),
+    "pessimistic": ("sadness", "anticipation"),
+    "morbidness": ("disgust", "joy"),
+    "morbid": ("disgust", "joy"),
+    "dominance": ("anger", "trust"),
+    "dominant": ("anger", "trust"),
+    "anxiety": ("anticipation", "fear"),
+    "anxious": ("anticipation", "fear"),
 }
 _BASIC_PETAL = {"happiness": "joy", "neutral": "neutral"}
 WHEEL_GROUP: dict[str, tuple[str, ...]] = {
@@ -181,6 +213,7 @@ def wheel_petals(word: str) -> tuple[str, ...]:
         return WHEEL_GROUP[w]
     basic = to_basic(w)
     return (_BASIC_PETAL.get(basic, basic),) if basic else ()
+
 
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)?")
 
