@@ -81,6 +81,47 @@ def reverified(result) -> bool:
     return bool(result.cues) and vf.grounded(vf.check(result.reading, result.cues, available))
 
 
+class SchemaFiller:
+    """An LLM stand-in that fills the schema production sends (``reason.schema_for(cues)``, or
+    the repair round's narrowed one): one claim per modality citing its first cue, and a
+    conclusion naming the dominant emotion, the shape a grammar-constrained LLM returns. It
+    records the messages of every call. ``claim_text`` overrides a modality's claim text."""
+
+    model_id = "schema-filler"
+
+    def __init__(self, claim_text: dict[str, str] | None = None):
+        self.calls: list[list[dict]] = []
+        self.claim_text = claim_text or {}
+
+    def chat(self, messages, schema=None, **kw):
+        from typing import get_args
+
+        from affectlens.agent.schemas import MODALITIES
+
+        self.calls.append(messages)
+        fields = schema.model_fields
+        claims = {}
+        for m in MODALITIES:
+            if m in fields:
+                ref = fields[m].annotation.model_fields["cues"].annotation  # list[Literal[ids]]
+                first = get_args(get_args(ref)[0])[0]
+                text = self.claim_text.get(m, f"The {m} cue is observed.")
+                claims[m] = {"text": text, "cues": [first]}
+        any_id = next(iter(claims.values()))["cues"]
+        allowed = get_args(fields["dominant"].annotation)  # one value once the fusion decided
+        dominant = "happiness" if "happiness" in allowed else allowed[0]
+        return schema.model_validate(
+            {
+                **claims,
+                "conclusion": {"text": f"Overall the person shows {dominant}.", "cues": any_id},
+                "dominant": dominant,
+                "valence": 0.4,
+                "arousal": 0.2,
+                "confidence": 0.5,
+            }
+        )
+
+
 def espeak(text: str, out: Path, voice: str = "en", speed: int = 160, pitch: int = 50) -> Path:
     subprocess.run(
         ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(out), text],

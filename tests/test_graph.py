@@ -9,65 +9,32 @@ import time
 
 import pytest
 
-from affectlens.agent import reason as rs
 from affectlens.agent.graph import build_graph
 from affectlens.agent.run import analyze, reason_again
 from affectlens.agent.schemas import MODALITIES
 from affectlens.agent.store import AnalysisStore
 from affectlens.agent.verify import cited_ids
 from affectlens.settings import Settings
-from tests.conftest import reverified
+from tests.conftest import SchemaFiller, reverified
 
-
-class Scripted:
-    """An LLM stand-in for graph-wiring tests: answers from the cue ids it is shown, so the
-    reading is valid for whatever the tools produced (the LLM itself is tested elsewhere)."""
-
-    model_id = "scripted"
-
-    def __init__(self):
-        self.calls: list[list[dict]] = []
-
-    def chat(self, messages, schema=None, **kw):
-        self.calls.append(messages)
-        import re
-
-        ids = re.findall(r"^([FSVC]\d+) ", messages[1]["content"], flags=re.M)
-        by_prefix: dict[str, list[str]] = {}
-        for i in ids:
-            by_prefix.setdefault(i[0], []).append(i)
-        sentences = [f"Cues [{', '.join(group)}] were observed." for group in by_prefix.values()]
-        sentences.append("Overall the person is neutral.")
-        return rs.LLMReading(
-            explanation=sentences,
-            label="neutral",
-            dominant="neutral",
-            valence=0.0,
-            arousal=0.0,
-            confidence=0.3,
-        )
+BAD_NUMBER = "4321"  # a value no cue shows
 
 
 class FirstBad:
-    """The first reasoning call returns a reading citing a cue that does not exist; every later
-    call goes to the real embedded LLM."""
+    """The first reasoning call fills the production schema but quotes a number no cited cue
+    shows; every later call goes to the real embedded LLM."""
 
     def __init__(self, real):
         self.real = real
         self.model_id = real.model_id
         self.calls: list[list[dict]] = []
+        quoted = {"face": f"The face shows an intensity of {BAD_NUMBER}."}
+        self.bad = SchemaFiller(claim_text=quoted)
 
     def chat(self, messages, schema=None, **kw):
         self.calls.append(messages)
         if len(self.calls) == 1:
-            return rs.LLMReading(
-                explanation=["A wide smile [F9] shows joy.", "So: happy."],
-                label="happy",
-                dominant="happiness",
-                valence=0.8,
-                arousal=0.5,
-                confidence=0.9,
-            )
+            return self.bad.chat(messages, schema, **kw)
         return self.real.chat(messages, schema, **kw)
 
 
@@ -93,7 +60,7 @@ def test_tools_run_in_parallel_and_a_failing_tool_is_caught(face_clip, settings,
     def on_stage(stage, status, seconds):
         events.append((stage, status, threading.current_thread().name, time.perf_counter()))
 
-    llm = Scripted()
+    llm = SchemaFiller()
     result = analyze(face_clip, settings, on_stage=on_stage, llm=llm)
     span = {}
     for stage, status, _, t in events:
@@ -119,7 +86,7 @@ def test_tools_run_in_parallel_and_a_failing_tool_is_caught(face_clip, settings,
 
 def test_without_skips_the_tool_and_reason_again(face_clip, settings):
     stages: list[str] = []
-    llm = Scripted()
+    llm = SchemaFiller()
     result = analyze(
         face_clip, settings, on_stage=lambda s, st, t: stages.append(s), without=["scene"], llm=llm
     )
@@ -147,10 +114,11 @@ def test_verify_loop_repairs_a_bad_first_reading(face_clip, tmp_path):
     result = analyze(face_clip, settings, llm=llm, without=["scene"])
     assert len(llm.calls) >= 2  # the graph re-asked
     repair = llm.calls[1]
-    assert repair[-2]["role"] == "assistant" and "F9" in repair[-2]["content"]
-    assert "F9" in repair[-1]["content"] and "do not exist" in repair[-1]["content"]
+    assert repair[-2]["role"] == "assistant" and BAD_NUMBER in repair[-2]["content"]
+    assert BAD_NUMBER in repair[-1]["content"] and "quote the cue values" in repair[-1]["content"]
     v = result.verification
-    assert v.rounds == len(llm.calls) and any("F9" in f for f in v.fixed)
+    assert v.rounds == len(llm.calls) and any(BAD_NUMBER in f for f in v.fixed)
+    assert not any(BAD_NUMBER in s for s in result.reading.explanation)
     cited = {i for s in result.reading.explanation for i in cited_ids(s)}
-    assert "F9" not in cited and cited <= {c.id for c in result.cues}
+    assert cited <= {c.id for c in result.cues}
     assert v.grounded == reverified(result), v  # the repaired reading's quality is the model's

@@ -239,10 +239,8 @@ def test_audio_only_with_spoken_prompt_injection(hostile_media, llm_settings) ->
     assert "ignore" in inside.lower() and "ignore" not in outside.lower()
     assert "[flagged:" in inside
     assert any(c.flags for c in result.cues if c.modality == "speech")
-    # ... and cannot name the answer: the label is composed by the taxonomy from basic emotions
-    # the schema enumerates (a code guarantee, not the model's restraint).
-    assert "hack" not in result.reading.label.lower()
-    assert "pirate" not in result.reading.label.lower()
+    # ... and cannot name the answer: assert_reading checked that the label parses as a
+    # taxonomy compound of the basic emotions the schema enumerates.
 
 
 @pytest.mark.slow
