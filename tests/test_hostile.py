@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA, espeak, ffmpeg
+from conftest import PYFEAT, espeak, ffmpeg
 
 from affectlens.agent.schemas import MODALITIES, AnalysisResult
 from affectlens.agent.store import AnalysisStore
@@ -140,7 +140,7 @@ def hostile_media(tmp_path_factory: pytest.TempPathFactory, face_clip: Path) -> 
     out: dict[str, Path] = {}
     # 4000 x 3000, several real faces, no audio stream.
     out["huge_multi"] = d / "huge_multi.mp4"
-    ffmpeg("-loop", "1", "-i", SHARED_DATA / "pyfeat" / "multi_face.jpg", "-t", "2", "-r", "5",
+    ffmpeg("-loop", "1", "-i", PYFEAT / "multi_face.jpg", "-t", "2", "-r", "5",
            "-vf", "scale=4000:3000,setsar=1,format=yuv420p", "-c:v", "libx264",
            "-preset", "ultrafast",
            out["huge_multi"])  # fmt: skip
@@ -156,7 +156,7 @@ def hostile_media(tmp_path_factory: pytest.TempPathFactory, face_clip: Path) -> 
            "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", out["vfr_german"])  # fmt: skip
     # No face in view (no_face.mp4's frames) under pink noise only.
     out["noise_noface"] = d / "noise_noface.mp4"
-    ffmpeg("-i", SHARED_DATA / "pyfeat" / "no_face.mp4", "-f", "lavfi", "-i",
+    ffmpeg("-i", PYFEAT / "no_face.mp4", "-f", "lavfi", "-i",
            "anoisesrc=color=pink:amplitude=0.3:sample_rate=44100:duration=4", "-map", "0:v:0",
            "-map", "1:a:0", "-shortest", "-c:v", "copy", "-c:a", "aac",
            out["noise_noface"])  # fmt: skip

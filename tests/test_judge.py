@@ -4,7 +4,6 @@ their raw reply, and the real embedded judge (0.5B, for speed) scores an EMER pa
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -13,9 +12,6 @@ from affectlens.evals.judge import Judge, JudgeError, JudgeScores, parse_judgeme
 from affectlens.settings import load_settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-EMER = (
-    Path(__file__).parents[1] / ".." / "shared" / "data" / "emer" / "emer_v1_gt_eng.csv"
-).resolve()
 
 
 def test_parser_accepts_valid_scores():
@@ -80,8 +76,8 @@ def test_prompt_is_versioned_and_hashed():
 
 
 @pytest.mark.slow
-def test_real_embedded_judge_scores_an_emer_pair_in_bounds():
-    rows = load_emer(EMER).samples
+def test_real_embedded_judge_scores_an_emer_pair_in_bounds(emer_csv):
+    rows = load_emer(emer_csv).samples
     settings = load_settings(judge_model="qwen2.5-0.5b")
     judge = Judge(settings)
     ref, pred = rows[0], rows[7]  # two "angry" reasons written by the annotators

@@ -74,14 +74,14 @@ def test_demuxer_whitelist_refuses_playlists_the_sniffer_misses(
 
 
 def test_ordinary_media_still_probes(
-    shared_data: Path, face_clip: Path, face_image: Path, speech_en_wav: Path, settings
+    test_data: Path, face_clip: Path, face_image: Path, speech_en_wav: Path, settings
 ) -> None:
     paths = [
         face_clip,
         face_image,
         speech_en_wav,
-        next((shared_data / "cremad").glob("*.flv")),
-        next((shared_data / "cremad").glob("*.mp3")),
+        next((test_data / "cremad").glob("*.flv")),
+        next((test_data / "cremad").glob("*.mp3")),
     ]
     for path in paths:
         assert media._allowed(probe(path, settings).container), path

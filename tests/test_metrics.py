@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import csv
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from affectlens.agent.schemas import Cue
 from affectlens.evals import metrics as M
-
-EMER = (
-    Path(__file__).parents[1] / ".." / "shared" / "data" / "emer" / "emer_v1_gt_eng.csv"
-).resolve()
 
 
 def test_accuracy_and_macro_f1_by_hand():
@@ -192,10 +187,10 @@ def test_bootstrap_is_seeded_and_brackets_the_value():
     assert c["lo"] == c["hi"] == 1.0
 
 
-def test_emer_reasons_recover_their_gold_labels():
+def test_emer_reasons_recover_their_gold_labels(emer_csv):
     """Real annotator text: the conclusion's labels, mapped onto the wheel, agree with EMER's
     gold label for most rows (measured 0.93 basic accuracy, open-vocabulary F 0.92)."""
-    rows = list(csv.DictReader(EMER.open(encoding="utf-8")))
+    rows = list(csv.DictReader(emer_csv.open(encoding="utf-8")))
     assert len(rows) == 98
     gold = [[r["emotions"]] for r in rows]
     pred = [M.extract_labels(r["reasons"]) for r in rows]

@@ -149,15 +149,15 @@ def test_face_calibration_fit_is_reproducible_from_its_shipped_votes():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("decision", ["fusion", "llm"])
-def test_pipeline_stores_the_fusion_and_shows_a_disagreeing_llm(shared_data, settings, decision):
+def test_pipeline_stores_the_fusion_and_shows_a_disagreeing_llm(test_data, settings, decision):
     """A smiling London face; a stand-in LLM that always says neutral: the fused face vote says
     happiness, the result carries the fusion, the decision rule applies, the conflict is kept,
     and the fused ranking was in the prompt."""
     from affectlens.agent.run import analyze
-    from tests.test_graph import Scripted
+    from tests.conftest import SchemaFiller
 
-    llm = Scripted()
-    photo = shared_data / "london-faces" / "smiling_front_001_08.jpg"
+    llm = SchemaFiller(dominant="neutral")
+    photo = test_data / "london-faces" / "smiling_front_001_08.jpg"
     result = analyze(
         photo,
         settings.model_copy(update={"decision": decision}),

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import PYFEAT
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -29,7 +30,6 @@ from affectlens.tools.scene import (  # noqa: E402
     match_scene,
 )
 
-PYFEAT = (Path(__file__).parents[1] / ".." / "shared" / "data" / "pyfeat").resolve()
 TINY = "affectlens-tiny-clip"
 TINY_CONFIG = {
     "embed_dim": 32,

@@ -211,13 +211,13 @@ def test_voice_feature_names_are_typed():
         ToneFeatures(loudness_mean=0.42)
 
 
-def test_real_tone_output_reaches_the_voice_cue(shared_data, settings):
+def test_real_tone_output_reaches_the_voice_cue(test_data, settings):
     """Regression (issue 13): loudness, pitch range and jitter measured by tools.tone on a real
     EmoDB utterance appear, with their values, in the prosody cue the LLM reads."""
     from affectlens.tools.media import load
     from affectlens.tools.tone import analyze_tone
 
-    ev = analyze_tone(load(shared_data / "emodb" / "wav" / "03a01Wa.wav", settings), settings)
+    ev = analyze_tone(load(test_data / "emodb" / "wav" / "03a01Wa.wav", settings), settings)
     assert ev.status == "ok", ev.reason
     f = ev.features
     assert f.loudness_mean_sone and f.pitch_range_st and f.jitter_local_pct

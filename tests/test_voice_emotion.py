@@ -20,15 +20,15 @@ from affectlens.tools.media import load
 from affectlens.tools.tone import analyze_tone, speech_span
 
 
-def _emodb(shared_data: Path, speaker: str, code: str, n: int) -> list[Path]:
+def _emodb(test_data: Path, speaker: str, code: str, n: int) -> list[Path]:
     """The ``n`` utterances of ``speaker`` with emotion ``code`` that listeners recognised best."""
     rows = [
         r
-        for r in csv.DictReader(open(shared_data / "emodb" / "labels.csv"))
+        for r in csv.DictReader(open(test_data / "emodb" / "labels.csv"))
         if r["speaker"] == speaker and r["code"] == code
     ]
     rows.sort(key=lambda r: -float(r["recognised_pct"]))
-    return [shared_data / "emodb" / r["file"] for r in rows[:n]]
+    return [test_data / "emodb" / r["file"] for r in rows[:n]]
 
 
 def _feats(path: Path, settings: Settings) -> dict[str, float]:
@@ -45,28 +45,28 @@ def test_shipped_model_is_plain_json_over_basic_emotions() -> None:
     assert ve.MODEL_PATH.stat().st_size < 200_000
 
 
-def test_held_out_speaker_anger_scores_anger(shared_data: Path, settings: Settings) -> None:
+def test_held_out_speaker_anger_scores_anger(test_data: Path, settings: Settings) -> None:
     """Speaker 03's clearest anger utterances ('W', Wut), scored by the model that never heard
     speaker 03, put anger on top."""
     check = ve.load_model()["check_without_speaker"]
-    for path in _emodb(shared_data, "03", "W", 3):
+    for path in _emodb(test_data, "03", "W", 3):
         vote = ve.score(_feats(path, settings), voiced_share=0.6, voiced_s=2.0, model=check).vote
         assert max(vote.probs, key=vote.probs.get) == "anger", (path.name, vote.probs)
         assert sum(vote.probs.values()) == pytest.approx(1.0, abs=1e-3)
         assert vote.probs["surprise"] == 0.0
 
 
-def test_held_out_speaker_sadness_is_calm_and_negative(shared_data: Path, settings) -> None:
+def test_held_out_speaker_sadness_is_calm_and_negative(test_data: Path, settings) -> None:
     check = ve.load_model()["check_without_speaker"]
-    anger = ve.score(_feats(_emodb(shared_data, "03", "W", 1)[0], settings), model=check)
-    sad = ve.score(_feats(_emodb(shared_data, "03", "T", 1)[0], settings), model=check)
+    anger = ve.score(_feats(_emodb(test_data, "03", "W", 1)[0], settings), model=check)
+    sad = ve.score(_feats(_emodb(test_data, "03", "T", 1)[0], settings), model=check)
     assert sad.arousal < anger.arousal and sad.valence < 0
 
 
-def test_tone_evidence_carries_the_vote_and_the_cue(shared_data: Path, settings) -> None:
+def test_tone_evidence_carries_the_vote_and_the_cue(test_data: Path, settings) -> None:
     from affectlens.agent.textualise import textualise
 
-    path = _emodb(shared_data, "03", "W", 1)[0]
+    path = _emodb(test_data, "03", "W", 1)[0]
     ev = analyze_tone(load(path, settings), settings)
     assert ev.status == "ok" and ev.vote is not None
     assert 0 < ev.vote.reliability <= 1 and set(ev.vote.probs) == set(BASIC_EMOTIONS)
