@@ -454,10 +454,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     for seconds to minutes, so a test that does it belongs to the slow tier (mark it ``slow``).
     (The OpenAI client and the transformers tests' tiny local models load nothing heavy.)"""
     try:
-        from affectlens.agent import llm
+        from affectlens.agent.llm import factory
     except ImportError:
         return
-    embedded = llm._BACKENDS["embedded"]
+    embedded = factory._BACKENDS["embedded"]
 
     def guarded(settings):
         if _FAST:
@@ -468,4 +468,4 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             )
         return embedded(settings)
 
-    llm._BACKENDS["embedded"] = guarded
+    factory._BACKENDS["embedded"] = guarded

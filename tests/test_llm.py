@@ -391,7 +391,7 @@ def test_check_first_grammar_sampling_picks_the_same_tokens_as_llama_cpp():
     llama-cpp-python gives, also when the grammar refuses what the model wants to say."""
     from llama_cpp import Llama
 
-    from affectlens.agent.grammar_sampler import CheckFirstLlama
+    from affectlens.agent.llm.grammar_sampler import CheckFirstLlama
 
     path = str(model_path("qwen2.5-0.5b", Settings().model_dir))
     schema = {

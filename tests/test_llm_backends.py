@@ -17,8 +17,7 @@ from openai_stub import Server, completion  # noqa: E402
 from test_llm import _settings as _embedded_settings  # noqa: E402
 from test_llm import small_gguf  # noqa: E402,F401 - the fixture
 
-from affectlens.agent import llm as llm_mod  # noqa: E402
-from affectlens.agent.llm import LLMError, get_llm  # noqa: E402
+from affectlens.agent.llm import LLMError, embedded, factory, get_llm  # noqa: E402
 from affectlens.settings import Settings  # noqa: E402
 
 # vLLM 0.6's body for a prompt longer than --max-model-len (a 400, like a bad request field).
@@ -115,9 +114,9 @@ def test_one_instance_per_model_sampling_per_call_and_a_bounded_cache():
         # the cache keeps LLM_CACHE_SIZE models; the least recently used one is dropped
         others = [
             get_llm(_openai(server.url, llm_model=f"other-{i}")).llm
-            for i in range(llm_mod.LLM_CACHE_SIZE)
+            for i in range(factory.LLM_CACHE_SIZE)
         ]
-        assert len(llm_mod._INSTANCES) == llm_mod.LLM_CACHE_SIZE
+        assert len(factory._INSTANCES) == factory.LLM_CACHE_SIZE
         assert get_llm(base).llm is not default.llm  # evicted, built again
         assert get_llm(_openai(server.url, llm_model="other-1")).llm is others[1]
 
@@ -131,7 +130,7 @@ def test_an_abandoned_stream_releases_the_lock_and_a_closed_one_stops_its_produc
             made.append(i)
             yield str(i)
 
-    kept = llm_mod._threaded(pieces, lock)
+    kept = embedded._threaded(pieces, lock)
     assert next(kept) == "0"
     # never consumed further nor closed: the producer still finishes and lets the lock go
     assert lock.acquire(timeout=30)
@@ -146,7 +145,7 @@ def test_an_abandoned_stream_releases_the_lock_and_a_closed_one_stops_its_produc
             yield str(i)
             gate.wait(0.2)
 
-    closed = llm_mod._threaded(slow, lock)
+    closed = embedded._threaded(slow, lock)
     next(closed)
     closed.close()  # joins the producer, which stopped early
     assert not lock.locked() and len(made) < 50

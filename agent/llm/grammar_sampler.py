@@ -7,7 +7,7 @@ choice first and only constrains the full vocabulary when that choice is rejecte
 the same for greedy decoding; the chosen tokens are identical, because the unconstrained argmax,
 when the grammar allows it, is also the argmax of the allowed tokens.
 
-Imported only by the embedded backend (it needs ``llama_cpp``).
+Imported only by the embedded backend (``embedded``), when it loads: it needs ``llama_cpp``.
 """
 
 from __future__ import annotations
