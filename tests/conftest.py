@@ -59,9 +59,9 @@ from affectlens.settings import Settings
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-# AFFECTLENS_SHARED_DATA=/nowhere runs the suite as a clean clone elsewhere would
+# SHARED_TEST_DATA=/nowhere runs the suite as a clean clone elsewhere would
 SHARED_DATA = Path(
-    os.environ.get("AFFECTLENS_SHARED_DATA") or REPO / ".." / "shared" / "data"
+    os.environ.get("SHARED_TEST_DATA") or REPO / ".." / "shared" / "data"
 ).resolve()
 TEST_DATA = REPO / "tests" / "data"
 
