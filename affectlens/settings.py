@@ -2,7 +2,8 @@
 
 Sources, lowest to highest precedence: defaults < TOML file < environment (``AFFECTLENS_*``)
 < command-line flags (passed as keyword arguments). The TOML file is
-``$AFFECTLENS_CONFIG`` when set, else ``~/.config/affectlens/config.toml`` when it exists.
+``$AFFECTLENS_CONFIG`` when set, else ``user_config_dir() / "config.toml"`` when it exists
+(``~/.config/affectlens/config.toml`` on Linux).
 An unknown key in the file or an unknown ``AFFECTLENS_*`` variable is an error that names it
 (a typo must not be silently ignored). ``auth`` is a secret read from the file or the
 environment only, never from a command-line flag (visible in ``ps``).
@@ -15,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+import platformdirs
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -29,15 +31,31 @@ NON_SETTING_VARS = {"CONFIG", "VENV"}
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
-def _xdg(var: str, fallback: str) -> Path:
-    return Path(os.environ.get(var) or Path.home() / fallback)
+APP_NAME = "affectlens"
+
+
+# The user's folders, by platformdirs: on Linux the XDG ones ($XDG_DATA_HOME, $XDG_CACHE_HOME,
+# $XDG_CONFIG_HOME, else ~/.local/share, ~/.cache, ~/.config), each with "affectlens" appended.
+def user_data_dir() -> Path:
+    """Where analyses live by default (``Settings.data_dir``)."""
+    return platformdirs.user_data_path(APP_NAME, appauthor=False)
+
+
+def user_cache_dir() -> Path:
+    """Rebuildable files: the assembled models, llama.cpp wheels, training caches."""
+    return platformdirs.user_cache_path(APP_NAME, appauthor=False)
+
+
+def user_config_dir() -> Path:
+    """Where ``config.toml`` is looked for when ``$AFFECTLENS_CONFIG`` is not set."""
+    return platformdirs.user_config_path(APP_NAME, appauthor=False)
 
 
 def default_config_file() -> Path:
     explicit = os.environ.get(f"{ENV_PREFIX}CONFIG")
     if explicit:
         return Path(explicit).expanduser()
-    return _xdg("XDG_CONFIG_HOME", ".config") / "affectlens" / "config.toml"
+    return user_config_dir() / "config.toml"
 
 
 class Settings(BaseSettings):
@@ -47,11 +65,11 @@ class Settings(BaseSettings):
 
     # storage
     data_dir: Path = Field(
-        default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share") / "affectlens",
+        default_factory=user_data_dir,
         description="Analyses, chat threads and the chromadb index.",
     )
     model_dir: Path = Field(
-        default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache") / "affectlens" / "models",
+        default_factory=lambda: user_cache_dir() / "models",
         description="Where the embedded models are assembled.",
     )
 

@@ -60,7 +60,8 @@ if cpu_has avx512f avx512cd avx512vl avx512dq avx512bw; then
 fi
 llama_stamp=$VENV/.affectlens-llama
 if [[ ! -f $llama_stamp || $(cat "$llama_stamp") != "$LLAMA $cmake_args" ]]; then
-    wheels=${XDG_CACHE_HOME:-$HOME/.cache}/affectlens/wheels/$(echo "$LLAMA $cmake_args" | sha256sum | cut -c1-12)
+    cache=$("$VENV/bin/python" -c 'from affectlens.settings import user_cache_dir; print(user_cache_dir())')
+    wheels=$cache/wheels/$(echo "$LLAMA $cmake_args" | sha256sum | cut -c1-12)
     if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
         say "building $LLAMA ($cmake_args; about 5 minutes, once)"
         CMAKE_ARGS="$cmake_args" "${PIP[@]}" wheel --no-deps --no-cache-dir -w "$wheels" "$LLAMA"

@@ -9,7 +9,8 @@ Protocol: a seeded, class-proportional (stratified) sample of MELD train+dev is 
 fitted on it by minimum negative log-likelihood; a disjoint seeded stratified sample of MELD test
 (never seen by the fit) gives weighted F1, accuracy, macro-F1, per-class recall and 1000-sample
 bootstrap 95 % intervals. Utterance only, no dialogue context. Per-row log-probs are cached under
-``~/.cache/affectlens/text_emotion/rows/`` so a rerun (or the tests) refits without the LLM.
+the user cache folder's ``text_emotion/rows/`` (``~/.cache/affectlens/...`` on Linux, or under
+``$XDG_CACHE_HOME``) so a rerun (or the tests) refits without the LLM.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ from affectlens.agent.text_emotion import (  # noqa: E402
     log_softmax,
     prompt,
 )
+from affectlens.settings import user_cache_dir  # noqa: E402
 
 MELD = ROOT.parent / "shared" / "data" / "meld"
-CACHE = Path.home() / ".cache" / "affectlens" / "text_emotion" / "rows"
+CACHE = user_cache_dir() / "text_emotion" / "rows"
 MELD_TO_BASIC = {
     "anger": "anger",
     "disgust": "disgust",

@@ -6,8 +6,9 @@
 Data: ../shared/data/emodb (CC0, 535 utterances, 10 speakers) for fitting and the
 leave-one-speaker-out (LOSO) figures; ../shared/data/cremad (12 clips, 2 speakers) as an
 unseen corpus, scored against the crowd's voice-only votes. Features (eGeMAPSv02 functionals
-of the Silero-VAD speech span, exactly as tools/tone.py measures a clip) are cached in
-~/.cache/affectlens/voice_emotion/ so reruns take seconds.
+of the Silero-VAD speech span, exactly as tools/tone.py measures a clip) are cached in the user
+cache folder's voice_emotion/ (~/.cache/affectlens/voice_emotion/ on Linux, or under
+$XDG_CACHE_HOME) so reruns take seconds.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from affectlens.settings import user_cache_dir  # noqa: E402
 from affectlens.tools import voice_emotion as ve  # noqa: E402
 from affectlens.tools.tone import speech_span  # noqa: E402
 
 DATA = (REPO / ".." / "shared" / "data").resolve()
-CACHE = Path.home() / ".cache" / "affectlens" / "voice_emotion"
+CACHE = user_cache_dir() / "voice_emotion"
 SEED = 0
 CHECK_SPEAKER = "03"
 NAMES: list[str] = []  # feature order, set once the data is read

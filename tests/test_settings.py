@@ -1,10 +1,11 @@
 """Settings precedence: defaults < TOML file < environment < flags."""
 
+import sys
 from pathlib import Path
 
 import pytest
 
-from affectlens.settings import Settings, load_settings
+from affectlens.settings import Settings, default_config_file, load_settings
 
 
 @pytest.fixture
@@ -60,3 +61,35 @@ def test_paths_expand_user(config_file):
 def test_device_resolution(config_file):
     assert load_settings(device="cpu").resolved_device == "cpu"
     assert load_settings().resolved_device in ("cpu", "cuda")
+
+
+@pytest.fixture
+def no_folder_overrides(monkeypatch):
+    for var in ("AFFECTLENS_CONFIG", "AFFECTLENS_DATA_DIR", "AFFECTLENS_MODEL_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    for var in ("XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the XDG layout is Linux's")
+def test_default_folders_stay_where_they_were_on_linux(no_folder_overrides, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    s = Settings()
+    assert s.data_dir == home / ".local" / "share" / "affectlens"
+    assert s.model_dir == home / ".cache" / "affectlens" / "models"
+    assert default_config_file() == home / ".config" / "affectlens" / "config.toml"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the XDG layout is Linux's")
+def test_xdg_variables_are_honoured(no_folder_overrides, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    config = tmp_path / "config" / "affectlens" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text("port = 9123\n")
+    s = Settings()
+    assert s.data_dir == tmp_path / "data" / "affectlens"
+    assert s.model_dir == tmp_path / "cache" / "affectlens" / "models"
+    assert s.port == 9123  # the config file was found under $XDG_CONFIG_HOME

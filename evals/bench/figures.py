@@ -1,0 +1,83 @@
+"""From runs to figures: warm medians, the scaling exponent and the issue's targets."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+STAGES = ("probe", "face", "speech", "voice", "scene", "textualise", "retrieve", "reason",
+          "verify", "store")  # fmt: skip
+TARGETS = {"rtf_15s": 1.0, "peak_rss_mb": 6 * 1024, "cold_s": 45.0, "scaling_exponent": 1.1}
+
+
+def median(values: list[float]) -> float | None:
+    """The median of the measured values (``None`` ones skipped), to the millisecond."""
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 3) if values else None
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median of every figure over the warm runs."""
+    if not runs:
+        return {}
+    stages = sorted(
+        {k for r in runs for k in r["stages"]},
+        key=lambda s: (STAGES.index(s) if s in STAGES else len(STAGES), s),
+    )
+    llm_keys = sorted({k for r in runs for k in r.get("llm", {})})
+    return {
+        "total_s": median([r["total_s"] for r in runs]),
+        "rtf": median([r["rtf"] for r in runs]),
+        "perceive_s": median([r["perceive_s"] for r in runs]),
+        "stages": {s: median([r["stages"].get(s) for r in runs]) for s in stages},
+        "llm": {k: median([r["llm"].get(k) for r in runs]) for k in llm_keys},
+        "loadavg": median([r["loadavg"][0] for r in runs]),
+    }
+
+
+def scaling_exponent(points: list[tuple[float, float]]) -> float | None:
+    """Slope of log(total seconds) against log(clip seconds): 1.0 = linear, < 1 = sublinear."""
+    pts = [(math.log(d), math.log(t)) for d, t in points if d and t]
+    if len(pts) < 2:
+        return None
+    mx = sum(x for x, _ in pts) / len(pts)
+    my = sum(y for _, y in pts) / len(pts)
+    den = sum((x - mx) ** 2 for x, _ in pts)
+    return round(sum((x - mx) * (y - my) for x, y in pts) / den, 3) if den else None
+
+
+def check_targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's targets for the warm embedded default, with the measured figure beside each."""
+    ok = [r for r in rows if "warm" in r]
+    out: dict[str, Any] = {}
+    near15 = min(ok, key=lambda r: abs(r["length_s"] - 15), default=None)
+    if near15 and near15["warm"].get("rtf") is not None:
+        rtf = near15["warm"]["rtf"]
+        out["rtf_15s"] = {
+            "value": rtf,
+            "target": TARGETS["rtf_15s"],
+            "met": rtf <= 1.0,
+            "clip_s": near15["length_s"],
+        }
+    peaks = [r["peak_rss_mb"] for r in ok if r.get("peak_rss_mb")]
+    if peaks:
+        out["peak_rss_mb"] = {
+            "value": max(peaks),
+            "target": TARGETS["peak_rss_mb"],
+            "met": max(peaks) < TARGETS["peak_rss_mb"],
+        }
+    colds = [r["cold"]["process_s"] for r in ok if r.get("cold")]
+    if colds:
+        cold = max(colds)
+        out["cold_s"] = {"value": cold, "target": TARGETS["cold_s"], "met": cold < 45.0}
+    exp = scaling_exponent(
+        [(r["warm"]["duration_s"], r["warm"]["total_s"]) for r in ok if r["warm"].get("total_s")]
+    )
+    if exp is not None:
+        out["scaling_exponent"] = {
+            "value": exp,
+            "target": TARGETS["scaling_exponent"],
+            "met": exp <= TARGETS["scaling_exponent"],
+        }
+    return out

@@ -1,0 +1,98 @@
+"""The report as a table: a rich Table for the terminal, Markdown for docs/bench.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+COLUMNS = ("clip", "cold", "warm", "RTF", "probe", "face", "speech", "voice", "scene",
+           "perceive", "text+retr", "reason", "verify", "tok/s", "peak MB", "load")  # fmt: skip
+
+
+def table_rows(report: dict[str, Any]) -> list[list[str]]:
+    def f(v, fmt="{:.1f}"):
+        return "-" if v is None else fmt.format(v)
+
+    out = []
+    for r in report["results"]:
+        name = f"{r['length_s']:g} s {r['device']}"
+        if "error" in r:
+            out.append([name, "failed"] + [""] * (len(COLUMNS) - 2))
+            continue
+        w, st = r["warm"], r["warm"]["stages"]
+        llm = w.get("llm", {})
+        tps = llm.get("gen_tokens_per_s") or llm.get("tokens_per_s")
+        tr = (st.get("textualise") or 0) + (st.get("retrieve") or 0)
+        out.append(
+            [
+                name,
+                f(r["cold"]["process_s"]),
+                f(w["total_s"]),
+                f(w["rtf"], "{:.2f}"),
+                f(st.get("probe"), "{:.2f}"),
+                f(st.get("face")),
+                f(st.get("speech")),
+                f(st.get("voice")),
+                f(st.get("scene")),
+                f(w.get("perceive_s")),
+                f(tr, "{:.2f}"),
+                f(st.get("reason")),
+                f(st.get("verify"), "{:.2f}"),
+                f(tps),
+                f(r["peak_rss_mb"], "{:.0f}"),
+                f(w.get("loadavg"), "{:.1f}"),
+            ]
+        )
+    return out
+
+
+def _machine_line(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
+    return (
+        f"{m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM{gpu}; LLM "
+        f"{report['settings']['llm_model']}, {report['runs']} warm runs (median), "
+        f"{report['created']}"
+    )
+
+
+def render_table(report: dict[str, Any]):
+    """A rich Table of the report (seconds; RTF = warm total / clip length)."""
+    from rich.table import Table
+
+    table = Table(
+        title="AffectLens benchmark (seconds, warm medians)", caption=_machine_line(report)
+    )
+    for c in COLUMNS:
+        table.add_column(c, justify="left" if c == "clip" else "right")
+    for row in table_rows(report):
+        table.add_row(*row)
+    return table
+
+
+def render_targets(report: dict[str, Any]) -> list[str]:
+    lines = []
+    for device, targets in report.get("targets", {}).items():
+        for name, t in targets.items():
+            mark = "met" if t["met"] else "MISSED"
+            lines.append(f"{device}: {name} = {t['value']} (target {t['target']}): {mark}")
+    return lines
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    head = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
+    body = "".join("| " + " | ".join(r) + " |\n" for r in table_rows(report))
+    targets = "".join(f"- {line}\n" for line in render_targets(report))
+    return f"Machine: {_machine_line(report)}\n\n{head}{body}\n{targets}"
+
+
+def write_markdown(report: dict[str, Any], path: Path) -> None:
+    """Replace the table between the markers in ``path`` (or write a new file)."""
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    block = f"{start}\n{render_markdown(report)}{end}"
+    text = path.read_text() if path.is_file() else f"# Benchmark\n\n{start}\n{end}\n"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    else:
+        text += "\n" + block + "\n"
+    path.write_text(text)
