@@ -219,6 +219,22 @@ def test_a_why_answer_without_a_valid_citation_cannot_be_produced(stored):
     assert declined.declined and declined.cited == [] and declined.error is None
 
 
+def test_threads_are_listed_oldest_first_and_deleted_per_analysis(stored):
+    s, aid = stored
+    other = AnalysisResult(id=f"{aid}-2", cues=CUES, media=AnalysisStore(s).get(aid).media)
+    AnalysisStore(s, index=False).save(other)  # its id starts with the first one's
+    decline = StubLLM({"answerable": False, "reason": "Off topic."})
+    for analysis_id, thread in ((aid, "zeta"), (other.id, "default"), (aid, "alpha")):
+        chat.ask(analysis_id, "Why is the sky blue?", s, thread=thread, llm=decline)
+    chat.ask(aid, "And why is grass green?", s, thread="zeta", llm=decline)
+    assert chat.threads(aid, s) == ["zeta", "alpha"] and chat.threads(other.id, s) == ["default"]
+    assert chat.all_threads(s) == {aid: ["zeta", "alpha"], other.id: ["default"]}
+    assert [m.role for m in chat.history(aid, "zeta", s)] == ["user", "assistant"] * 2
+    assert chat.delete_threads(aid, s) == 2
+    assert chat.threads(aid, s) == [] and chat.history(aid, "zeta", s) == []
+    assert chat.threads(other.id, s) == ["default"]
+
+
 def test_a_term_explanation_is_free_text_and_streams(stored):
     s, aid = stored
     pieces = list(chat.ask_stream(aid, "What does AU12 mean?", s, llm=StubLLM({}, route="explain")))

@@ -35,6 +35,7 @@ from affectlens.agent.chat.state import (
     render,
 )
 from affectlens.agent.chat.store import (
+    all_threads,
     delete_threads,
     history,
     persistent_graph,
@@ -130,6 +131,7 @@ __all__ = [
     "ChatError",
     "ChatMessage",
     "Decline",
+    "all_threads",
     "analyses",
     "answer_schema",
     "ask",

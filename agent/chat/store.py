@@ -1,5 +1,5 @@
 """Chat threads on disk: one SqliteSaver per data directory (``chat.sqlite``), the chat graph
-compiled with it, and threads listed, read and deleted.
+compiled with it, and threads listed, read and deleted through the checkpointer's own API.
 
 A thread's id is ``f"{analysis_id}:{thread}"`` (thread names have no colon), so a
 conversation survives a restart and every thread of an analysis can be found and forgotten.
@@ -69,19 +69,22 @@ def history(
     return [ChatMessage.model_validate(m) for m in (snapshot.values or {}).get("messages", [])]
 
 
+def all_threads(settings: Settings | None = None) -> dict[str, list[str]]:
+    """Every analysis's thread names, oldest first, from one pass over the checkpoints."""
+    first: dict[str, str] = {}  # thread id -> its first checkpoint id (ids sort by time)
+    for checkpoint in saver(settings or get_settings()).list(None):  # newest first
+        ids = checkpoint.config["configurable"]
+        first[ids["thread_id"]] = ids["checkpoint_id"]
+    found: dict[str, list[str]] = {}
+    for tid in sorted(first, key=first.__getitem__):
+        analysis_id, _, name = tid.rpartition(":")
+        found.setdefault(analysis_id, []).append(name)
+    return found
+
+
 def threads(analysis_id: str, settings: Settings | None = None) -> list[str]:
     """Names of the analysis's chat threads, oldest first."""
-    settings = settings or get_settings()
-    conn = saver(settings).conn
-    prefix = f"{analysis_id}:"
-    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    with saver(settings).lock:
-        rows = conn.execute(
-            "SELECT thread_id, MIN(rowid) FROM checkpoints WHERE thread_id LIKE ? ESCAPE '\\' "
-            "GROUP BY thread_id ORDER BY MIN(rowid)",
-            (escaped + "%",),
-        ).fetchall()
-    return [r[0][len(prefix) :] for r in rows]
+    return all_threads(settings).get(analysis_id, [])
 
 
 def delete_threads(analysis_id: str, settings: Settings | None = None) -> int:
