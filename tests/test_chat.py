@@ -235,6 +235,19 @@ def test_threads_are_listed_oldest_first_and_deleted_per_analysis(stored):
     assert chat.threads(other.id, s) == ["default"]
 
 
+def test_langgraph_json_names_the_chat_graph_compiled_without_a_checkpointer():
+    import importlib.util
+
+    graphs = json.loads((ROOT / "langgraph.json").read_text())["graphs"]
+    assert all((ROOT / spec.split(":")[0]).is_file() for spec in graphs.values())
+    path, name = graphs["chat"].split(":")
+    spec = importlib.util.spec_from_file_location("studio_chat_graph", ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # as LangGraph's server loads it: by path
+    graph = getattr(module, name)
+    assert graph.checkpointer is None and {"route", "act", "respond"} <= set(graph.nodes)
+
+
 def test_a_term_explanation_is_free_text_and_streams(stored):
     s, aid = stored
     pieces = list(chat.ask_stream(aid, "What does AU12 mean?", s, llm=StubLLM({}, route="explain")))

@@ -1,5 +1,11 @@
 """The chat graph: ``route`` (the LLM fills ``ToolChoice``) -> ``act`` (the typed tool runs) ->
-``respond`` (the LLM answers with the analysis and the tool result in context)."""
+``respond`` (the LLM answers with the analysis and the tool result in context).
+
+``graph`` is compiled without a checkpointer, for LangGraph's server (``langgraph.json``), which
+supplies its own persistence; the app compiles ``build_graph`` with the SqliteSaver of its data
+directory (``affectlens.agent.chat.store``). Imports are absolute: the server loads this file
+by path.
+"""
 
 from __future__ import annotations
 
@@ -265,7 +271,8 @@ def respond(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
     return {"answer": answer.model_dump(mode="json"), "messages": [message.model_dump()]}
 
 
-def build_graph(checkpointer: BaseCheckpointSaver):
+def build_graph(checkpointer: BaseCheckpointSaver | None = None):
+    """The chat graph, compiled with ``checkpointer`` (None: the caller persists threads)."""
     g = StateGraph(ChatState, context_schema=ChatContext)
     g.add_node("route", route)
     g.add_node("act", act)
@@ -275,3 +282,6 @@ def build_graph(checkpointer: BaseCheckpointSaver):
     g.add_edge("act", "respond")
     g.add_edge("respond", END)
     return g.compile(checkpointer=checkpointer, name="affectlens-chat")
+
+
+graph = build_graph()
