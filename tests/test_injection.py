@@ -93,7 +93,7 @@ def test_neutralise_makes_text_one_inert_line():
 
 
 def test_llm_text_fed_back_into_chat_is_inert(face_clip, settings):
-    from affectlens.agent.chat import _system
+    from affectlens.agent.chat.graph import _system
     from affectlens.tools.media import probe
 
     reading = EmotionReading(

@@ -40,11 +40,11 @@ def _listing(root: Path) -> set[str]:
 
 def _with_thread_and_frames(result: AnalysisResult, clip: Path, settings: Settings) -> None:
     """What the app keeps besides the JSON: a chat thread and the key frames (real ffmpeg)."""
-    from affectlens.agent import chat
+    from affectlens.agent.chat.store import persistent_graph, thread_config
     from affectlens.ui import components as cp
 
-    chat.graph(settings).update_state(
-        chat._config(result.id, "default"),
+    persistent_graph(settings).update_state(
+        thread_config(result.id, "default"),
         {"messages": [{"role": "user", "content": "why?", "created": "2026-01-01T00:00:00Z"}]},
         as_node="__start__",
     )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import affectlens.tools.media as media_mod
-from affectlens.agent.chat_tools import RERUN_FRAME_RATE, rerun
+from affectlens.agent.chat.tools import RERUN_FRAME_RATE, rerun
 from affectlens.agent.schemas import AnalysisResult
 from affectlens.settings import Settings
 from affectlens.tools.media import load, probe

@@ -103,7 +103,7 @@ def _upload(page, path: Path) -> None:
 
 def test_analyse_read_and_chat(page, app, host_speed):
     from affectlens.agent import chat
-    from affectlens.agent.chat import ROUTE_MAX_TOKENS
+    from affectlens.agent.chat.graph import ROUTE_MAX_TOKENS
 
     settings = app[1]
     _upload(page, SAMPLE)
