@@ -2,7 +2,7 @@
 VENV ?= .venv
 SAMPLE ?= samples/sample.mp4
 
-.PHONY: setup demo test test-train bench clean
+.PHONY: setup demo lint test test-fast test-train bench clean
 
 setup:
 	bash scripts/setup.sh
@@ -21,6 +21,19 @@ test:
 	bash scripts/setup.sh --test
 	$(PYTEST) -m "$(FAST)" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(PYTEST) -m "$(SLOW)" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+# The fast tier alone: no model loads, about 2 minutes on 2 cores.
+test-fast:
+	bash scripts/setup.sh --test
+	$(PYTEST) -m "$(FAST)" $(PYTEST_ARGS)
+
+# Lint, format and types on the package (CI runs this before the tests).
+SRC = affectlens agent tools ui evals prompts scripts tests
+lint:
+	bash scripts/setup.sh --test
+	$(VENV)/bin/ruff check $(SRC)
+	$(VENV)/bin/ruff format --check $(SRC)
+	bash scripts/typecheck.sh
 
 # The refits of the shipped scorers from ../shared/data (minutes of CPU each): they check that
 # the fitting scripts still reproduce the files in the repo. Not part of `make test`.
