@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from affectlens import models
+from affectlens import cache, models
 from affectlens.settings import Settings
 
 # (distribution, needed by the default pipeline)
@@ -90,6 +90,7 @@ def check(settings: Settings, *, deep: bool = False) -> list[Row]:
                 model_device.get(spec.role, "cpu"),
             )
         )
+    rows += [Row("loaded", loader, "present", which) for loader, which in cache.loaded()]
     return rows
 
 

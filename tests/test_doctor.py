@@ -21,7 +21,8 @@ def test_doctor_reports_missing_models_and_exits_non_zero(tmp_path):
 def test_doctor_rows_cover_packages_system_and_models(tmp_path):
     rows = doctor.check(load_settings(model_dir=tmp_path / "empty"))
     kinds = {r.kind for r in rows}
-    assert kinds == {"device", "package", "system", "model"}
+    # "loaded": models in memory in this process (other tests may have loaded some)
+    assert kinds - {"loaded"} == {"device", "package", "system", "model"}
     by_name = {r.name: r for r in rows}
     assert by_name["ffmpeg"].state == "present"
     assert by_name["qwen2.5-1.5b"].state == "missing"
@@ -37,3 +38,16 @@ def test_doctor_ready_after_assembly(tmp_path):
     result = CliRunner().invoke(app, ["doctor"])
     assert result.exit_code == 0, result.output
     assert "default pipeline: ready" in result.output
+
+
+def test_doctor_lists_the_models_this_process_holds(tmp_path):
+    from affectlens.cache import model_cache
+
+    @model_cache(maxsize=1)
+    def doctor_probe_model(name):
+        return object()
+
+    doctor_probe_model("probe")
+    rows = doctor.check(load_settings(model_dir=tmp_path / "empty"))
+    assert any(r.kind == "loaded" and r.name.endswith("doctor_probe_model") for r in rows)
+    doctor_probe_model.evict("probe")

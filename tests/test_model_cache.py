@@ -14,6 +14,8 @@ import affectlens.tools.face
 import affectlens.tools.scene
 import affectlens.tools.tone
 import affectlens.tools.voice_emotion
+from affectlens import cache
+from affectlens.agent.llm import factory
 from affectlens.cache import ModelCache, model_cache
 
 
@@ -44,6 +46,7 @@ def test_every_loader_is_a_locked_model_cache():
         affectlens.tools.tone._ser_pipeline,
         affectlens.tools.voice_emotion._functionals_smile,
         affectlens.agent.embeddings._load,
+        factory._INSTANCES,  # the LLM backends too
     ]
     assert all(isinstance(f, ModelCache) for f in loaders)
 
@@ -87,3 +90,30 @@ def test_failures_are_not_cached_and_the_oldest_model_is_dropped():
     load("b")
     load("c")  # evicts "a", the least recently used
     assert load("a") is not first and load("a") == ["a"]
+
+
+def test_what_is_loaded_is_listed_and_can_be_evicted():
+    @model_cache(maxsize=2)
+    def load_thing(name):
+        return object()
+
+    first = load_thing("a")
+    load_thing("b")
+    mine = [w for loader, w in cache.loaded() if loader.endswith("load_thing")]
+    assert mine == [repr((("a",), ())), repr((("b",), ()))]
+    assert load_thing.evict("a") and not load_thing.evict("a") and len(load_thing) == 1
+    assert load_thing("a") is not first  # loaded again after the eviction
+
+
+def test_a_loaded_llm_is_listed_by_backend_and_model_never_with_its_api_key():
+    from affectlens.settings import Settings
+
+    secret = "sk-do-not-print-me"
+    s = Settings(llm_backend="openai", llm_base_url="http://127.0.0.1:9/v1", llm_api_key=secret)
+    llm = factory.get_llm(s)  # the OpenAI-compatible client connects on first use only
+    try:
+        listed = [w for loader, w in cache.loaded() if loader.endswith("factory._load")]
+        assert f"openai {s.llm_model}" in listed and not any(secret in w for w in listed)
+    finally:
+        factory._INSTANCES.evict(s)
+    assert llm.model_id

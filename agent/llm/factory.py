@@ -5,7 +5,6 @@ the loaded model instead of loading a second copy."""
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -13,6 +12,7 @@ from affectlens.agent.llm.embedded import EmbeddedLLM
 from affectlens.agent.llm.openai_compat import OpenAILLM
 from affectlens.agent.llm.protocol import LLM, Sampling
 from affectlens.agent.llm.transformers_local import TransformersLLM
+from affectlens.cache import ModelCache
 from affectlens.settings import Settings
 
 LLM_CACHE_SIZE = 2  # loaded models kept per process (reasoner + judge); the oldest is dropped
@@ -22,8 +22,7 @@ _BACKENDS: dict[str, Callable[[Settings], LLM]] = {
     "openai": OpenAILLM,
     "transformers": TransformersLLM,
 }
-_INSTANCES: OrderedDict[tuple, tuple[LLM, dict[Sampling, Sampled]]] = OrderedDict()
-_INSTANCES_LOCK = threading.Lock()
+_VIEWS_LOCK = threading.Lock()
 
 
 class Sampled:
@@ -81,17 +80,20 @@ def _key(s: Settings) -> tuple:
     )
 
 
+def _load(s: Settings) -> tuple[LLM, dict[Sampling, Sampled]]:
+    """A backend instance and its per-sampling views."""
+    return _BACKENDS[s.llm_backend](s), {}
+
+
+_INSTANCES = ModelCache(
+    _load, maxsize=LLM_CACHE_SIZE, key=_key, describe=lambda k: f"{k[0]} {k[1]}"  # no API key
+)
+
+
 def get_llm(settings: Settings, *, role: Literal["reason", "judge"] = "reason") -> LLM:
     """The process-wide LLM for ``role``: one loaded instance per backend and model (at most
     ``LLM_CACHE_SIZE``, least recently used dropped), seen through ``role``'s sampling."""
     s = role_settings(settings, role)
-    key, sampling = _key(s), Sampling.of(s)
-    with _INSTANCES_LOCK:
-        if key in _INSTANCES:
-            _INSTANCES.move_to_end(key)
-        else:
-            _INSTANCES[key] = (_BACKENDS[s.llm_backend](s), {})
-            while len(_INSTANCES) > LLM_CACHE_SIZE:
-                _INSTANCES.popitem(last=False)  # freed when its last user lets go
-        llm, views = _INSTANCES[key]
-        return views.setdefault(sampling, Sampled(llm, sampling))
+    llm, views = _INSTANCES(s)
+    with _VIEWS_LOCK:
+        return views.setdefault(Sampling.of(s), Sampled(llm, Sampling.of(s)))
