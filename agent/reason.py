@@ -45,6 +45,18 @@ Sentence = Annotated[str, Field(max_length=SENTENCE_CHARS)]
 CueId = Annotated[str, Field(max_length=4)]
 
 
+def finished(text: str) -> str:
+    """A claim the grammar cut at ``SENTENCE_CHARS`` ends mid-word ("... low, with a sl"):
+    keep its finished sentences, else its whole clauses, else its whole words."""
+    if len(text) < SENTENCE_CHARS:
+        return text
+    for boundary in (r"^.*[.!?](?=\s)", r"^.*(?=[,;:])"):  # greedy: the last one
+        m = re.match(boundary, text, flags=re.S)
+        if m and len(m.group(0).split()) >= 3:
+            return m.group(0).rstrip()
+    return text.rsplit(" ", 1)[0]
+
+
 class Claim(BaseModel):
     """One explanation sentence and the cue ids it rests on."""
 
@@ -54,7 +66,7 @@ class Claim(BaseModel):
     @property
     def sentence(self) -> str:
         """The text with its citations in brackets before the final stop: "Sad face [F1]."."""
-        text = re.sub(r"\s+([.,;:!?])", r"\1", strip_citations(self.text))
+        text = re.sub(r"\s+([.,;:!?])", r"\1", strip_citations(finished(self.text)))
         stop = text[-1] if text and text[-1] in ".!?" else "."
         body = text.rstrip(".!?").rstrip()
         cites = "".join(f"[{c}]" for c in dict.fromkeys(self.cues))

@@ -79,3 +79,24 @@ def test_structured_reading_normalises_to_cited_sentences():
     assert reading.label == "sad"
     accounts = {a.modality: a for a in reading.modalities}
     assert "[S1]" in accounts["speech"].summary and accounts["scene"].status == "missing"
+
+
+def test_a_claim_cut_by_the_length_limit_keeps_only_what_was_finished():
+    """Seen on the sample: the grammar closed a face claim at SENTENCE_CHARS in the middle of
+    a word ("The voice is calm and low, with a sl"), and the fragment reached the card."""
+    from affectlens.agent.reason import SENTENCE_CHARS, Claim
+
+    text = (
+        "The person is looking sad, with widened eyes and a raised chin, and the words are "
+        "neutral, with a slight hint of happiness. The voice is calm and low, with a slight hint"
+    )[:SENTENCE_CHARS]
+    assert text.endswith("with a sl")
+    sentence = Claim(text=text, cues=["F1"]).sentence
+    assert sentence.endswith("with a slight hint of happiness [F1].")
+    # clauses, when no sentence finished; a claim under the limit is left alone
+    clauses = ("The eyes stay closed, the jaw drops slowly " * 6)[:SENTENCE_CHARS]
+    assert clauses.endswith("the jaw d")
+    assert Claim(text=clauses, cues=["F1"]).sentence.endswith("the eyes stay closed [F1].")
+    assert Claim(text="Low, with a slight hint", cues=["V1"]).sentence == (
+        "Low, with a slight hint [V1]."
+    )
