@@ -96,7 +96,7 @@ def test_a_claim_cut_by_the_length_limit_keeps_only_what_was_finished():
     # clauses, when no sentence finished; a claim under the limit is left alone
     clauses = ("The eyes stay closed, the jaw drops slowly " * 6)[:SENTENCE_CHARS]
     assert clauses.endswith("the jaw d")
-    assert Claim(text=clauses, cues=["F1"]).sentence.endswith("the eyes stay closed [F1].")
+    assert Claim(text=clauses, cues=["F1"]).sentence.endswith("slowly The eyes stay closed [F1].")
     assert Claim(text="Low, with a slight hint", cues=["V1"]).sentence == (
         "Low, with a slight hint [V1]."
     )
