@@ -4,8 +4,10 @@ probe -> {face, speech, voice, scene} (parallel branches, only those whose strea
 -> textualise -> retrieve -> reason -> verify -(problems, rounds left)-> reason | store.
 
 ``build_graph(entry="textualise")`` starts from stored evidence instead (re-reasoning without a
-modality); every node is wrapped so the run context's ``on_stage`` sees start/done/failed with
-elapsed seconds, and the state's ``timings`` records each stage.
+modality). Progress comes from LangGraph's own ``stream_mode="tasks"`` (see
+``affectlens.agent.run.stream_stages``); every node is wrapped in ``timed`` only so that the
+state's ``timings`` records each stage's seconds, which the stream's events do not carry.
+``graph`` is the full analysis, compiled once, for LangGraph's tooling (langgraph.json).
 """
 
 from __future__ import annotations
@@ -24,28 +26,15 @@ from affectlens.agent.state import AnalysisState, RunContext
 Entry = Literal["probe", "textualise"]
 
 
-def staged(name: str, fn):
-    """Report progress and time a node; exceptions still propagate (probe's MediaError)."""
+def timed(name: str, fn):
+    """Add the node's seconds to the state's ``timings`` (its task result carries them)."""
 
     @wraps(fn)
     def node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
-        cb = runtime.context.on_stage
         t0 = time.perf_counter()
-        if cb:
-            cb(name, "start", 0.0)
-        try:
-            update = fn(state, runtime) or {}
-        except BaseException:
-            if cb:
-                cb(name, "failed", time.perf_counter() - t0)
-            raise
-        dt = time.perf_counter() - t0
-        failed = name in MODALITIES and any(
-            e.status == "failed" for e in (update.get("evidence") or {}).values()
-        )
-        if cb:
-            cb(name, "failed" if failed else "done", dt)
-        return {**update, "timings": {**(update.get("timings") or {}), name: round(dt, 3)}}
+        update = fn(state, runtime) or {}
+        dt = round(time.perf_counter() - t0, 3)
+        return {**update, "timings": {**(update.get("timings") or {}), name: dt}}
 
     return node
 
@@ -59,15 +48,15 @@ def route_tools(state: AnalysisState, runtime: Runtime[RunContext]) -> list[str]
 def build_graph(entry: Entry = "probe"):
     """Compile the graph; ``entry="textualise"`` skips probe and the tools."""
     g = StateGraph(AnalysisState, context_schema=RunContext)
-    g.add_node("textualise", staged("textualise", nodes.textualise_node))
-    g.add_node("retrieve", staged("retrieve", nodes.retrieve_node))
-    g.add_node("reason", staged("reason", nodes.reason_node))
-    g.add_node("verify", staged("verify", nodes.verify_node))
-    g.add_node("store", staged("store", nodes.store_node))
+    g.add_node("textualise", timed("textualise", nodes.textualise_node))
+    g.add_node("retrieve", timed("retrieve", nodes.retrieve_node))
+    g.add_node("reason", timed("reason", nodes.reason_node))
+    g.add_node("verify", timed("verify", nodes.verify_node))
+    g.add_node("store", timed("store", nodes.store_node))
     if entry == "probe":
-        g.add_node("probe", staged("probe", nodes.probe))
+        g.add_node("probe", timed("probe", nodes.probe))
         for m in MODALITIES:
-            g.add_node(m, staged(m, nodes.make_tool_node(m)))
+            g.add_node(m, timed(m, nodes.make_tool_node(m)))
             g.add_edge(m, "textualise")
         g.add_edge(START, "probe")
         g.add_conditional_edges("probe", route_tools, [*MODALITIES, "textualise"])
@@ -79,3 +68,6 @@ def build_graph(entry: Entry = "probe"):
     g.add_conditional_edges("verify", nodes.after_verify, {"reason": "reason", "store": "store"})
     g.add_edge("store", END)
     return g.compile(name=f"affectlens-analysis-{entry}")
+
+
+graph = build_graph("probe")

@@ -1,14 +1,14 @@
 """The analysis graph's typed state and its run context.
 
 State holds the run's values (pydantic evidence, cues, readings; the decoded streams in memory
-while the tools need them); ``RunContext`` is the run's read-only configuration (settings,
-progress callback, an LLM override), passed per run as LangGraph's ``context``.
+while the tools need them); ``RunContext`` is the run's read-only configuration (settings, an
+LLM override, whether to store), passed per run as LangGraph's ``context``. Progress is not
+part of either: it comes from LangGraph's stream (``affectlens.agent.run``).
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
@@ -21,8 +21,6 @@ from affectlens.agent.schemas import (
 )
 from affectlens.settings import Settings
 from affectlens.tools.evidence import Evidence, MediaInfo
-
-StageCallback = Callable[[str, str, float], None]
 
 
 def merge(left: dict | None, right: dict | None) -> dict:
@@ -69,10 +67,9 @@ class AnalysisState(TypedDict, total=False):
 
 @dataclass(frozen=True)
 class RunContext:
-    """Per-run configuration, read-only: settings, progress callback, an LLM override (tests,
-    or a chat helper reusing a loaded model), whether to store the result."""
+    """Per-run configuration, read-only: settings, an LLM override (tests, or a chat helper
+    reusing a loaded model), whether to store the result."""
 
     settings: Settings
-    on_stage: StageCallback | None = None
     llm: Any = None
     save: bool = True

@@ -10,14 +10,15 @@ import time
 import pytest
 
 from affectlens.agent.graph import build_graph
-from affectlens.agent.run import analyze, reason_again
-from affectlens.agent.schemas import MODALITIES
+from affectlens.agent.run import StageEvent, analyze, analyze_stream, reason_again
+from affectlens.agent.schemas import MODALITIES, AnalysisResult
 from affectlens.agent.store import AnalysisStore
 from affectlens.agent.verify import cited_ids
 from affectlens.settings import Settings
 from tests.conftest import SchemaFiller, reverified
 
 BAD_NUMBER = "4321"  # a value no cue shows
+AFTER_TOOLS = ("textualise", "retrieve", "reason", "verify", "store")
 
 
 class FirstBad:
@@ -50,28 +51,45 @@ def test_graph_shape():
 
 def test_tools_run_in_parallel_and_a_failing_tool_is_caught(face_clip, settings, monkeypatch):
     import affectlens.tools.scene
+    from affectlens.agent.registry import Tool
 
     def broken(media, settings):
         raise RuntimeError("scene model exploded")
 
     monkeypatch.setattr(affectlens.tools.scene, "match_scene", broken)
-    events: list[tuple[str, str, str, float]] = []
+    measured: dict[str, tuple[str, float, float]] = {}  # tool -> thread, start, end
+    measure = Tool.measure
+
+    def traced(self, media, settings):
+        t0 = time.perf_counter()
+        try:
+            return measure(self, media, settings)
+        finally:
+            measured[self.modality] = (threading.current_thread().name, t0, time.perf_counter())
+
+    monkeypatch.setattr(Tool, "measure", traced)
+    events: list[tuple[str, str, float, float]] = []
 
     def on_stage(stage, status, seconds):
-        events.append((stage, status, threading.current_thread().name, time.perf_counter()))
+        events.append((stage, status, seconds, time.perf_counter()))
 
     llm = SchemaFiller()
     result = analyze(face_clip, settings, on_stage=on_stage, llm=llm)
+    assert set(measured) == set(MODALITIES)  # the clip has frames and an audio track
+    # the slow tools overlap in time, in different threads: parallel branches of one superstep
+    face, speech = measured["face"], measured["speech"]
+    assert face[1] < speech[2] and speech[1] < face[2]
+    assert len({thread for thread, _, _ in measured.values()}) > 1
+    # the stream reports each stage as it starts and ends, with the node's own seconds
     span = {}
     for stage, status, _, t in events:
         span.setdefault(stage, [t, t])[1 if status != "start" else 0] = t
-    ran = {m for m in MODALITIES if m in span}
-    assert ran == set(MODALITIES)  # the clip has frames and an audio track
-    # the slow tools overlap in time, in different threads: parallel branches of one superstep
-    assert span["face"][0] < span["speech"][1] and span["speech"][0] < span["face"][1]
-    assert len({th for s, _, th, _ in events if s in MODALITIES}) > 1
-    assert span["textualise"][0] >= max(span[m][1] for m in ran)
+    assert set(span) == {"probe", *MODALITIES, *AFTER_TOOLS}
+    assert span["textualise"][0] >= max(span[m][1] for m in MODALITIES)
+    assert all(span[m][0] <= min(span[n][1] for n in MODALITIES) for m in MODALITIES)
     assert [st for s, st, _, _ in events if s == "scene"] == ["start", "failed"]
+    done = {s: secs for s, st, secs, _ in events if st == "done"}
+    assert done["face"] == result.timings["face"] > 0  # the seconds the node measured itself
     assert result.scene.status == "failed" and "scene model exploded" in result.scene.reason
     assert result.face.status == "ok" and result.reading is not None
     assert set(result.timings) >= {"probe", "face", "textualise", "retrieve", "reason", "verify"}
@@ -85,15 +103,20 @@ def test_tools_run_in_parallel_and_a_failing_tool_is_caught(face_clip, settings,
 
 
 def test_without_skips_the_tool_and_reason_again(face_clip, settings):
-    stages: list[str] = []
     llm = SchemaFiller()
-    result = analyze(
-        face_clip, settings, on_stage=lambda s, st, t: stages.append(s), without=["scene"], llm=llm
-    )
+    items = list(analyze_stream(face_clip, settings, without=["scene"], llm=llm))
+    result, events = items[-1], items[:-1]
+    assert isinstance(result, AnalysisResult) and all(isinstance(e, StageEvent) for e in events)
+    stages = [e.stage for e in events]
     assert "scene" not in stages and result.scene is None and result.face.status == "ok"
+    assert stages[:2] == ["probe", "probe"] and stages[-2:] == ["store", "store"]
     assert result.settings["without"] == ["scene"]
     asked = len(llm.calls)
-    again = reason_again(result, settings, without=["face"], llm=llm)
+    seen: list[tuple[str, str]] = []
+    again = reason_again(
+        result, settings, without=["face"], llm=llm, on_stage=lambda s, st, t: seen.append((s, st))
+    )
+    assert seen == [(stage, status) for stage in AFTER_TOOLS for status in ("start", "done")]
     assert again.id == f"{result.id}-without-face" and again.face is not None  # evidence kept
     assert not any(c.modality == "face" for c in again.cues)
     acc = {a.modality: a for a in again.reading.modalities}

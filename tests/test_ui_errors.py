@@ -1,6 +1,7 @@
-"""The UI's error paths: reopen shows its error (with the right number of outputs), the
-project's own errors reach the page by name, and a saved analysis whose indexing fails is
-reported as saved with a warning."""
+"""The UI's error paths, through its module-level handlers: reopen shows its error (with the
+right number of outputs), an unreadable upload stops the streamed stage list at probe with the
+media error, the project's own errors reach the page by name, and a saved analysis whose
+indexing fails is reported as saved with a warning."""
 
 from __future__ import annotations
 
@@ -28,25 +29,52 @@ def stored(tmp_path, face_clip) -> tuple[Settings, AnalysisResult]:
 
 
 def test_reopen_unknown_id_shows_the_error_in_every_output_slot(tmp_path):
-    from affectlens.ui.app import create_app
+    from affectlens.ui.app import create_app, reopen
 
-    app = create_app(Settings(data_dir=tmp_path / "data"))
-    reopen = _fn(app, "reopen")
+    settings = Settings(data_dir=tmp_path / "data")
+    wired = _fn(create_app(settings), "reopen")  # the page wires one output per value
     for chosen, expected in (("20990101-nope", "Analysis not found"), (None, "pick an analysis")):
-        out = reopen.fn(chosen, "current-id")
-        assert len(out) == len(reopen.outputs) == 10
+        out = reopen(settings, chosen, "current-id")
+        assert len(out) == len(wired.outputs) == 10
         assert out[7] == "current-id"  # the session keeps its analysis
         assert expected in out[8] and "Unexpected error" not in out[8]
+    assert wired.fn("20990101-nope", "current-id")[7] == "current-id"  # bound to the settings
 
 
 def test_reopen_opens_a_stored_analysis(stored):
     from affectlens.agent.store import AnalysisStore
-    from affectlens.ui.app import create_app
+    from affectlens.ui.app import reopen
 
     settings, result = stored
     AnalysisStore(settings, index=False).save(result)
-    out = _fn(create_app(settings), "reopen").fn(result.id, None)
+    out = reopen(settings, result.id, None)
     assert len(out) == 10 and out[7] == result.id and result.media.file_name in out[2]
+
+
+def test_analyse_streams_the_stages_and_stops_at_an_unreadable_file(tmp_path):
+    """No model loads: probe rejects the file; the last update names it failed, with the
+    media error in the error slot, and the session's analysis is cleared."""
+    from affectlens.ui.app import analyse, create_app
+
+    settings = Settings(data_dir=tmp_path / "data")
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("this is not a video\n" * 50)
+    updates = list(analyse(settings, str(bad), "old-id"))
+    wired = _fn(create_app(settings), "analyse")
+    assert all(len(u) == len(wired.outputs) == 8 for u in updates)
+    assert "Analysing" in updates[0][2] and updates[0][7] is None
+    assert any("stage-start" in u[0] and "probe the file" in u[0] for u in updates[1:-1])
+    progress, error, card, *_, chat, current = updates[-1]
+    assert 'class="stage stage-failed"' in progress and "(stopped)" in progress
+    assert "Could not analyse" in error and "notes.mp4" in error and "Unexpected" not in error
+    assert "No result." in card and chat == [] and current is None
+
+
+def test_analyse_without_a_file_keeps_the_session(tmp_path):
+    from affectlens.ui.app import analyse
+
+    (update,) = analyse(Settings(data_dir=tmp_path / "data"), None, "old-id")
+    assert "no file chosen" in update[1] and update[7] == "old-id"
 
 
 def test_chat_and_not_found_errors_are_named():

@@ -1,20 +1,21 @@
 """The Gradio app: analyse a clip, read the cited result, chat about it, reopen past analyses,
 run evals.
 
-``create_app(settings)`` builds the Blocks (nothing heavy is loaded: the models load lazily on
-the first analysis); ``serve(settings)`` launches it with the settings' host, port, auth and
-upload limit. Each browser session keeps its analysis id in ``gr.State``. With auth, each
-analysis records its owner and a user sees, reopens, chats about and deletes only their own
-(chat threads are per user too); without auth the app is single-user and says so on the page.
+``create_app(settings)`` lays out the Blocks and wires each control to a module-level handler
+(``analyse``, ``ask``, ``list_past``, ``reopen``, ``delete``, ``run_eval``: settings first, then
+the inputs; nothing heavy is loaded: the models load lazily on the first analysis);
+``serve(settings)`` launches it with the settings' host, port, auth and upload limit. Each
+browser session keeps its analysis id in ``gr.State``. With auth, each analysis records its
+owner and a user sees, reopens, chats about and deletes only their own (chat threads are per
+user too); without auth the app is single-user and says so on the page.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import os
-import queue
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +35,6 @@ from affectlens.ui import plots  # noqa: E402
 log = logging.getLogger(__name__)
 
 DATASETS_DIR = Path(__file__).resolve().parents[1] / "evals" / "datasets"
-POLL_S = 0.4
 CSS = """
 .gradio-container {max-width: 1380px !important}
 #title h1 {margin-bottom: 0} #title p {margin-top: 2px; color: #666}
@@ -238,9 +238,215 @@ def _eval_runner():
     return runner if hasattr(runner, "run_eval") else None  # pragma: no branch
 
 
+# --- handlers (module level: the tests call them with explicit settings) -----------------
+# Every output list below is fixed by ``create_app``'s wiring; a handler returns one value per
+# output, gr.skip() for an output it leaves as it is.
+def _stage_rows(stages: dict[str, tuple[str, float, float]], now: float | None = None) -> list:
+    """(stage, status, seconds) for the progress list; with ``now``, a running stage shows the
+    seconds since it started."""
+    return [
+        (s, st, now - began if now is not None and st == "start" else sec)
+        for s, (st, sec, began) in stages.items()
+    ]
+
+
+def analyse(settings: Settings, path: str | None, current: str | None, request: gr.Request = None):
+    """The Analyse button: the stage list while the graph streams its stages, then the result.
+    Outputs: progress, error, card, circumplex, timeline, frames, chatbot, analysis id."""
+    from affectlens.agent.run import analyze_stream
+
+    user = _user(settings, request)
+    empty = (None, None, None, [])
+    if not path:
+        gr.Warning("Choose a clip first.")
+        yield ("", cp.error_box("no file chosen"), gr.skip(), *empty[1:], gr.skip(), current)
+        return
+    t0 = time.perf_counter()
+    stages: dict[str, tuple[str, float, float]] = {}  # stage -> status, secs, started
+    yield (
+        cp.progress_html([], 0.0),
+        "",
+        cp.result_card_placeholder("Analysing…"),
+        *empty[1:],
+        [],
+        None,
+    )
+    try:
+        for item in analyze_stream(path, settings):
+            if isinstance(item, AnalysisResult):  # the last item
+                result = item
+                continue
+            now = time.perf_counter()
+            prev = stages.get(item.stage)
+            stages[item.stage] = (item.status, item.seconds, prev[2] if prev else now)
+            yield (cp.progress_html(_stage_rows(stages, now), now - t0), *(gr.skip(),) * 7)
+    except Exception as exc:  # noqa: BLE001 - shown to the user
+        message = _friendly(exc)
+        gr.Warning(message)
+        yield (
+            cp.progress_html(_stage_rows(stages), time.perf_counter() - t0, "(stopped)"),
+            cp.error_box(message),
+            cp.result_card_placeholder("No result."),
+            *empty[1:],
+            [],
+            None,
+        )
+        return
+    total = time.perf_counter() - t0
+    if user is not None:
+        try:
+            _store(settings).set_owner(result.id, user)
+        except Exception as exc:  # noqa: BLE001 - not saved: nothing to own
+            log.warning("could not record the owner of %s: %s", result.id, exc)
+    try:
+        keys = cp.key_frames(result, path, _frames_dir(settings, result.id))
+    except Exception as exc:  # noqa: BLE001 - frames are an illustration, not the result
+        log.warning("key frames failed: %s", exc)
+        keys = []
+    note = f"(done: {result.reading.label})" if result.reading else "(no reading)"
+    warnings = _saved_warnings(settings, result)
+    for w in warnings:
+        gr.Warning(w)
+    yield (
+        cp.progress_html(_stage_rows(stages), total, note),
+        cp.warning_box(warnings),
+        *_views(result, keys),
+        [],
+        result.id,
+    )
+
+
+def ask(
+    settings: Settings,
+    q: str,
+    messages: list[dict],
+    current: str | None,
+    request: gr.Request = None,
+):
+    """Ask / Enter: the chat's answer streamed into the last message. Outputs: chatbot,
+    question box."""
+    user = _user(settings, request)
+    q = (q or "").strip()
+    messages = list(messages or [])
+    if not q:
+        yield messages, ""
+        return
+    messages.append({"role": "user", "content": q})
+    if not current:
+        messages.append(
+            {"role": "assistant", "content": "Analyse a clip (or open one in History) first."}
+        )
+        yield messages, ""
+        return
+    messages.append({"role": "assistant", "content": "…"})
+    yield messages, ""
+    try:
+        _store(settings).get_for(current, user)  # another user's id: not found
+        for text in chat_stream(current, q, settings, _thread(user)):
+            messages[-1] = {"role": "assistant", "content": text or "…"}
+            yield messages, ""
+    except Exception as exc:  # noqa: BLE001 - a failed answer must not break the page
+        messages[-1] = {"role": "assistant", "content": f"⚠ {_friendly(exc)}"}
+        yield messages, ""
+
+
+def list_past(settings: Settings, request: gr.Request = None):
+    """The History dropdown's choices (the user's own analyses). Outputs: dropdown, note."""
+    try:
+        items = _store(settings).list_for(_user(settings, request))
+    except Exception as exc:  # noqa: BLE001
+        return gr.update(choices=[]), cp.error_box(_friendly(exc))
+    choices = [
+        (f"{a.created:%Y-%m-%d %H:%M} · {a.label or '(no label)'} · {a.file_name}", a.id)
+        for a in items
+    ]
+    note = "" if choices else '<div class="card-meta">No analyses stored yet.</div>'
+    return gr.update(choices=choices, value=choices[0][1] if choices else None), note
+
+
+def reopen(settings: Settings, chosen: str | None, current: str | None, request: gr.Request = None):
+    """Open: a stored analysis back on the Analyse tab, with its chat. 10 outputs: progress,
+    error, card, circumplex, timeline, frames, chatbot, analysis id, history note, tabs."""
+    user = _user(settings, request)
+    if not chosen:
+        return (gr.skip(),) * 7 + (current, cp.error_box("pick an analysis"), gr.skip())
+    try:
+        result = _store(settings).get_for(chosen, user)
+    except Exception as exc:  # noqa: BLE001 - missing or unreadable file
+        return (gr.skip(),) * 7 + (current, cp.error_box(_friendly(exc)), gr.skip())
+    keys = cp.stored_key_frames(_frames_dir(settings, result.id))
+    return (
+        "",
+        "",
+        *_views(result, keys),
+        _history(result.id, settings, _thread(user)),
+        result.id,
+        "",
+        gr.Tabs(selected="analyse"),
+    )
+
+
+def delete(settings: Settings, chosen: str | None, current: str | None, request: gr.Request = None):
+    """Remove the chosen analysis and everything kept for it (owner only). Outputs: dropdown,
+    history note, analysis id."""
+    user = _user(settings, request)
+    store = _store(settings)
+    if not chosen:
+        return gr.skip(), cp.error_box("pick an analysis"), current
+    try:
+        store.get_for(chosen, user)
+        store.delete(chosen)
+    except Exception as exc:  # noqa: BLE001
+        return gr.skip(), cp.error_box(_friendly(exc)), current
+    dropdown, _ = list_past(settings, request)
+    note = f'<div class="card-meta">Deleted {cp.escape(chosen)}.</div>'
+    return dropdown, note, None if current == chosen else current
+
+
+def run_eval(settings: Settings, choice: str | None, typed: str, progress=gr.Progress()):
+    """Run eval: metrics table, plots, report file, note (errors become gr.Error)."""
+    runner = _eval_runner()
+    if runner is None:
+        raise gr.Error("The eval runner is not installed yet.")
+    try:
+        folder = eval_folder(choice, typed, settings)
+    except ValueError as exc:
+        raise gr.Error(str(exc)) from exc
+    progress(0, desc="loading the dataset")
+    try:
+        return _eval_outputs(runner, folder, settings, progress)
+    except gr.Error:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise gr.Error(_friendly(exc)) from exc
+
+
+def _bind(handler, settings: Settings):
+    """``handler`` with ``settings`` filled in, as Gradio reads a handler: the same name (the
+    API name), a generator stays one, and the signature without ``settings`` (Gradio injects
+    gr.Request and gr.Progress by it; a functools.partial would hide the annotations)."""
+    if inspect.isgeneratorfunction(handler):
+
+        def bound(*args, **kwargs):
+            yield from handler(settings, *args, **kwargs)
+    else:
+
+        def bound(*args, **kwargs):
+            return handler(settings, *args, **kwargs)
+
+    signature = inspect.signature(handler)
+    bound.__name__ = bound.__qualname__ = handler.__name__
+    bound.__doc__ = handler.__doc__
+    params = list(signature.parameters.values())[1:]
+    bound.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    bound.__annotations__ = {k: v for k, v in handler.__annotations__.items() if k != "settings"}
+    return bound
+
+
 # --- the app ---------------------------------------------------------------------------------
 def create_app(settings: Settings) -> gr.Blocks:
-    """The Blocks with its handlers bound to ``settings``; launch with ``serve``."""
+    """The page's layout, each control wired to its handler bound to ``settings``; launch with
+    ``serve``."""
     with gr.Blocks(title="AffectLens", analytics_enabled=False) as app:
         analysis_id = gr.State(None)  # per browser session
         with gr.Column(elem_id="title"):
@@ -328,226 +534,35 @@ def create_app(settings: Settings) -> gr.Blocks:
                 eval_plots = gr.Gallery(label="Plots", columns=3, height=320)
                 report = gr.File(label="Report")
 
-        # --- handlers ---------------------------------------------------------------------
-        def analyse(path: str | None, current: str | None, request: gr.Request = None):
-            user = _user(settings, request)
-            empty = (None, None, None, [])
-            if not path:
-                gr.Warning("Choose a clip first.")
-                yield (
-                    "",
-                    cp.error_box("no file chosen"),
-                    gr.skip(),
-                    *empty[1:],
-                    gr.skip(),
-                    current,
-                )
-                return
-            events: queue.Queue = queue.Queue()
-            box: dict[str, Any] = {}
-
-            def work() -> None:
-                from affectlens.agent.run import analyze
-
-                try:
-                    box["result"] = analyze(
-                        path, settings, on_stage=lambda s, st, sec: events.put((s, st, sec))
-                    )
-                except BaseException as exc:  # noqa: BLE001 - shown to the user below
-                    box["error"] = exc
-
-            worker = threading.Thread(target=work, name="affectlens-analyse", daemon=True)
-            t0 = time.perf_counter()
-            worker.start()
-            stages: dict[str, tuple[str, float, float]] = {}  # stage -> status, secs, started
-            loading = cp.result_card_placeholder("Analysing…")
-            first = True
-            while worker.is_alive() or not events.empty():
-                try:
-                    while True:
-                        stage, status, secs = events.get_nowait()
-                        prev = stages.get(stage)
-                        started = prev[2] if prev else time.perf_counter()
-                        stages[stage] = (status, secs, started)
-                except queue.Empty:
-                    pass
-                now = time.perf_counter()
-                rows = [
-                    (s, st, sec if st != "start" else now - began)
-                    for s, (st, sec, began) in stages.items()
-                ]
-                if first:
-                    yield (cp.progress_html(rows, now - t0), "", loading, *empty[1:], [], None)
-                    first = False
-                else:
-                    yield (cp.progress_html(rows, now - t0), *(gr.skip(),) * 7)
-                worker.join(POLL_S)
-            rows = [(s, st, sec) for s, (st, sec, _) in stages.items()]
-            total = time.perf_counter() - t0
-            if "error" in box:
-                message = _friendly(box["error"])
-                gr.Warning(message)
-                yield (
-                    cp.progress_html(rows, total, "(stopped)"),
-                    cp.error_box(message),
-                    cp.result_card_placeholder("No result."),
-                    *empty[1:],
-                    [],
-                    None,
-                )
-                return
-            result: AnalysisResult = box["result"]
-            if user is not None:
-                try:
-                    _store(settings).set_owner(result.id, user)
-                except Exception as exc:  # noqa: BLE001 - not saved: nothing to own
-                    log.warning("could not record the owner of %s: %s", result.id, exc)
-            try:
-                keys = cp.key_frames(result, path, _frames_dir(settings, result.id))
-            except Exception as exc:  # noqa: BLE001 - frames are an illustration, not the result
-                log.warning("key frames failed: %s", exc)
-                keys = []
-            note = f"(done: {result.reading.label})" if result.reading else "(no reading)"
-            warnings = _saved_warnings(settings, result)
-            for w in warnings:
-                gr.Warning(w)
-            yield (
-                cp.progress_html(rows, total, note),
-                cp.warning_box(warnings),
-                *_views(result, keys),
-                [],
-                result.id,
-            )
-
+        # --- wiring ---------------------------------------------------------------------
         outputs = [progress, error, card, circ, timeline, frames, chatbot, analysis_id]
         run_btn.click(
-            analyse, [video, analysis_id], outputs, concurrency_limit=1, concurrency_id="analysis"
+            _bind(analyse, settings),
+            [video, analysis_id],
+            outputs,
+            concurrency_limit=1,
+            concurrency_id="analysis",
         )
-
-        def ask(q: str, messages: list[dict], current: str | None, request: gr.Request = None):
-            user = _user(settings, request)
-            q = (q or "").strip()
-            messages = list(messages or [])
-            if not q:
-                yield messages, ""
-                return
-            messages.append({"role": "user", "content": q})
-            if not current:
-                messages.append(
-                    {
-                        "role": "assistant",
-                        "content": "Analyse a clip (or open one in History) first.",
-                    }
-                )
-                yield messages, ""
-                return
-            messages.append({"role": "assistant", "content": "…"})
-            yield messages, ""
-            try:
-                _store(settings).get_for(current, user)  # another user's id: not found
-                for text in chat_stream(current, q, settings, _thread(user)):
-                    messages[-1] = {"role": "assistant", "content": text or "…"}
-                    yield messages, ""
-            except Exception as exc:  # noqa: BLE001 - a failed answer must not break the page
-                messages[-1] = {"role": "assistant", "content": f"⚠ {_friendly(exc)}"}
-                yield messages, ""
-
         for trigger in (ask_btn.click, question.submit):
             trigger(
-                ask,
+                _bind(ask, settings),
                 [question, chatbot, analysis_id],
                 [chatbot, question],
                 concurrency_limit=1,
                 concurrency_id="llm",
             )
-
-        def list_past(request: gr.Request = None):
-            try:
-                items = _store(settings).list_for(_user(settings, request))
-            except Exception as exc:  # noqa: BLE001
-                return gr.update(choices=[]), cp.error_box(_friendly(exc))
-            choices = [
-                (f"{a.created:%Y-%m-%d %H:%M} · {a.label or '(no label)'} · {a.file_name}", a.id)
-                for a in items
-            ]
-            note = "" if choices else '<div class="card-meta">No analyses stored yet.</div>'
-            return gr.update(choices=choices, value=choices[0][1] if choices else None), note
-
-        refresh_btn.click(list_past, None, [past, history_note])
-        app.load(list_past, None, [past, history_note])
-
-        def reopen(chosen: str | None, current: str | None, request: gr.Request = None):
-            user = _user(settings, request)
-            # 10 outputs: progress, error, card, circ, timeline, frames, chatbot, id, note, tabs
-            if not chosen:
-                return (gr.skip(),) * 7 + (current, cp.error_box("pick an analysis"), gr.skip())
-            try:
-                result = _store(settings).get_for(chosen, user)
-            except Exception as exc:  # noqa: BLE001 - missing or unreadable file
-                return (gr.skip(),) * 7 + (current, cp.error_box(_friendly(exc)), gr.skip())
-            keys = cp.stored_key_frames(_frames_dir(settings, result.id))
-            return (
-                "",
-                "",
-                *_views(result, keys),
-                _history(result.id, settings, _thread(user)),
-                result.id,
-                "",
-                gr.Tabs(selected="analyse"),
-            )
-
+        refresh_btn.click(_bind(list_past, settings), None, [past, history_note])
+        app.load(_bind(list_past, settings), None, [past, history_note])
         open_btn.click(
-            reopen,
+            _bind(reopen, settings),
             [past, analysis_id],
-            [
-                progress,
-                error,
-                card,
-                circ,
-                timeline,
-                frames,
-                chatbot,
-                analysis_id,
-                history_note,
-                tabs,
-            ],
+            [*outputs, history_note, tabs],
         )
-
-        def delete(chosen: str | None, current: str | None, request: gr.Request = None):
-            """Remove the chosen analysis and everything kept for it (owner only)."""
-            user = _user(settings, request)
-            store = _store(settings)
-            if not chosen:
-                return gr.skip(), cp.error_box("pick an analysis"), current
-            try:
-                store.get_for(chosen, user)
-                store.delete(chosen)
-            except Exception as exc:  # noqa: BLE001
-                return gr.skip(), cp.error_box(_friendly(exc)), current
-            dropdown, _ = list_past(request)
-            note = f'<div class="card-meta">Deleted {cp.escape(chosen)}.</div>'
-            return dropdown, note, None if current == chosen else current
-
-        delete_btn.click(delete, [past, analysis_id], [past, history_note, analysis_id])
-
-        def run_eval(choice: str | None, typed: str, progress=gr.Progress()):
-            runner = _eval_runner()
-            if runner is None:
-                raise gr.Error("The eval runner is not installed yet.")
-            try:
-                folder = eval_folder(choice, typed, settings)
-            except ValueError as exc:
-                raise gr.Error(str(exc)) from exc
-            progress(0, desc="loading the dataset")
-            try:
-                return _eval_outputs(runner, folder, settings, progress)
-            except gr.Error:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                raise gr.Error(_friendly(exc)) from exc
-
+        delete_btn.click(
+            _bind(delete, settings), [past, analysis_id], [past, history_note, analysis_id]
+        )
         eval_btn.click(
-            run_eval,
+            _bind(run_eval, settings),
             [dataset, dataset_path],
             [metrics, eval_plots, report, eval_note],
             concurrency_limit=1,
