@@ -60,9 +60,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 # SHARED_TEST_DATA=/nowhere runs the suite as a clean clone elsewhere would
-SHARED_DATA = Path(
-    os.environ.get("SHARED_TEST_DATA") or REPO / ".." / "shared" / "data"
-).resolve()
+SHARED_DATA = Path(os.environ.get("SHARED_TEST_DATA") or REPO / ".." / "shared" / "data").resolve()
 TEST_DATA = REPO / "tests" / "data"
 
 

@@ -136,6 +136,7 @@ def test_card_without_reading_shows_the_reason():
 def test_progress_and_error_box_escape():
     html = cp.progress_html([("probe", "done", 1.23), ("face", "start", 0.5)], 2.0)
     assert "probe the file" in html and "1.2 s" in html and "stage-start" in html
+    assert "running…" in html and "0.5 s" not in html  # a running stage pulses, no stale count
     assert "&lt;b&gt;" in cp.error_box("<b>bad</b>")
 
 

@@ -69,6 +69,9 @@ CSS = """
 .stages {list-style: none; padding: 0; margin: 0} .stage {padding: 2px 0}
 .stage .icon {display: inline-block; width: 1.6em} .stage .secs {float: right; color: #777}
 .stage-failed {color: #9b1c1c} .stage-start {font-weight: 600}
+.stage-start .icon, .stage-start .secs {animation: al-pulse 1.2s ease-in-out infinite}
+@keyframes al-pulse {50% {opacity: 0.3}}
+@media (prefers-reduced-motion: reduce) {.stage-start .icon, .stage-start .secs {animation: none}}
 .elapsed {color: #777; font-size: 0.85em; margin-top: 4px}
 .problems {margin-top: 8px; color: #555; font-size: 0.9em}
 """

@@ -143,14 +143,17 @@ def _modalities(result: AnalysisResult) -> str:
 
 
 def progress_html(stages: list[tuple[str, str, float]], total: float, note: str = "") -> str:
-    """The stage list while an analysis runs: each stage with its state and elapsed time."""
+    """The stage list while an analysis runs: each stage with its state and its seconds. The
+    page is redrawn when a stage starts or ends, so a running stage pulses ("running…") rather
+    than showing a count that would stand still until the next event."""
     rows = []
     for stage, status, secs in stages:
         icon = {"start": "▸", "done": "✓", "failed": "✗"}.get(status, "·")
         name = STAGE_NAMES.get(stage, stage)
+        shown = "running…" if status == "start" else f"{secs:.1f} s"
         rows.append(
             f'<li class="stage stage-{escape(status)}"><span class="icon">{icon}</span>'
-            f'{escape(name)}<span class="secs">{secs:.1f} s</span></li>'
+            f'{escape(name)}<span class="secs">{shown}</span></li>'
         )
     foot = f'<div class="elapsed">elapsed {total:.1f} s {escape(note)}</div>'
     return f'<ul class="stages">{"".join(rows)}</ul>{foot}'
