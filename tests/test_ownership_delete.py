@@ -124,6 +124,18 @@ def test_with_auth_each_user_sees_and_deletes_only_their_own(two_users):
     with pytest.raises(AnalysisNotFound):
         AnalysisStore(settings, index=False).get_for(bob.id, "ann")
     assert AnalysisStore(settings, index=False).get(bob.id).owner == "bob"
+    # chat threads are per user: ann's question about bob's analysis is refused and writes
+    # nothing into any thread of his
+    from affectlens.agent import chat
+    from affectlens.ui.app import _thread
+
+    threads_before = chat.threads(bob.id, settings)
+    messages, _ = as_ann.predict("Why this emotion?", [], bob.id, api_name="/ask")
+    content = messages[-1]["content"]  # the session's analysis is a server-side state: the id
+    text = content if isinstance(content, str) else " ".join(p["text"] for p in content)
+    assert text.startswith("⚠") or text.startswith("Analyse a clip"), text  # never an answer
+    assert chat.threads(bob.id, settings) == threads_before
+    assert _thread("ann") != _thread("bob")
     # bob deletes his own: the JSON, the thread and the key frames go
     as_bob = _client(url, "bob", "hunter2")
     choices, _ = as_bob.predict(api_name="/list_past")
@@ -133,8 +145,6 @@ def test_with_auth_each_user_sees_and_deletes_only_their_own(two_users):
     as_bob.predict(bob.id, api_name="/delete")
     assert [a.id for a in AnalysisStore(settings, index=False).list()] == [ann.id]
     assert not AnalysisStore(settings).frames_dir(bob.id).exists()
-    from affectlens.agent import chat
-
     assert chat.threads(bob.id, settings) == []
 
 
