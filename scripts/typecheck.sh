@@ -9,13 +9,19 @@
 # rewritten to the checkout's own (agent/nodes.py), so each line points at the file to edit.
 #
 # Usage: bash scripts/typecheck.sh [extra mypy arguments]
-#   MYPY=path/to/mypy   the mypy to run (default: mypy on PATH, else .venv/bin/mypy)
-#   PYTHON=python3.11   the Python that reads pyproject.toml (tomllib)
+#   MYPY=path/to/mypy   the mypy to run (default: the project's .venv/bin/mypy, else PATH's)
+#   PYTHON=python3.11   the Python that reads pyproject.toml (default: .venv's, else python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MYPY="${MYPY:-$(command -v mypy || echo .venv/bin/mypy)}"
-PYTHON="${PYTHON:-$(command -v python3 || echo .venv/bin/python)}"
+if [[ -z ${MYPY:-} ]]; then
+    MYPY=mypy
+    [[ -x .venv/bin/mypy ]] && MYPY=.venv/bin/mypy
+fi
+if [[ -z ${PYTHON:-} ]]; then
+    PYTHON=python3
+    [[ -x .venv/bin/python ]] && PYTHON=.venv/bin/python
+fi
 TREE=build/typecheck
 
 # Lines "affectlens.agent agent", ... from the package-dir table (the wheel's own mapping),
