@@ -74,7 +74,7 @@ C_EXPR_DB = tuple(C_EXPR_DB_NAMES.values())
 
 # Free word -> basic emotion. Adjectives, nouns and common open-vocabulary labels (EMER, MER).
 SYNONYMS: dict[str, str] = {}
-_GROUPS: dict[str, tuple[str, ...]] = {
+_GROUPS: dict[str, list[str]] = {
     "anger": (
         "anger angry angrily mad furious fury rage raging irritated irritation annoyed annoyance "
         "frustrated frustration hostile hostility resentful resentment indignant outraged "
@@ -247,8 +247,7 @@ def parse_label(label: str) -> Compound | None:
     adverb ("happy, surprised") -> first is dominant. None when no word maps.
     """
     words = _WORD.findall(label.lower())
-    mapped = [(w, to_basic(w)) for w in words]
-    mapped = [(w, b) for w, b in mapped if b]
+    mapped = [(w, b) for w in words if (b := to_basic(w))]
     if not mapped:
         return None
     if len(mapped) == 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from chromadb import Documents, EmbeddingFunction, Embeddings
+from chromadb.api.types import Space
 
 from affectlens.cache import model_cache
 from affectlens.models import model_path
@@ -45,7 +46,7 @@ class MiniLMEmbedding(EmbeddingFunction[Documents]):
     def name() -> str:
         return "affectlens-minilm"
 
-    def default_space(self) -> str:
+    def default_space(self) -> Space:
         return "cosine"
 
     def get_config(self) -> dict[str, Any]:

@@ -132,7 +132,7 @@ def fuse(votes: dict[str, EmotionVote], params: FusionParams | None = None) -> F
         return None
     q, used = pooled
     probs = {c: round(float(v), 4) for c, v in zip(BASIC_EMOTIONS, q)}
-    top = max(probs, key=probs.get)
+    top = max(probs, key=probs.__getitem__)
     return FusedReading(
         probs=probs,
         top=top,

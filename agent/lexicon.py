@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from functools import lru_cache
+from typing import cast
 
 from pydantic import BaseModel
 
@@ -301,7 +303,7 @@ def face_table() -> dict[tuple[str, str], frozenset[str]]:
     read by ``read_actions``, plus ``_EXTRA``."""
     table: dict[tuple[str, str], set[str]] = {}
     for raw, phrase in [*AU_NAMES.items(), *AU_GLOSS.items()]:
-        code = au_code(raw)
+        code = cast(str, au_code(raw))  # the tables are keyed by AU code
         for part, action, _, _ in read_actions(phrase):
             table.setdefault((part, action), set()).add(code)
     for key, codes in _EXTRA.items():
@@ -470,7 +472,7 @@ def _same_clause(words: list[str]) -> list[str]:
     return out
 
 
-def read_voice(text: str, taken: list[tuple[int, int]] = ()) -> list[Mention]:
+def read_voice(text: str, taken: Sequence[tuple[int, int]] = ()) -> list[Mention]:
     """Voice qualities the text names: standalone words ('shouting', 'intonation') and
     descriptors next to a voice word ('a calm voice', 'speaks quickly', 'a deep voice').
     Words inside ``taken`` spans (already read as facial actions) are skipped."""
@@ -551,8 +553,7 @@ def mentions(text: str) -> list[Mention]:
                 Mention(kind="face", phrase=text[s:e], start=s, end=e, aus=tuple(sorted(aus)))
             )
     for m in re.finditer(r"\bAU\s?\d+\b", blank, re.I):
-        out.append(
-            Mention(kind="face", phrase=m[0], start=m.start(), end=m.end(), aus=(au_code(m[0]),))
-        )
+        code = cast(str, au_code(m[0]))  # the pattern is an AU code's
+        out.append(Mention(kind="face", phrase=m[0], start=m.start(), end=m.end(), aus=(code,)))
     out += read_voice(blank, [(m.start, m.end) for m in out if m.kind == "face"])
     return sorted(out, key=lambda m: m.start)

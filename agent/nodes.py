@@ -4,6 +4,7 @@ LangGraph's ``Runtime``) and returns a partial update; none of them holds model 
 from __future__ import annotations
 
 import threading
+from typing import cast
 
 from langgraph.runtime import Runtime
 
@@ -12,7 +13,13 @@ from affectlens.agent import knowledge as kb
 from affectlens.agent import reason as rs
 from affectlens.agent import verify as vf
 from affectlens.agent.registry import TOOLS
-from affectlens.agent.schemas import MODALITIES, AnalysisResult, Modality, VerificationReport
+from affectlens.agent.schemas import (
+    MODALITIES,
+    AnalysisResult,
+    DroppedClaim,
+    Modality,
+    VerificationReport,
+)
 from affectlens.agent.state import AnalysisState, RunContext
 from affectlens.agent.textualise import (
     evidence_basic_distribution,
@@ -22,6 +29,13 @@ from affectlens.agent.textualise import (
     textualise,
 )
 from affectlens.taxonomy import compound_label
+from affectlens.tools.evidence import (
+    EmotionVote,
+    FaceEvidence,
+    SceneEvidence,
+    SpeechEvidence,
+    ToneEvidence,
+)
 
 NO_CUES = "no cue to ground the reading in: no modality produced usable evidence"
 KNOWLEDGE_K = 2  # each entry costs ~60 prompt tokens (~0.8 s on 2 cores)
@@ -85,13 +99,13 @@ def textualise_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     without = state.get("without") or []
     info = state["media"]
     cues = textualise(evidence, info.duration_s, without=without)
-    votes = {
-        m: e.vote
+    votes: dict[str, EmotionVote] = {
+        m: vote
         for m, e in evidence.items()
         if m not in without
         and e is not None
         and e.status == "ok"
-        and getattr(e, "vote", None) is not None
+        and (vote := getattr(e, "vote", None)) is not None
     }
     if (
         runtime.context.settings.text_emotion
@@ -100,7 +114,9 @@ def textualise_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     ):  # an injected LLM (tests) means no model loads
         from affectlens.agent.text_emotion import text_witness  # the words as an emotion witness
 
-        text_cues, text_vote = text_witness(evidence.get("speech"), runtime.context.settings, cues)
+        # the speech tool's evidence (agent.registry)
+        speech = cast(SpeechEvidence | None, evidence.get("speech"))
+        text_cues, text_vote = text_witness(speech, runtime.context.settings, cues)
         cues += text_cues
         if text_vote is not None:
             votes["speech"] = text_vote
@@ -157,18 +173,15 @@ def reason_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     # its explanation concluded with another emotion; the repair round asks it to explain the
     # decided one, and its schema allows no other.
     fused = state.get("fusion")
-    dominant = (
-        fusion.decided(fused, settings.decision)
-        if previous is not None and fused is not None and fused.conflict
-        else None
-    )
-    header = state.get("header", "") + (
-        f"\nDecided by the fused witnesses: the dominant emotion is {dominant} (you named "
-        f"{fused.llm_dominant}). Explain the evidence for {dominant}; list the cues that point "
-        "elsewhere as conflicts."
-        if dominant
-        else ""
-    )
+    conflicted = fused if previous is not None and fused is not None and fused.conflict else None
+    dominant = fusion.decided(conflicted, settings.decision)
+    header = state.get("header", "")
+    if dominant and conflicted is not None:
+        header += (
+            f"\nDecided by the fused witnesses: the dominant emotion is {dominant} (you named "
+            f"{conflicted.llm_dominant}). Explain the evidence for {dominant}; list the cues that "
+            "point elsewhere as conflicts."
+        )
     msgs = rs.messages(
         header,
         cues,
@@ -220,7 +233,7 @@ def decide(reading, fused, decision, *, explained: bool = False):
         fused = fused.model_copy(
             update={"llm_dominant": before.llm_dominant, "conflict": before.conflict}
         )
-    if dominant != reading.dominant:
+    if dominant is not None and dominant != reading.dominant:  # None only without a fusion
         secondary = reading.secondary if reading.secondary != dominant else None
         reading = reading.model_copy(
             update={
@@ -249,7 +262,7 @@ def verify_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     messages = [p.message for p in found]
     fixed_now = [p for p in (state.get("problems") or []) if p not in messages]
     update: dict = {}
-    dropped = []
+    dropped: list[DroppedClaim] = []
     last_round = state.get("rounds", 0) > runtime.context.settings.verify_max_rounds
     if last_round and any(p.kind == "content" for p in found):
         explanation, dropped = vf.prune(reading, cues)
@@ -294,10 +307,11 @@ def build_result(state: AnalysisState, settings) -> AnalysisResult:
     return AnalysisResult(
         id=state["result_id"],
         media=state["media"],
-        face=ev.get("face"),
-        speech=ev.get("speech"),
-        voice=ev.get("voice"),
-        scene=ev.get("scene"),
+        # each modality's evidence is its tool's type (agent.registry)
+        face=cast(FaceEvidence | None, ev.get("face")),
+        speech=cast(SpeechEvidence | None, ev.get("speech")),
+        voice=cast(ToneEvidence | None, ev.get("voice")),
+        scene=cast(SceneEvidence | None, ev.get("scene")),
         cues=state.get("cues") or [],
         knowledge=state.get("knowledge") or [],
         reading=state.get("reading"),

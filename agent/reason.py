@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, create_model, field_validator
 
@@ -27,6 +27,7 @@ from affectlens.agent.citations import cited_ids, split_sentences, strip_citatio
 from affectlens.agent.schemas import MODALITIES, Cue, EmotionReading, Modality, ModalityAccount
 from affectlens.agent.textualise import render_cues
 from affectlens.taxonomy import BASIC, compound_label, parse_label, to_basic
+from affectlens.tools.evidence import Status
 
 Basic = Literal["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]
 PROMPT = "reason"
@@ -113,6 +114,9 @@ class ModalityClaims(BaseModel):
     no label field: a 1.5B model copied the prompt's example label ("sadly angry") over its own
     conclusion, so the label is composed from dominant and secondary by the taxonomy."""
 
+    if TYPE_CHECKING:  # a field of every schema_for model, declared there with its cue ids
+        conclusion: Claim
+
     def claims(self) -> list[Claim]:
         fields = type(self).model_fields
         return [getattr(self, m) for m in MODALITIES if m in fields] + [self.conclusion]
@@ -142,19 +146,17 @@ def schema_for(cues: list[Cue], dominant: str | None = None) -> type[BaseModel]:
         )
         return model, Field(description=about)
 
-    per_modality = {}
+    # field name -> (annotation, default): annotations built at run time from this analysis
+    fields: dict[str, Any] = {}
     for m in MODALITIES:
         mine = tuple(c.id for c in cues if c.modality == m)
         if mine:
-            per_modality[m] = claim(m, mine, f"one sentence: what the {m} cues show")
-    return create_model(
-        "Reading",
-        __base__=ModalityClaims,
-        **per_modality,
+            fields[m] = claim(m, mine, f"one sentence: what the {m} cues show")
+    fields.update(
         conclusion=claim(
             "conclusion", ids, f"one sentence naming {dominant or 'the emotion'} and its main cues"
         ),
-        dominant=(Literal[dominant] if dominant else Basic, ...),  # type: ignore[valid-type]
+        dominant=(Literal[dominant] if dominant else Basic, ...),
         secondary=(Basic | Literal["none"], "none"),
         valence=(float, Field(ge=-1, le=1)),
         arousal=(float, Field(ge=-1, le=1)),
@@ -164,6 +166,7 @@ def schema_for(cues: list[Cue], dominant: str | None = None) -> type[BaseModel]:
             Field(default_factory=list, max_length=6, description="ids of cues that disagree"),
         ),
     )
+    return create_model("Reading", __base__=ModalityClaims, **fields)
 
 
 def messages(
@@ -218,7 +221,7 @@ def bounded(sentences: list[str]) -> list[str]:
 def normalise(
     raw: LLMReading,
     cues: list[Cue],
-    status: dict[Modality, tuple[str, str]],
+    status: dict[Modality, tuple[Status, str]],
     evidence_dist: dict[str, float],
 ) -> tuple[EmotionReading, list[str]]:
     """The full reading from the LLM's compact one, and the repairs made (as 'fixed' notes)."""
@@ -258,7 +261,7 @@ def normalise(
     ), fixes
 
 
-def no_evidence(status: dict[Modality, tuple[str, str]]) -> EmotionReading:
+def no_evidence(status: dict[Modality, tuple[Status, str]]) -> EmotionReading:
     """The honest reading when no modality produced a cue: neutral, zero confidence, and why
     (asking an LLM here would only invite invented evidence)."""
     why = "; ".join(f"{m} {st}" + (f" ({r})" if r else "") for m, (st, r) in status.items())
@@ -295,7 +298,7 @@ def probabilities(
 
 
 def accounts(
-    sentences: list[str], cues: list[Cue], status: dict[Modality, tuple[str, str]]
+    sentences: list[str], cues: list[Cue], status: dict[Modality, tuple[Status, str]]
 ) -> list[ModalityAccount]:
     """Per modality: the explanation sentences citing its cues; else its first cue; else why
     it is missing."""

@@ -16,6 +16,7 @@ from affectlens.tools.evidence import (
     MediaInfo,
     SceneEvidence,
     SpeechEvidence,
+    Status,
     ToneEvidence,
 )
 
@@ -44,7 +45,7 @@ class Cue(BaseModel):
 
 class ModalityAccount(BaseModel):
     modality: Modality
-    status: Literal["ok", "missing", "failed"]
+    status: Status
     summary: str = Field(description="What this modality says about the emotion, citing cues.")
 
 

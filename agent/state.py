@@ -12,6 +12,7 @@ import operator
 from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
+from affectlens.agent.fusion import FusedReading
 from affectlens.agent.schemas import (
     AnalysisResult,
     Cue,
@@ -20,7 +21,7 @@ from affectlens.agent.schemas import (
     VerificationReport,
 )
 from affectlens.settings import Settings
-from affectlens.tools.evidence import Evidence, MediaInfo
+from affectlens.tools.evidence import Evidence, MediaInfo, Status
 
 
 def merge(left: dict | None, right: dict | None) -> dict:
@@ -42,12 +43,12 @@ class AnalysisState(TypedDict, total=False):
     source: str | None  # absolute path of the analysed file (stored; chat's re-run reopens it)
     without: list[Modality]
     media: MediaInfo
-    evidence: Annotated[dict[str, Evidence], merge]  # modality -> evidence (None: not run)
-    status: dict[str, tuple[str, str]]  # modality -> (status, reason)
+    evidence: Annotated[dict[Modality, Evidence], merge]  # modality -> evidence (None: not run)
+    status: dict[Modality, tuple[Status, str]]  # modality -> (status, reason)
     header: str
     cues: list[Cue]
     evidence_dist: dict[str, float]
-    fusion: Any  # affectlens.agent.fusion.FusedReading | None: fused votes, then the decision
+    fusion: FusedReading | None  # fused votes, then the decision
     knowledge: list[str]  # entry ids
     knowledge_text: list[str]
     raw: Any  # the LLM's last compact reading (affectlens.agent.reason.LLMReading)

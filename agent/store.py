@@ -3,6 +3,7 @@ atomically, and indexed in chromadb for "similar analyses"."""
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import os
@@ -106,7 +107,8 @@ class AnalysisStore:
                 continue
         return sorted(out, key=lambda a: a.created, reverse=True)
 
-    def list_for(self, owner: str | None) -> list[StoredAnalysis]:
+    # builtins.list: in the class body below, ``list`` is the method above
+    def list_for(self, owner: str | None) -> builtins.list[StoredAnalysis]:
         """What one web user may see: with auth (``owner`` set) only their own analyses;
         without auth (``owner`` None, a single-user app) all of them."""
         items = self.list()
@@ -145,7 +147,7 @@ class AnalysisStore:
             forget_analysis(analysis_id, self.settings)
         return existed
 
-    def prune(self, now: datetime | None = None) -> list[str]:
+    def prune(self, now: datetime | None = None) -> builtins.list[str]:
         """Delete analyses older than ``settings.retention_days``; returns their ids."""
         days = self.settings.retention_days
         if days is None:

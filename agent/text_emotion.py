@@ -20,11 +20,15 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from affectlens.tools.evidence import BASIC_EMOTIONS, EmotionVote, SpeechEvidence
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
 
 log = logging.getLogger(__name__)
 HEAD_FILE = Path(__file__).with_name("text_emotion_head.json")
@@ -129,7 +133,7 @@ def shipped_head() -> Head:
     return Head.load()
 
 
-def _get_state(llama) -> bytes:
+def _get_state(llama: Llama) -> bytes:
     """The context's KV state (llama.cpp's own bytes; Llama.save_state would also copy the
     Python-side logits buffer, hundreds of MB for a 150k vocabulary)."""
     import ctypes
@@ -142,7 +146,7 @@ def _get_state(llama) -> bytes:
     return bytes(buf)[: int(n)]
 
 
-def _set_state(llama, state: bytes) -> None:
+def _set_state(llama: Llama, state: bytes) -> None:
     import ctypes
 
     import llama_cpp
@@ -155,17 +159,17 @@ def _set_state(llama, state: bytes) -> None:
 class LabelScorer:
     """Reads the seven label log-probs for a line from a llama.cpp model (one forward pass)."""
 
-    llama: object
+    llama: Llama
     lock: threading.Lock
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         tok = lambda s: self.llama.tokenize(s.encode(), add_bos=False, special=False)  # noqa: E731
         self.ids = label_token_ids(tok)
         self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
         # Per prompt version: the instruction's tokens and the KV state after them (~15 MB for
         # the 1.5B), so a call after the reasoning LLM used the shared model reloads the state
         # instead of re-evaluating the few-shot instruction.
-        self._prefix: dict[str, tuple[list[int], object]] = {}
+        self._prefix: dict[str, tuple[list[int], bytes]] = {}
 
     def logprobs(self, text: str, version: str = PROMPT_VERSION) -> np.ndarray:
         """log P(label | prompt) over the seven labels (renormalised), BASIC_EMOTIONS order."""
@@ -247,9 +251,10 @@ def get_scorer(settings, model: str) -> LabelScorer:
     """The scorer on the embedded GGUF ``model``: agent.llm's loaded instance and its lock (one
     copy of the weights, whatever the reasoning backend), with this module's token ids and
     cached instruction state."""
-    from affectlens.agent.llm import get_llm
+    from affectlens.agent.llm import EmbeddedLLM, get_llm
 
-    llm = get_llm(settings.model_copy(update={"llm_backend": "embedded", "llm_model": model}))
+    embedded = settings.model_copy(update={"llm_backend": "embedded", "llm_model": model})
+    llm = cast(EmbeddedLLM, get_llm(embedded))
     with _SCORERS_LOCK:
         key = id(llm._llama)
         if key not in _SCORERS or _SCORERS[key].llama is not llm._llama:
@@ -298,6 +303,8 @@ def text_witness(
     cannot run (the analysis goes on without it)."""
     from affectlens.agent.schemas import Cue
 
+    if speech is None:  # text_emotion() would say the same: nothing was said
+        return [], None
     try:
         te = text_emotion(speech, settings, max_segments=0)
     except Exception as exc:  # noqa: BLE001 - a missing model must not stop the analysis

@@ -19,6 +19,7 @@ from affectlens.tools.evidence import (
     FaceEvidence,
     SceneEvidence,
     SpeechEvidence,
+    Status,
     ToneEvidence,
     ToneFeatures,
 )
@@ -277,7 +278,8 @@ if _unknown := {k for k, *_ in _VOICE_FEATURES} - set(ToneFeatures.model_fields)
 
 def voice_cues(ev: ToneEvidence, duration: float) -> list[Cue]:
     cues: list[Cue] = []
-    if ev.arousal is not None or ev.valence is not None:
+    headline = ev.arousal if ev.arousal is not None else ev.valence
+    if headline is not None:
         parts = []
         if ev.arousal is not None:
             parts.append(f"arousal {_f(ev.arousal)}")
@@ -296,7 +298,7 @@ def voice_cues(ev: ToneEvidence, duration: float) -> list[Cue]:
                 start=0.0,
                 end=duration,
                 name="voice_arousal",
-                value=round(ev.arousal if ev.arousal is not None else ev.valence, 2),
+                value=round(headline, 2),
                 unit="",
                 scale="-1..1",
                 text=f"voice {', '.join(parts)} (-1..1): {_level(ev.arousal)}{why}",
@@ -319,9 +321,9 @@ def voice_cues(ev: ToneEvidence, duration: float) -> list[Cue]:
                 text=f"prosody: {listed}",
             )
         )
-    windows = [w for w in ev.windows if w.arousal is not None]
+    windows = [(w, w.arousal) for w in ev.windows if w.arousal is not None]
     if len(windows) > 1:
-        for w in sorted(windows, key=lambda w: -abs(w.arousal))[:MAX_VOICE_WINDOWS]:
+        for w, w_arousal in sorted(windows, key=lambda wa: -abs(wa[1]))[:MAX_VOICE_WINDOWS]:
             extra = f", pitch {_num(w.pitch_hz)} Hz" if w.pitch_hz else ""
             cues.append(
                 Cue(
@@ -330,10 +332,10 @@ def voice_cues(ev: ToneEvidence, duration: float) -> list[Cue]:
                     start=w.start,
                     end=w.end,
                     name="window_arousal",
-                    value=round(w.arousal, 2),
+                    value=round(w_arousal, 2),
                     unit="",
                     scale="-1..1",
-                    text=f"voice arousal {_f(w.arousal)} (-1..1){extra}: {_level(w.arousal)}",
+                    text=f"voice arousal {_f(w_arousal)} (-1..1){extra}: {_level(w_arousal)}",
                 )
             )
     if ev.vote is not None:
@@ -444,10 +446,10 @@ def textualise(
 
 def modality_status(
     evidence: dict[Modality, Evidence | None], *, without: Iterable[Modality] = ()
-) -> dict[Modality, tuple[str, str]]:
+) -> dict[Modality, tuple[Status, str]]:
     """Modality -> (status, reason) as the header states it."""
     skip = set(without)
-    out: dict[Modality, tuple[str, str]] = {}
+    out: dict[Modality, tuple[Status, str]] = {}
     for m in MODALITIES:
         ev = evidence.get(m)
         if m in skip:
@@ -474,7 +476,7 @@ def _clip(text: str, limit: int) -> str:
 
 
 def header(
-    status: dict[Modality, tuple[str, str]],
+    status: dict[Modality, tuple[Status, str]],
     cues: list[Cue],
     duration: float,
     file_kind: str = "clip",

@@ -21,6 +21,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,10 +57,8 @@ def _label(name: str) -> str | None:
 
 def expressions(data: Path, settings: Settings) -> list[dict]:
     rows = []
-    photos = sorted(p for p in data.glob("*-ph.jpg") if _label(p.name))
-    for path, gold in [(p, _label(p.name)) for p in photos] + [
-        (data / "single_face.jpg", "happiness")
-    ]:
+    photos = [(p, gold) for p in sorted(data.glob("*-ph.jpg")) if (gold := _label(p.name))]
+    for path, gold in [*photos, (data / "single_face.jpg", "happiness")]:
         ev = analyze_face(load(path, settings), settings)
         probs = ev.frames[0].expressions if ev.frames else {}
         rows.append(
@@ -90,6 +89,8 @@ def feat_agreement(data: Path, settings: Settings) -> dict:
     media = load(data / image_name, settings)
     ev = analyze_face(media, settings)
     frame = ev.frames[0]
+    if frame.box is None:
+        raise ValueError(f"no face found in {image_name}")
     ref_box = [float(ref[k]) for k in ("FaceRectX", "FaceRectY", "FaceRectWidth", "FaceRectHeight")]
     box = [frame.box.x, frame.box.y, frame.box.w, frame.box.h]
 
@@ -97,6 +98,8 @@ def feat_agreement(data: Path, settings: Settings) -> dict:
     image = media.frames[0].image
     faces = models.detect(image)
     points = models.landmarks(image, max(faces, key=lambda f: f.w * f.h * f.score))
+    if points is None:
+        raise ValueError(f"no landmarks found in {image_name}")
     iod = np.linalg.norm(points[263, :2] - points[33, :2])
     errors = {
         name: float(
@@ -104,7 +107,7 @@ def feat_agreement(data: Path, settings: Settings) -> dict:
         )
         for name, (d, mp) in SHARED_POINTS.items()
     }
-    aus = []
+    aus: list[dict[str, Any]] = []
     for au, ours in frame.aus.items():
         if au in ref:
             theirs = float(ref[au])

@@ -14,7 +14,7 @@ import hashlib
 import json
 import time
 from functools import cached_property
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
@@ -66,13 +66,14 @@ def parse_judgement(reply: str | dict | BaseModel) -> JudgeScores:
     if isinstance(reply, BaseModel):
         reply = reply.model_dump()
     if isinstance(reply, str):
-        start = reply.find("{")
+        text = reply
+        start = text.find("{")
         if start < 0:
-            raise JudgeError(f"no JSON object in the judge reply: {reply[:120]!r}")
+            raise JudgeError(f"no JSON object in the judge reply: {text[:120]!r}")
         try:
-            reply, _ = json.JSONDecoder().raw_decode(reply, start)
+            reply, _ = json.JSONDecoder().raw_decode(text, start)
         except json.JSONDecodeError as exc:
-            raise JudgeError(f"judge reply is not JSON ({exc.msg}): {reply[:120]!r}") from exc
+            raise JudgeError(f"judge reply is not JSON ({exc.msg}): {text[:120]!r}") from exc
     if not isinstance(reply, dict):
         raise JudgeError(f"judge reply is not a JSON object: {reply!r}")
     try:
@@ -82,11 +83,16 @@ def parse_judgement(reply: str | dict | BaseModel) -> JudgeScores:
         raise JudgeError(f"invalid judge scores ({problems}): {reply!r}") from exc
 
 
-def prompt_info(version: int | None = None) -> dict[str, str]:
+class PromptInfo(TypedDict):
+    prompt: str
+    prompt_sha256: str
+
+
+def prompt_info(version: int | None = None) -> PromptInfo:
     """The judge prompt's id and the SHA-256 of its template file."""
     name = prompts.version(PROMPT, version)
     text = (prompts.DIR / f"{name}.j2").read_bytes()
-    return {"prompt": name, "prompt_sha256": hashlib.sha256(text).hexdigest()}
+    return PromptInfo(prompt=name, prompt_sha256=hashlib.sha256(text).hexdigest())
 
 
 class Judge:
@@ -128,13 +134,12 @@ class Judge:
         self, explanation: str, reference: str, gold: list[str], label: str = ""
     ) -> JudgeResult:
         """Rate one explanation against its reference; failures are returned, not raised."""
-        base = {**self.info}
         t0 = time.perf_counter()
         raw: str | None = None
         try:
             model = self.model_id
         except Exception as exc:  # the judge model cannot load: every score fails, with why
-            return JudgeResult(ok=False, error=f"judge unavailable: {exc}", model="", **base)
+            return JudgeResult(ok=False, error=f"judge unavailable: {exc}", model="", **self.info)
         try:
             reply = self.llm.chat(
                 self.messages(explanation, reference, gold, label),
@@ -150,10 +155,15 @@ class Judge:
                 raw=raw,
                 model=model,
                 seconds=time.perf_counter() - t0,
-                **base,
+                **self.info,
             )
         return JudgeResult(
-            ok=True, scores=scores, raw=raw, model=model, seconds=time.perf_counter() - t0, **base
+            ok=True,
+            scores=scores,
+            raw=raw,
+            model=model,
+            seconds=time.perf_counter() - t0,
+            **self.info,
         )
 
 

@@ -30,7 +30,7 @@ from affectlens.taxonomy import (
 # recognition
 
 
-def accuracy(gold: Sequence[str], pred: Sequence[str | None]) -> float:
+def accuracy(gold: Sequence[str | None], pred: Sequence[str | None]) -> float:
     """Share of exact matches: ``acc = (1/n) * sum_i [pred_i == gold_i]``."""
     _same_length(gold, pred)
     if not gold:
@@ -39,7 +39,7 @@ def accuracy(gold: Sequence[str], pred: Sequence[str | None]) -> float:
 
 
 def confusion_matrix(
-    gold: Sequence[str], pred: Sequence[str | None], labels: Sequence[str]
+    gold: Sequence[str | None], pred: Sequence[str | None], labels: Sequence[str]
 ) -> list[list[int]]:
     """Counts ``C[i][j]`` of gold ``labels[i]`` predicted as ``labels[j]``.
 
@@ -57,7 +57,7 @@ def confusion_matrix(
 
 
 def per_class_f1(
-    gold: Sequence[str], pred: Sequence[str | None], labels: Sequence[str]
+    gold: Sequence[str | None], pred: Sequence[str | None], labels: Sequence[str]
 ) -> dict[str, float]:
     """F1 of each class: ``F1_c = 2 TP_c / (2 TP_c + FP_c + FN_c)`` (0 when the class never
     occurs in gold or prediction, as scikit-learn's ``zero_division=0``)."""
@@ -73,7 +73,7 @@ def per_class_f1(
 
 
 def macro_f1(
-    gold: Sequence[str], pred: Sequence[str | None], labels: Sequence[str] | None = None
+    gold: Sequence[str | None], pred: Sequence[str | None], labels: Sequence[str] | None = None
 ) -> float:
     """Unweighted mean of per-class F1 (Sokolova & Lapalme 2009):
     ``macro-F1 = (1/|L|) * sum_{c in L} F1_c``.
@@ -83,21 +83,21 @@ def macro_f1(
     gold class, an FP of no class).
     """
     if labels is None:
-        labels = sorted(set(gold))
+        labels = _classes_in(gold)
     if not gold or not labels:
         return math.nan
     return float(np.mean(list(per_class_f1(gold, pred, labels).values())))
 
 
 def per_class_recall(
-    gold: Sequence[str], pred: Sequence[str | None], labels: Sequence[str] | None = None
+    gold: Sequence[str | None], pred: Sequence[str | None], labels: Sequence[str] | None = None
 ) -> dict[str, float]:
     """Recall of each class: ``R_c = TP_c / (TP_c + FN_c)`` over the gold samples of class c;
     NaN for a class with no gold sample (it cannot be recalled or missed). ``labels`` defaults
     to the classes present in gold."""
     _same_length(gold, pred)
     if labels is None:
-        labels = sorted(set(gold))
+        labels = _classes_in(gold)
     out = {}
     for c in labels:
         n = sum(g == c for g in gold)
@@ -106,7 +106,7 @@ def per_class_recall(
 
 
 def uar(
-    gold: Sequence[str], pred: Sequence[str | None], labels: Sequence[str] | None = None
+    gold: Sequence[str | None], pred: Sequence[str | None], labels: Sequence[str] | None = None
 ) -> float:
     """Unweighted average recall, the speech-emotion field's headline (Schuller et al., the
     INTERSPEECH 2009 Emotion Challenge): ``UAR = (1/|L|) sum_{c in L} R_c`` over the classes
@@ -407,9 +407,9 @@ def mme_emotion(
 
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:
     """``cos(a, b) = a·b / (|a| |b|)`` (0 for a zero vector)."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    return float(a @ b / (na * nb)) if na and nb else 0.0
+    va, vb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    na, nb = np.linalg.norm(va), np.linalg.norm(vb)
+    return float(va @ vb / (na * nb)) if na and nb else 0.0
 
 
 def clue_coverage(reference: np.ndarray, explanation: np.ndarray) -> float:
@@ -504,6 +504,11 @@ def bootstrap_ci(
         return {"value": point, "lo": math.nan, "hi": math.nan, "resamples": 0}
     lo, hi = np.percentile(values, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
     return {"value": point, "lo": float(lo), "hi": float(hi), "resamples": len(values)}
+
+
+def _classes_in(gold: Sequence[str | None]) -> list[str]:
+    """The classes present in gold, sorted; a gold without a class (None) names none."""
+    return sorted({g for g in gold if g is not None})
 
 
 def _same_length(a: Sequence, b: Sequence) -> None:

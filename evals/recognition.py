@@ -165,9 +165,9 @@ def _witness_votes(sample: Sample, name: str, settings) -> tuple[dict, dict]:
     if "voice" in wanted and media.audio is not None and media.audio.size:
         from affectlens.tools.tone import analyze_tone
 
-        ev = analyze_tone(media, settings)
-        if getattr(ev, "vote", None) is not None:
-            votes["voice"] = ev.vote
+        tone = analyze_tone(media, settings)
+        if (vote := getattr(tone, "vote", None)) is not None:
+            votes["voice"] = vote
     if "speech" in wanted and media.audio is not None and media.audio.size:
         from affectlens.agent.text_emotion import text_emotion
         from affectlens.tools.asr import transcribe
@@ -264,7 +264,7 @@ def held_out(
 
 # scores --------------------------------------------------------------------------------------
 def top(probs: dict[str, float]) -> str | None:
-    return max(probs, key=probs.get) if probs else None
+    return max(probs, key=probs.__getitem__) if probs else None
 
 
 def scores(

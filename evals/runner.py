@@ -202,21 +202,30 @@ def aggregate(records: list[dict], *, resamples: int = 1000, seed: int = 0) -> d
     if any(r.get("similarity") for r in ok):
         headline["similarity_cosine"] = mean_of(("similarity", "cosine"))
         headline["similarity_clue_coverage"] = mean_of(("similarity", "clue_coverage"))
+
+    def ccc_of(dim: str) -> Callable[[list[dict]], float]:
+        def stat(rs: list[dict]) -> float:
+            return metrics.ccc(
+                [r[f"gold_{dim}"] for r in rs if r.get(f"gold_{dim}") is not None],
+                [r[dim] for r in rs if r.get(f"gold_{dim}") is not None],
+            )
+
+        return stat
+
     for dim in ("valence", "arousal"):
         pairs = [r for r in ok if r.get(f"gold_{dim}") is not None]
         if len(pairs) >= 2:
-            headline[f"{dim}_ccc"] = lambda rs, d=dim: metrics.ccc(
-                [r[f"gold_{d}"] for r in rs if r.get(f"gold_{d}") is not None],
-                [r[d] for r in rs if r.get(f"gold_{d}") is not None],
-            )
+            headline[f"{dim}_ccc"] = ccc_of(dim)
+
+    def resampled(stat: Callable[[list[dict]], float]) -> Callable[[np.ndarray], float]:
+        """The statistic over the records at bootstrap_ci's drawn indices."""
+        return lambda idx: stat([ok[i] for i in idx])
 
     out["headline"] = {
-        name: metrics.bootstrap_ci(
-            len(ok), lambda idx, f=fn: f([ok[i] for i in idx]), resamples=resamples, seed=seed
-        )
+        name: metrics.bootstrap_ci(len(ok), resampled(fn), resamples=resamples, seed=seed)
         for name, fn in headline.items()
     }
-    cited = Counter()
+    cited: Counter[str] = Counter()
     for r in ok:
         cited.update(r.get("cited_modalities", {}))
     out["cited_modalities"] = dict(cited)

@@ -284,7 +284,7 @@ def au_events(frames: list[FaceFrame], *, single_image: bool = False) -> list[AU
         span: list[tuple[float, float]] = []
         for frame in [*frames, None]:
             value = frame.aus.get(code) if frame is not None else None
-            if value is not None and value >= ACTIVE:
+            if frame is not None and value is not None and value >= ACTIVE:
                 span.append((frame.t, value))
                 continue
             if span:
@@ -313,7 +313,7 @@ def _expression_summary(frames: list[FaceFrame]) -> tuple[dict[str, float], str 
     if not rows:
         return {}, None
     mean = {k: round(float(np.mean([r.get(k, 0.0) for r in rows])), 4) for k in rows[0]}
-    return mean, max(mean, key=mean.get)
+    return mean, max(mean, key=mean.__getitem__)
 
 
 def _finish(ev: FaceEvidence, frames: list[FaceFrame], single_image: bool) -> FaceEvidence:

@@ -63,6 +63,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -325,10 +326,10 @@ def _windows(
     duration: float, offset: float, praat: _Praat, ltimes: np.ndarray, loud: np.ndarray
 ) -> list[ToneWindow]:
     """Windows over the speech span, arousal relative to the clip's own medians."""
-    edges = list(np.arange(0.0, duration, WINDOW_S))
+    edges: list[float] = list(np.arange(0.0, duration, WINDOW_S))
     if len(edges) > 1 and duration - edges[-1] < WINDOW_S / 2:
         edges.pop()  # fold a short tail into the last window
-    rows = []
+    rows: list[tuple[float, float, float | None, float | None]] = []  # start, end, pitch, loudness
     for k, a in enumerate(edges):
         b = edges[k + 1] if k + 1 < len(edges) else duration
         f0 = praat.f0[(praat.times >= a) & (praat.times < b)]
@@ -372,6 +373,8 @@ def _ser_pipeline(model: str, device: str):
 
 def speech_emotion(audio: np.ndarray, settings: Settings) -> list[LabelScore]:
     """Class probabilities averaged over SER_CHUNK_S chunks (at most SER_MAX_S of speech)."""
+    if not settings.ser_model:
+        raise ValueError("no speech-emotion model is set (ser_model)")
     clf = _ser_pipeline(str(Path(settings.ser_model).expanduser()), settings.resolved_device)
     step = int(SER_CHUNK_S * SR)
     chunks = [audio[i : i + step] for i in range(0, min(len(audio), int(SER_MAX_S * SR)), step)]
@@ -396,7 +399,7 @@ def analyze_tone(media: Media, settings: Settings) -> ToneEvidence:
 
     if problem := media.audio_problem():
         return ev.finished(started, status="missing", reason=problem)
-    audio = media.audio
+    audio = cast(np.ndarray, media.audio)  # audio_problem() found a track
     try:
         version = _versions()
         span = speech_span(audio)
@@ -429,11 +432,13 @@ def analyze_tone(media: Media, settings: Settings) -> ToneEvidence:
     features = ToneFeatures(**values)  # extra="forbid": a name textualise cannot read fails here
     arousal, valence, rationale = interpret(features)
     windows = _windows(len(speech) / SR, offset, praat, ltimes, loud)
-    peaks = sorted((w for w in windows if w.arousal is not None), key=lambda w: -abs(w.arousal))
-    for w in peaks[:2]:
-        if abs(w.arousal) >= 0.3:
+    peaks = sorted(
+        ((w, w.arousal) for w in windows if w.arousal is not None), key=lambda wa: -abs(wa[1])
+    )
+    for w, peak in peaks[:2]:
+        if abs(peak) >= 0.3:
             rationale.append(
-                f"window {w.start:.1f}-{w.end:.1f} s: arousal {w.arousal:+.2f} relative to this "
+                f"window {w.start:.1f}-{w.end:.1f} s: arousal {peak:+.2f} relative to this "
                 f"speaker's median pitch and loudness in the clip"
             )
 

@@ -75,6 +75,7 @@ def norm_stats(X: np.ndarray, groups: np.ndarray, norm: str, names: list[str]) -
 
 def normalise(X: np.ndarray, model: dict) -> np.ndarray:
     X = np.atleast_2d(np.asarray(X, dtype=float))
+    key: np.ndarray  # the normalisation group of each row
     if model["norm"] == "global":
         key = np.full(len(X), "all")
     else:

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Optional
+from typing import IO, Optional, cast
 
 import typer
 
@@ -236,6 +236,8 @@ def eval_cmd(
 
         script = Path(__file__).resolve().parents[1] / "scripts" / "fit_recognition.py"
         spec = importlib.util.spec_from_file_location("fit_recognition", script)
+        if spec is None or spec.loader is None:
+            raise typer.BadParameter(f"cannot load {script}")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         raise typer.Exit(module.main(["--dry-run"]))
@@ -313,12 +315,13 @@ def analyze(
     from rich.console import Console
 
     from affectlens.agent.run import analyze as run_analyze
-    from affectlens.agent.schemas import MODALITIES
+    from affectlens.agent.schemas import MODALITIES, Modality
     from affectlens.tools.media import MediaError
 
     bad = [m for m in without if m not in MODALITIES]
     if bad:
         raise typer.BadParameter(f"--without takes {', '.join(MODALITIES)}, not {', '.join(bad)}")
+    left_out = cast(list[Modality], without)  # each one checked above
     settings = _settings(
         llm_model=llm_model, frame_rate=frame_rate, data_dir=data_dir, model_dir=model_dir
     )
@@ -331,7 +334,7 @@ def analyze(
 
         try:
             result = run_analyze(
-                clip, settings, on_stage=progress, without=without, save=not no_save
+                clip, settings, on_stage=progress, without=left_out, save=not no_save
             )
         except MediaError as exc:
             err.print(f"[red]cannot analyse {clip}:[/red] {exc}")
