@@ -34,6 +34,7 @@ class ModelCache(Generic[T]):
     ):
         self._load, self.maxsize, self._key = load, maxsize, key
         self.describe = describe  # a key for people (never a secret: doctor prints it)
+        self.name = f"{load.__module__}.{load.__qualname__}"
         self._items: OrderedDict[Hashable, T] = OrderedDict()
         self._loading: dict[Hashable, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -101,4 +102,4 @@ def clear_all() -> None:
 
 def loaded() -> list[tuple[str, str]]:
     """(loader, which model) for every model in memory in this process."""
-    return [(f"{c.__module__}.{c.__qualname__}", c.describe(k)) for c in _ALL for k in c.keys()]
+    return [(c.name, c.describe(k)) for c in _ALL for k in c.keys()]

@@ -41,7 +41,8 @@ def timed(name: str, fn):
 
 def route_tools(state: AnalysisState, runtime: Runtime[RunContext]) -> list[str]:
     """Fan out to every applicable tool (they run in the same superstep, concurrently)."""
-    return nodes.applicable(state, state.get("decoded")) or ["textualise"]
+    tools: list[str] = list(nodes.applicable(state, state.get("decoded")))
+    return tools or ["textualise"]
 
 
 @lru_cache(maxsize=2)

@@ -80,28 +80,21 @@ CSS = """
 # --- wiring to the rest of the project (imported lazily: the page starts without models) ----
 def _friendly(exc: BaseException) -> str:
     """A short message for the page; the traceback goes to the server log only."""
+    from affectlens.agent.chat import ChatError
+    from affectlens.agent.llm import LLMError
+    from affectlens.agent.store import AnalysisNotFound
     from affectlens.models import ModelError
     from affectlens.tools.media import MediaError
 
-    try:
-        from affectlens.agent.llm import LLMError
-    except Exception:  # noqa: BLE001 - the LLM module may be broken; still report the error
-        LLMError = ()  # type: ignore[assignment]  # noqa: N806
-    from affectlens.agent.store import AnalysisNotFound
-
-    try:
-        from affectlens.agent.chat import ChatError
-    except Exception:  # noqa: BLE001 - chat may be missing; its errors then cannot occur
-        ChatError = ()  # type: ignore[assignment]  # noqa: N806
     if isinstance(exc, MediaError):
         return str(exc)
     if isinstance(exc, AnalysisNotFound):
         return f"Analysis not found: {exc.args[0] if exc.args else exc}"
-    if ChatError and isinstance(exc, ChatError):
+    if isinstance(exc, ChatError):
         return f"Chat: {exc}"
     if isinstance(exc, ModelError):
         return f"A model is missing or broken: {exc} (run `affectlens models assemble`)."
-    if LLMError and isinstance(exc, LLMError):
+    if isinstance(exc, LLMError):
         return f"The language model failed: {exc}"
     log.error("unexpected error in the UI", exc_info=exc)
     return f"Unexpected error ({type(exc).__name__}); the details are in the server log."
@@ -253,13 +246,15 @@ def _stage_rows(stages: dict[str, tuple[str, float, float]], now: float | None =
     ]
 
 
-def analyse(settings: Settings, path: str | None, current: str | None, request: gr.Request = None):
+def analyse(
+    settings: Settings, path: str | None, current: str | None, request: gr.Request | None = None
+):
     """The Analyse button: the stage list while the graph streams its stages, then the result.
     Outputs: progress, error, card, circumplex, timeline, frames, chatbot, analysis id."""
     from affectlens.agent.run import analyze_stream
 
     user = _user(settings, request)
-    empty = (None, None, None, [])
+    empty: tuple = (None, None, None, [])
     if not path:
         gr.Warning("Choose a clip first.")
         yield ("", cp.error_box("no file chosen"), gr.skip(), *empty[1:], gr.skip(), current)
@@ -324,7 +319,7 @@ def ask(
     q: str,
     messages: list[dict],
     current: str | None,
-    request: gr.Request = None,
+    request: gr.Request | None = None,
 ):
     """Ask / Enter: the chat's answer streamed into the last message. Outputs: chatbot,
     question box."""
@@ -353,7 +348,7 @@ def ask(
         yield messages, ""
 
 
-def list_past(settings: Settings, request: gr.Request = None):
+def list_past(settings: Settings, request: gr.Request | None = None):
     """The History dropdown's choices (the user's own analyses). Outputs: dropdown, note."""
     try:
         items = _store(settings).list_for(_user(settings, request))
@@ -367,7 +362,9 @@ def list_past(settings: Settings, request: gr.Request = None):
     return gr.update(choices=choices, value=choices[0][1] if choices else None), note
 
 
-def reopen(settings: Settings, chosen: str | None, current: str | None, request: gr.Request = None):
+def reopen(
+    settings: Settings, chosen: str | None, current: str | None, request: gr.Request | None = None
+):
     """Open: a stored analysis back on the Analyse tab, with its chat. 10 outputs: progress,
     error, card, circumplex, timeline, frames, chatbot, analysis id, history note, tabs."""
     user = _user(settings, request)
@@ -389,7 +386,9 @@ def reopen(settings: Settings, chosen: str | None, current: str | None, request:
     )
 
 
-def delete(settings: Settings, chosen: str | None, current: str | None, request: gr.Request = None):
+def delete(
+    settings: Settings, chosen: str | None, current: str | None, request: gr.Request | None = None
+):
     """Remove the chosen analysis and everything kept for it (owner only). Outputs: dropdown,
     history note, analysis id."""
     user = _user(settings, request)
@@ -521,7 +520,7 @@ def create_app(settings: Settings) -> gr.Blocks:
                     dataset = gr.Dropdown(
                         label="Dataset",
                         choices=dataset_choices(),
-                        value=(dataset_choices() or [None])[0],
+                        value=next(iter(dataset_choices()), None),
                         scale=3,
                     )
                     dataset_path = gr.Textbox(label="…or a dataset folder", scale=3)
@@ -658,7 +657,9 @@ def check_exposure(settings: Settings) -> str | None:
     )
 
 
-def serve(settings: Settings, *, block: bool = True, quiet: bool = False) -> tuple[gr.Blocks, str]:
+def serve(
+    settings: Settings, *, block: bool = True, quiet: bool = False
+) -> tuple[gr.Blocks, str | None]:
     """Launch on ``settings.host:port`` with its auth and upload limit; returns (app, url).
     Refuses a non-loopback host without auth (see ``check_exposure``)."""
     warning = check_exposure(settings)

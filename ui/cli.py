@@ -522,14 +522,14 @@ def history(
             console.print(f"no analyses in {settings.data_dir}")
             return
         table = Table("id", "created", "label", "file", "threads")
-        names = ch.all_threads(settings)
+        threads_of = ch.all_threads(settings)
         for a in rows:
             table.add_row(
                 a.id,
                 a.created.strftime("%Y-%m-%d %H:%M"),
                 a.label or "-",
                 a.file_name,
-                ", ".join(names.get(a.id, [])) or "-",
+                ", ".join(threads_of.get(a.id, [])) or "-",
             )
         console.print(table)
         return

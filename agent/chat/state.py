@@ -123,7 +123,7 @@ def answer_schema(cues: list[Cue]) -> type[RootModel]:
         "Answer",
         __base__=CitedAnswer,
         claims=(
-            list[claim],
+            list[claim],  # type: ignore[valid-type]  # a model built for this analysis
             Field(
                 min_length=1,
                 max_length=MAX_CLAIMS,
@@ -131,13 +131,13 @@ def answer_schema(cues: list[Cue]) -> type[RootModel]:
             ),
         ),
     )
-    return RootModel[answer | Decline]  # type: ignore[valid-type, return-value]
+    return RootModel[answer | Decline]  # type: ignore[valid-type]
 
 
 def render(reply: BaseModel) -> tuple[str, list[str]]:
     """(text, cited ids in order) of a reply: every sentence of a claim followed by the claim's
     ids in brackets, written here, not by the model (brackets it wrote itself are dropped)."""
-    value = getattr(reply, "root", reply)
+    value: Any = getattr(reply, "root", reply)  # a per-analysis Answer model, or Decline
     if isinstance(value, Decline):
         reason = strip_citations(value.reason)
         return re.sub(r"\s+([.,;:!?])", r"\1", reason), []

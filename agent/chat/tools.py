@@ -124,14 +124,14 @@ def _span(choice: ToolChoice, question: str, duration: float) -> tuple[float, fl
     """The time range asked for, clamped to the clip; the user's own times win over the LLM's
     (small models turn '0:04' into 0.04). None when no time was given."""
     said = times_in(question)
+    given = [t for t in (choice.start, choice.end) if t is not None]
     if said:
         start, end = said[0], (said[1] if len(said) > 1 else said[0])
-    elif choice.start is not None or choice.end is not None:
-        start = choice.start if choice.start is not None else choice.end
-        end = choice.end if choice.end is not None else choice.start
+    elif given:
+        start, end = given[0], given[-1]
     else:
         return None
-    start, end = sorted((float(start), float(end)))  # type: ignore[arg-type]
+    start, end = sorted((float(start), float(end)))
     limit = max(duration, 0.0)
     return max(0.0, min(start, limit)), max(0.0, min(end, limit))
 
@@ -144,7 +144,7 @@ def _modality(choice: ToolChoice, question: str) -> Modality | None:
     if named is not None:
         return named
     if choice.modality in MODALITIES:
-        return choice.modality  # type: ignore[return-value]
+        return choice.modality
     return None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +178,7 @@ class EmbeddedLLM:
         s = sampling or self.sampling
         limit = max_tokens or s.max_tokens
 
-        def pieces() -> Iterator[str]:
+        def pieces() -> Generator[str, None, None]:
             for chunk in self._complete(messages, limit, s, stream=True):
                 piece = chunk["choices"][0]["delta"].get("content")
                 if piece:
@@ -190,7 +190,9 @@ class EmbeddedLLM:
 _END = object()
 
 
-def _threaded(pieces: Callable[[], Iterator[str]], lock: threading.Lock) -> Iterator[str]:
+def _threaded(
+    pieces: Callable[[], Generator[str, None, None]], lock: threading.Lock
+) -> Iterator[str]:
     """Run ``pieces()`` under ``lock`` in a producer thread and hand its items over a queue.
     The lock is never held by the consumer's (suspended) generator frame."""
     out: queue.Queue = queue.Queue()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from affectlens.agent.llm.embedded import EmbeddedLLM
 from affectlens.agent.llm.openai_compat import OpenAILLM
@@ -86,7 +86,10 @@ def _load(s: Settings) -> tuple[LLM, dict[Sampling, Sampled]]:
 
 
 _INSTANCES = ModelCache(
-    _load, maxsize=LLM_CACHE_SIZE, key=_key, describe=lambda k: f"{k[0]} {k[1]}"  # no API key
+    _load,
+    maxsize=LLM_CACHE_SIZE,
+    key=_key,
+    describe=lambda k: " ".join(map(str, cast(tuple, k)[:2])),  # no API key
 )
 
 

@@ -52,7 +52,8 @@ class CheckFirstGrammarSampler:
             llama_cpp.llama_get_logits_ith(ctx.ctx, idx), shape=(self._n_vocab,)
         )
         token = int(np.argmax(logits))
-        self._one[0].id, self._one[0].logit, self._one[0].p = token, float(logits[token]), 0.0
+        one = self._one[0]
+        one.id, one.logit, one.p = token, float(logits[token]), 0.0  # type: ignore[assignment]
         self._apply(self._one, 1)
         if math.isinf(self._one[0].logit):  # rejected: constrain the whole vocabulary
             self.rejected += 1

@@ -9,7 +9,7 @@ import base64
 import io
 import json
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from pydantic import BaseModel
@@ -76,7 +76,8 @@ class OpenAILLM:
         self.client = openai.OpenAI(
             base_url=settings.llm_base_url,
             api_key=settings.llm_api_key.get_secret_value(),
-            timeout=httpx.Timeout(OPENAI_TIMEOUT_S, connect=OPENAI_CONNECT_TIMEOUT_S),
+            # openai's stubs name their own httpx build; it takes httpx.Timeout at run time
+            timeout=httpx.Timeout(OPENAI_TIMEOUT_S, connect=OPENAI_CONNECT_TIMEOUT_S),  # type: ignore[arg-type]
             max_retries=1,
         )
         self.model_id = f"{settings.llm_model} (openai-compatible at {settings.llm_base_url})"
@@ -87,7 +88,7 @@ class OpenAILLM:
         try:
             return self.client.chat.completions.create(
                 model=self.settings.llm_model,
-                messages=messages,
+                messages=cast(Any, messages),  # role/content dicts, checked by check_messages
                 max_tokens=max_tokens,
                 temperature=s.temperature,
                 seed=s.seed,

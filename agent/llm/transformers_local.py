@@ -48,7 +48,8 @@ class TransformersLLM:
             )
         self.device = settings.resolved_device
         dtype = torch.float16 if self.device == "cuda" else torch.float32
-        self.processor = None
+        self.processor: Any = None  # set for vision models (AutoProcessor)
+        auto: Any
         try:
             if getattr(AutoConfig.from_pretrained(path), "vision_config", None) is not None:
                 self.processor = AutoProcessor.from_pretrained(path)
