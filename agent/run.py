@@ -33,11 +33,14 @@ StageCallback = Callable[[str, str, float], None]
 class StageEvent:
     """One graph node's progress. ``seconds`` is 0.0 at "start", else the stage's duration: the
     node's own timing (the ``timings`` it writes), or the time since its start when it raised.
-    A tool whose evidence came back failed (the tool caught its own error) reports "failed"."""
+    A tool whose evidence came back failed (the tool caught its own error) reports "failed"; one
+    that had nothing to measure (no face, no sound, no model installed) "missing", with the
+    tool's ``reason``."""
 
     stage: str
-    status: Literal["start", "done", "failed"]
+    status: Literal["start", "done", "failed", "missing"]
     seconds: float
+    reason: str = ""
 
 
 Streamed = StageEvent | AnalysisResult
@@ -63,11 +66,12 @@ def stream_stages(graph: Any, inputs: dict, context: RunContext) -> Iterator[Str
             yield StageEvent(name, "failed", elapsed)
             continue  # the stream raises it next
         update = chunk["result"]
-        failed = name in MODALITIES and any(
-            e.status == "failed" for e in (update.get("evidence") or {}).values()
-        )
         seconds = (update.get("timings") or {}).get(name, elapsed)
-        yield StageEvent(name, "failed" if failed else "done", seconds)
+        ev = (update.get("evidence") or {}).get(name) if name in MODALITIES else None
+        if ev is not None and ev.status in ("failed", "missing"):
+            yield StageEvent(name, ev.status, seconds, ev.reason or "")
+        else:
+            yield StageEvent(name, "done", seconds)
     yield state["result"]
 
 

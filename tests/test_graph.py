@@ -145,3 +145,12 @@ def test_verify_loop_repairs_a_bad_first_reading(face_clip, tmp_path):
     cited = {i for s in result.reading.explanation for i in cited_ids(s)}
     assert cited <= {c.id for c in result.cues}
     assert v.grounded == reverified(result), v  # the repaired reading's quality is the model's
+
+
+def test_the_stream_reports_a_missing_modality_with_its_reason(face_clip, settings):
+    from affectlens.tools.scene import NO_WEIGHTS
+
+    events = [e for e in analyze_stream(face_clip, settings, llm=SchemaFiller())][:-1]
+    scene = [e for e in events if e.stage == "scene"]
+    assert [e.status for e in scene] == ["start", "missing"] and scene[-1].reason == NO_WEIGHTS
+    assert all(e.reason == "" for e in events if e.status == "done")

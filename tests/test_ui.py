@@ -183,7 +183,7 @@ def test_key_frames_draw_the_face_box_on_real_video(face_clip, tmp_path):
     orange = (abs(img[..., 0] - 228) < 40) & (abs(img[..., 1] - 87) < 40) & (img[..., 2] < 100)
     assert orange.sum() > 50  # the box outline is there
     assert "happiness 60%" in items[0][1]
-    assert [f for f, _ in cp.stored_key_frames(tmp_path / "frames")] == [f for f, _ in items]
+    assert cp.stored_key_frames(tmp_path / "frames") == items  # captions kept for History
 
 
 def test_friendly_messages_never_show_a_traceback():
@@ -284,3 +284,14 @@ def test_waits_scale_with_the_host_and_say_where_the_limit_came_from():
     with pytest.raises(ValueError):  # anything else passes through
         with slow.within("chat", 400):
             raise ValueError("not a timeout")
+
+
+def test_a_missing_modality_says_so_in_a_users_words():
+    from affectlens.tools.scene import NO_WEIGHTS
+
+    html = cp.progress_html([("scene", "missing", 0.0, NO_WEIGHTS)], 1.0)
+    assert "stage-missing" in html and "✓" not in html
+    assert "missing: no scene model is installed (optional)" in html
+    assert "clip_pretrained" not in html  # the developers' hint stays in the logs and docs
+    card = cp.result_card(_result())
+    assert '<th scope="col">modality</th>' in card and "analysis time</th>" in card

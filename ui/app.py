@@ -68,7 +68,7 @@ CSS = """
   margin: 6px 0}
 .stages {list-style: none; padding: 0; margin: 0} .stage {padding: 2px 0}
 .stage .icon {display: inline-block; width: 1.6em} .stage .secs {float: right; color: #777}
-.stage-failed {color: #9b1c1c} .stage-start {font-weight: 600}
+.stage-failed {color: #9b1c1c} .stage-start {font-weight: 600} .stage-missing {color: #6b6b6b}
 .stage-start .icon, .stage-start .secs {animation: al-pulse 1.2s ease-in-out infinite}
 @keyframes al-pulse {50% {opacity: 0.3}}
 @media (prefers-reduced-motion: reduce) {.stage-start .icon, .stage-start .secs {animation: none}}
@@ -237,13 +237,9 @@ def _eval_runner():
 # --- handlers (module level: the tests call them with explicit settings) -----------------
 # Every output list below is fixed by ``create_app``'s wiring; a handler returns one value per
 # output, gr.skip() for an output it leaves as it is.
-def _stage_rows(stages: dict[str, tuple[str, float, float]], now: float | None = None) -> list:
-    """(stage, status, seconds) for the progress list; with ``now``, a running stage shows the
-    seconds since it started."""
-    return [
-        (s, st, now - began if now is not None and st == "start" else sec)
-        for s, (st, sec, began) in stages.items()
-    ]
+def _stage_rows(stages: dict[str, tuple[str, float, str]]) -> list:
+    """(stage, status, seconds, reason) for the progress list."""
+    return [(s, st, sec, why) for s, (st, sec, why) in stages.items()]
 
 
 def analyse(
@@ -260,7 +256,7 @@ def analyse(
         yield ("", cp.error_box("no file chosen"), gr.skip(), *empty[1:], gr.skip(), current)
         return
     t0 = time.perf_counter()
-    stages: dict[str, tuple[str, float, float]] = {}  # stage -> status, secs, started
+    stages: dict[str, tuple[str, float, str]] = {}  # stage -> status, seconds, reason
     yield (
         cp.progress_html([], 0.0),
         "",
@@ -274,10 +270,9 @@ def analyse(
             if isinstance(item, AnalysisResult):  # the last item
                 result = item
                 continue
+            stages[item.stage] = (item.status, item.seconds, item.reason)
             now = time.perf_counter()
-            prev = stages.get(item.stage)
-            stages[item.stage] = (item.status, item.seconds, prev[2] if prev else now)
-            yield (cp.progress_html(_stage_rows(stages, now), now - t0), *(gr.skip(),) * 7)
+            yield (cp.progress_html(_stage_rows(stages), now - t0), *(gr.skip(),) * 7)
     except Exception as exc:  # noqa: BLE001 - shown to the user
         message = _friendly(exc)
         gr.Warning(message)
@@ -544,7 +539,7 @@ def create_app(settings: Settings) -> gr.Blocks:
             outputs,
             concurrency_limit=1,
             concurrency_id="analysis",
-        )
+        ).then(_bind(list_past, settings), None, [past, history_note])  # History is current
         for trigger in (ask_btn.click, question.submit):
             trigger(
                 _bind(ask, settings),

@@ -6,6 +6,7 @@ is untrusted: it goes through ``html.escape`` before it reaches the page.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from html import escape
 from pathlib import Path
@@ -30,6 +31,7 @@ STAGE_NAMES = {
     "store": "store",
 }
 KEY_FRAMES = 4
+CAPTIONS = "captions.json"  # beside the key frames
 
 
 def cue_value(cue: Cue) -> str:
@@ -131,7 +133,7 @@ def _modalities(result: AnalysisResult) -> str:
         if account and account.summary:
             what = with_chips(account.summary, cues)
         elif ev is not None and ev.reason:
-            what = escape(ev.reason)
+            what = escape(plain_reason(ev.reason) if status == "missing" else ev.reason)
         else:
             what = "not run" if ev is None else ""
         secs = f"{ev.seconds:.1f} s" if ev is not None and ev.seconds else ""
@@ -139,17 +141,30 @@ def _modalities(result: AnalysisResult) -> str:
             f'<tr><td><span class="dot" style="background:{MODALITY_COLOURS[m]}"></span>{m}</td>'
             f"<td>{_status_badge(status)}</td><td>{what}</td><td>{secs}</td></tr>"
         )
-    return f'<table class="modalities">{"".join(rows)}</table>'
+    head = (
+        '<thead><tr><th scope="col">modality</th><th scope="col">status</th>'
+        '<th scope="col">what it shows</th><th scope="col">analysis time</th></tr></thead>'
+    )
+    return f'<table class="modalities">{head}<tbody>{"".join(rows)}</tbody></table>'
 
 
-def progress_html(stages: list[tuple[str, str, float]], total: float, note: str = "") -> str:
+def plain_reason(reason: str) -> str:
+    """Why a modality is missing, in a user's words (the tools write for developers)."""
+    if reason.startswith("No CLIP weights"):
+        return "no scene model is installed (optional)"
+    return reason.split(": ", 1)[-1] if reason.startswith("No video frames") else reason
+
+
+def progress_html(stages: list[tuple], total: float, note: str = "") -> str:
     """The stage list while an analysis runs: each stage with its state and its seconds. The
     page is redrawn when a stage starts or ends, so a running stage pulses ("running…") rather
     than showing a count that would stand still until the next event."""
     rows = []
-    for stage, status, secs in stages:
-        icon = {"start": "▸", "done": "✓", "failed": "✗"}.get(status, "·")
+    for stage, status, secs, *why in stages:  # (stage, status, seconds[, reason])
+        icon = {"start": "▸", "done": "✓", "failed": "✗", "missing": "–"}.get(status, "·")
         name = STAGE_NAMES.get(stage, stage)
+        if status == "missing":
+            name = f"{name} — missing: {plain_reason(why[0] if why else '')}"
         shown = "running…" if status == "start" else f"{secs:.1f} s"
         rows.append(
             f'<li class="stage stage-{escape(status)}"><span class="icon">{icon}</span>'
@@ -229,12 +244,21 @@ def key_frames(result: AnalysisResult, path: str | Path, out_dir: Path) -> list[
         file = out_dir / f"key{i}.jpg"
         img.save(file, quality=82)
         out.append((str(file), caption))
+    captions = {Path(f).name: c for f, c in out}  # reopening from History shows them again
+    (out_dir / CAPTIONS).write_text(json.dumps(captions, ensure_ascii=False), encoding="utf-8")
     return out
 
 
 def stored_key_frames(out_dir: Path) -> list[tuple[str, str]]:
-    """Key frames written earlier for a stored analysis (captions are not kept)."""
-    return [(str(p), p.stem) for p in sorted(out_dir.glob("key*.jpg"))] if out_dir.is_dir() else []
+    """Key frames written earlier for a stored analysis, with their captions (time and top
+    expression; the file name where no caption was kept)."""
+    if not out_dir.is_dir():
+        return []
+    try:
+        captions = json.loads((out_dir / CAPTIONS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        captions = {}
+    return [(str(p), captions.get(p.name, p.stem)) for p in sorted(out_dir.glob("key*.jpg"))]
 
 
 def result_card_placeholder(message: str) -> str:
