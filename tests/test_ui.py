@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -295,3 +296,62 @@ def test_a_missing_modality_says_so_in_a_users_words():
     assert "clip_pretrained" not in html  # the developers' hint stays in the logs and docs
     card = cp.result_card(_result())
     assert '<th scope="col">modality</th>' in card and "analysis time</th>" in card
+
+
+def test_the_upload_previews_what_a_browser_can_play(test_data, face_image, tmp_path, monkeypatch):
+    """An actor's .flv (VP6, which no browser plays) gets a small H.264 copy and says so; the
+    H.264 sample shows as it is; a photo and an audio file get their own players; bytes nothing
+    can read get a plain note, not the red error of a broken upload."""
+    from affectlens.settings import Settings
+    from affectlens.ui import app as ui_app
+
+    monkeypatch.setattr(ui_app, "PREVIEW_DIR", tmp_path / "previews")
+    settings = Settings(data_dir=tmp_path / "data")
+    flv = next((test_data / "cremad").glob("*.flv"))
+    video, image, audio, note = ui_app.preview(settings, str(flv))
+    assert video["visible"] and Path(video["value"]).parent == tmp_path / "previews"
+    assert cp._video_codec(Path(video["value"])) == "h264" and "original .flv" in note
+    sample = Path(__file__).resolve().parents[1] / "samples" / "sample.mp4"
+    video, *_, note = ui_app.preview(settings, str(sample))
+    assert video["value"] == str(sample) and note == ""
+    _, image, _, _ = ui_app.preview(settings, str(face_image))
+    assert image["visible"] and image["value"] == str(face_image)
+    mp3 = next((test_data / "cremad").glob("*.mp3"))
+    *_, audio, _ = ui_app.preview(settings, str(mp3))
+    assert audio["visible"]
+    junk = tmp_path / "broken.mp4"
+    junk.write_bytes(bytes(range(256)) * 64)
+    video, image, audio, note = ui_app.preview(settings, str(junk))
+    assert not (video["visible"] or image["visible"] or audio["visible"])
+    assert "No preview" in note and "Analyse" in note
+
+
+def test_the_evals_tab_counts_estimates_and_gives_one_clear_error(tmp_path):
+    from affectlens.settings import Settings
+    from affectlens.ui import app as ui_app
+
+    settings = Settings(data_dir=tmp_path / "data")
+    choice = "evals/datasets/pyfeat-faces"
+    note = ui_app.eval_estimate(settings, choice, "", 2)
+    assert "5 samples in this set; running 2" in note and "time unknown" in note
+    wrong = ui_app.eval_estimate(settings, choice, str(tmp_path), 2)  # outside the roots
+    assert wrong.count("error-box") == 1 and "dataset roots" in wrong
+    *kept, message = ui_app.run_eval(settings, choice, str(tmp_path), 2)
+    import gradio as gr
+
+    assert kept == [gr.skip()] * 3  # the table, plots and report stay as they were
+    assert message.count("error-box") == 1 and "dataset roots" in message
+
+
+def test_plots_carry_their_words_and_the_page_states_its_intended_use(tmp_path):
+    from affectlens.settings import Settings
+    from affectlens.ui import app as ui_app
+
+    circ, timeline = ui_app._views(_result(), [])[1:3]
+    assert circ.chart.startswith("Valence and arousal of") and circ.type == "matplotlib"
+    assert timeline.chart.startswith("Cue timeline") and timeline.plot.startswith("data:image")
+    page = ui_app.create_app(Settings(data_dir=tmp_path))
+    html = [b.value for b in page.blocks.values() if getattr(b, "elem_id", None) == "intended-use"]
+    assert html and "Not for judging people" in html[0]
+    (question,) = [b for b in page.blocks.values() if getattr(b, "elem_id", None) == "question"]
+    assert question.label  # its accessible name (the label is hidden, not absent)

@@ -93,11 +93,16 @@ def page(app_url):
 
 def _upload(page, path: Path) -> None:
     page.locator("#clip input[type=file]").set_input_files(str(path))
-    # the clip is uploaded once the player (or its error) replaces the drop zone
+    # uploaded once the file is listed; its preview (a player, or a note) follows
     page.wait_for_function(
-        "() => !document.querySelector('#clip input[type=file]') || "
-        "document.querySelector('#clip video')",
+        f"() => (document.querySelector('#clip')?.innerText || '').includes({path.name!r})",
         timeout=60_000,
+    )
+    page.wait_for_function(
+        "() => document.querySelector('#preview-video video, #preview-image img, "
+        "#preview-audio audio') || "
+        "/preview/i.test(document.querySelector('#preview-note .card-meta')?.innerText || '')",
+        timeout=120_000,
     )
 
 
@@ -156,6 +161,26 @@ def test_analyse_read_and_chat(page, app, host_speed):
     for i in answer.cited:  # the cited cues are listed under the answer
         assert f"[{i}]" in shown and i in shown.split("cited", 1)[-1], shown
     page.locator("#chat").screenshot(path=str(ARTIFACTS / "3-chat.png"))
+
+
+def test_photos_audio_and_unplayable_video_are_accepted_and_previewed(page, test_data, face_image):
+    """An actor's .flv (VP6: no browser plays it) is accepted and previewed from a small
+    H.264 copy, said so in words; a photo and an audio file are accepted with their players."""
+    page.reload()
+    page.wait_for_selector("#clip", timeout=30_000)
+    _upload(page, next((test_data / "cremad").glob("*.flv")))
+    page.wait_for_selector("#preview-video video", state="visible", timeout=120_000)
+    assert "small copy the browser can play" in page.inner_text("#preview-note")
+    page.screenshot(path=str(ARTIFACTS / "5-flv-preview.png"))
+    page.reload()
+    page.wait_for_selector("#clip", timeout=30_000)
+    _upload(page, face_image)
+    page.wait_for_selector("#preview-image img", state="visible", timeout=60_000)
+    page.reload()
+    page.wait_for_selector("#clip", timeout=30_000)
+    _upload(page, next((test_data / "cremad").glob("*.mp3")))
+    page.wait_for_selector("#preview-audio audio", state="attached", timeout=60_000)
+    assert page.locator("#preview-audio").is_visible()
 
 
 def test_corrupt_file_shows_a_readable_error(page, tmp_path):

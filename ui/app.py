@@ -15,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import mimetypes
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +27,8 @@ from typing import Any
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+from gradio.components.plot import PlotData  # noqa: E402
 
 from affectlens.agent.schemas import AnalysisResult  # noqa: E402
 from affectlens.agent.textualise import ts  # noqa: E402
@@ -144,12 +148,30 @@ def _gallery(items: list[tuple[str, str]]) -> list[tuple[Any, str]]:
     return [(Image.open(f).copy(), caption) for f, caption in items]
 
 
+class DescribedPlot(PlotData):
+    """A matplotlib figure with the words screen readers say for it: Gradio writes the image's
+    alt text as "<chart> plot visualising provided data" and leaves ``chart`` undefined for
+    matplotlib."""
+
+    chart: str
+
+
+def described(fig: Any, what: str) -> DescribedPlot:
+    from gradio.processing_utils import encode_plot_to_base64
+    from matplotlib import pyplot
+
+    data = encode_plot_to_base64(fig, "webp")
+    pyplot.close(fig)
+    return DescribedPlot(type="matplotlib", plot=data, chart=what)
+
+
 def _views(result: AnalysisResult, frames: list[tuple[str, str]]) -> tuple:
     """card, circumplex, timeline, key frames for one result."""
+    label = result.reading.label if result.reading else "no reading"
     return (
         cp.result_card(result),
-        plots.circumplex(result.reading),
-        plots.timeline(result),
+        described(plots.circumplex(result.reading), f"Valence and arousal of '{label}':"),
+        described(plots.timeline(result), "Cue timeline, cited cues shaded:"),
         _gallery(frames),
     )
 
@@ -242,15 +264,60 @@ def _stage_rows(stages: dict[str, tuple[str, float, str]]) -> list:
     return [(s, st, sec, why) for s, (st, sec, why) in stages.items()]
 
 
+# What the upload accepts: every kind the back end analyses (video, a photo, an audio file),
+# with the containers a browser's file filter does not file under "video".
+ACCEPTED = ["video", "image", "audio", ".flv", ".mkv", ".avi", ".wmv", ".mts", ".3gp", ".mpg"]
+PREVIEW_DIR = Path(tempfile.gettempdir()) / "affectlens-previews"  # Gradio serves the temp dir
+
+
+def preview(settings: Settings, path: str | None):
+    """What the browser can show of the chosen file. A video it cannot play (an actor's .flv)
+    gets a small transcoded copy; a file nothing can read gets a plain note instead of the red
+    "not playable" of a broken file. Outputs: video, image, audio, note."""
+    hide = gr.update(visible=False, value=None)
+    if not path:
+        return hide, hide, hide, ""
+    kind = (mimetypes.guess_type(path)[0] or "").split("/")[0]
+    if kind == "image":
+        return hide, gr.update(visible=True, value=path), hide, ""
+    if kind == "audio":
+        return hide, hide, gr.update(visible=True, value=path), ""
+    shown, transcoded = cp.browser_preview(Path(path), PREVIEW_DIR)
+    if shown is None:
+        return (
+            hide,
+            hide,
+            hide,
+            cp.note_box(
+                "No preview: the browser cannot play this file. Press Analyse to read it anyway."
+            ),
+        )
+    note = (
+        cp.note_box(
+            f"Preview: a small copy the browser can play (the first {cp.PREVIEW_S} s); "
+            f"the original {Path(path).suffix or 'file'} is what gets analysed."
+        )
+        if transcoded
+        else ""
+    )
+    return gr.update(visible=True, value=str(shown)), hide, hide, note
+
+
 def analyse(
-    settings: Settings, path: str | None, current: str | None, request: gr.Request | None = None
+    settings: Settings,
+    path: str | None,
+    current: str | None,
+    recorded: str | None = None,
+    request: gr.Request | None = None,
 ):
     """The Analyse button: the stage list while the graph streams its stages, then the result.
+    ``path`` is the uploaded file, ``recorded`` a webcam recording (used when no file is chosen).
     Outputs: progress, error, card, circumplex, timeline, frames, chatbot, analysis id."""
     from affectlens.agent.run import analyze_stream
 
     user = _user(settings, request)
     empty: tuple = (None, None, None, [])
+    path = path or recorded
     if not path:
         gr.Warning("Choose a clip first.")
         yield ("", cp.error_box("no file chosen"), gr.skip(), *empty[1:], gr.skip(), current)
@@ -400,22 +467,70 @@ def delete(
     return dropdown, note, None if current == chosen else current
 
 
-def run_eval(settings: Settings, choice: str | None, typed: str, progress=gr.Progress()):
-    """Run eval: metrics table, plots, report file, note (errors become gr.Error)."""
+METRIC_HEADERS = ["metric", "value", "95% low", "95% high"]
+INTENDED_USE = (
+    "For research and media analysis. Readings are inferences from visible and audible cues, "
+    "not facts about what a person feels. Not for judging people: do not use it to assess "
+    "employees, job candidates or students (the EU AI Act, Art. 5(1)(f), forbids emotion "
+    "recognition at work and in education)."
+)
+DEFAULT_EVAL_LIMIT = 10
+
+
+def seconds_per_sample(settings: Settings, recent: int = 20) -> float | None:
+    """The median total seconds of this machine's recent analyses (None before the first)."""
+    store = _store(settings)
+    totals = []
+    for a in store.list()[:recent]:
+        try:
+            totals.append(sum(store.get(a.id).timings.values()))
+        except Exception:  # noqa: BLE001 - an unreadable record just does not count
+            continue
+    return float(np.median(totals)) if totals else None
+
+
+def eval_estimate(settings: Settings, choice: str | None, typed: str, limit: float | None) -> str:
+    """How many samples the chosen set has and how long the run will take here (the Evals
+    tab's note, updated as the choice or the limit changes)."""
+    from affectlens.evals.datasets import load_dataset
+
+    try:
+        n = len(load_dataset(eval_folder(choice, typed, settings)).samples)
+    except Exception as exc:  # noqa: BLE001 - the same message the run would give
+        return cp.error_box(_friendly(exc) if not isinstance(exc, ValueError) else str(exc))
+    run = min(n, int(limit)) if limit else n
+    per = seconds_per_sample(settings)
+    when = (
+        f"about {max(1, round(run * per / 60))} min here ({per:.0f} s a sample, the median of "
+        "your recent analyses; the judge adds to it)"
+        if per
+        else "time unknown until a first analysis has run on this machine"
+    )
+    return cp.note_box(f"{n} samples in this set; running {run}: {when}.")
+
+
+def run_eval(
+    settings: Settings,
+    choice: str | None,
+    typed: str,
+    limit: float | None = DEFAULT_EVAL_LIMIT,
+    progress=gr.Progress(),
+):
+    """Run eval on the first ``limit`` samples: metrics table, plots, report file, note. A wrong
+    folder or a failed run is one clear message in the note; the other outputs stay as they
+    were (no red badge on each of them)."""
     runner = _eval_runner()
     if runner is None:
-        raise gr.Error("The eval runner is not installed yet.")
+        return gr.skip(), gr.skip(), gr.skip(), cp.error_box("The eval runner is not installed.")
     try:
         folder = eval_folder(choice, typed, settings)
     except ValueError as exc:
-        raise gr.Error(str(exc)) from exc
+        return gr.skip(), gr.skip(), gr.skip(), cp.error_box(str(exc))
     progress(0, desc="loading the dataset")
     try:
-        return _eval_outputs(runner, folder, settings, progress)
-    except gr.Error:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise gr.Error(_friendly(exc)) from exc
+        return _eval_outputs(runner, folder, settings, progress, int(limit) if limit else None)
+    except Exception as exc:  # noqa: BLE001 - shown in the note
+        return gr.skip(), gr.skip(), gr.skip(), cp.error_box(_friendly(exc))
 
 
 def _bind(handler, settings: Settings):
@@ -457,12 +572,43 @@ def create_app(settings: Settings) -> gr.Blocks:
             with gr.Tab("Analyse", id="analyse"):
                 with gr.Row():
                     with gr.Column(scale=4):
-                        video = gr.Video(
-                            label="Clip (upload or record)",
-                            sources=["upload", "webcam"],
-                            height=300,
+                        clip = gr.File(
+                            label="Clip, photo or audio file",
+                            file_types=ACCEPTED,
+                            type="filepath",
+                            height=120,
                             elem_id="clip",
                         )
+                        preview_note = gr.HTML(elem_id="preview-note")
+                        shown_video = gr.Video(
+                            label="Preview",
+                            interactive=False,
+                            visible=False,
+                            height=260,
+                            elem_id="preview-video",
+                        )
+                        shown_image = gr.Image(
+                            label="Preview",
+                            type="filepath",
+                            interactive=False,
+                            visible=False,
+                            height=260,
+                            elem_id="preview-image",
+                        )
+                        shown_audio = gr.Audio(
+                            label="Preview",
+                            type="filepath",
+                            interactive=False,
+                            visible=False,
+                            elem_id="preview-audio",
+                        )
+                        with gr.Accordion("…or record with the webcam", open=False):
+                            recorded = gr.Video(
+                                label="Recording",
+                                sources=["webcam"],
+                                height=240,
+                                elem_id="record",
+                            )
                         run_btn = gr.Button("Analyse", variant="primary", elem_id="analyse-btn")
                         progress = gr.HTML(elem_id="progress")
                         error = gr.HTML(elem_id="error")
@@ -495,6 +641,7 @@ def create_app(settings: Settings) -> gr.Blocks:
                         )
                         with gr.Row():
                             question = gr.Textbox(
+                                label="Your question about this analysis",
                                 show_label=False,
                                 scale=5,
                                 placeholder="Ask a question",
@@ -519,7 +666,16 @@ def create_app(settings: Settings) -> gr.Blocks:
                         scale=3,
                     )
                     dataset_path = gr.Textbox(label="…or a dataset folder", scale=3)
+                    eval_limit = gr.Number(
+                        label="Samples (at most)",
+                        value=DEFAULT_EVAL_LIMIT,
+                        precision=0,
+                        minimum=1,
+                        scale=1,
+                        elem_id="eval-limit",
+                    )
                     eval_btn = gr.Button("Run eval", variant="primary", scale=1)
+                    cancel_btn = gr.Button("Cancel", scale=1, elem_id="eval-cancel")
                 eval_note = gr.HTML(
                     ""
                     if _eval_runner()
@@ -527,15 +683,28 @@ def create_app(settings: Settings) -> gr.Blocks:
                     "(<code>evals.runner.run_eval</code>) is not installed yet; use "
                     "<code>affectlens eval</code> when it is.</div>"
                 )
-                metrics = gr.Dataframe(label="Metrics", interactive=False)
+                metrics = gr.Dataframe(
+                    value=[["-"] * len(METRIC_HEADERS)],
+                    headers=METRIC_HEADERS,
+                    label="Metrics",
+                    interactive=False,
+                )
                 eval_plots = gr.Gallery(label="Plots", columns=3, height=320)
                 report = gr.File(label="Report")
 
+        gr.HTML(f'<footer class="card-meta">{INTENDED_USE}</footer>', elem_id="intended-use")
+
         # --- wiring ---------------------------------------------------------------------
         outputs = [progress, error, card, circ, timeline, frames, chatbot, analysis_id]
+        clip.change(
+            _bind(preview, settings),
+            [clip],
+            [shown_video, shown_image, shown_audio, preview_note],
+            concurrency_limit=2,
+        )
         run_btn.click(
             _bind(analyse, settings),
-            [video, analysis_id],
+            [clip, analysis_id, recorded],
             outputs,
             concurrency_limit=1,
             concurrency_id="analysis",
@@ -558,12 +727,21 @@ def create_app(settings: Settings) -> gr.Blocks:
         delete_btn.click(
             _bind(delete, settings), [past, analysis_id], [past, history_note, analysis_id]
         )
-        eval_btn.click(
+        estimate_inputs = [dataset, dataset_path, eval_limit]
+        for changed in (dataset.change, dataset_path.blur, eval_limit.change, app.load):
+            changed(_bind(eval_estimate, settings), estimate_inputs, eval_note)
+        running = eval_btn.click(
             _bind(run_eval, settings),
-            [dataset, dataset_path],
+            estimate_inputs,
             [metrics, eval_plots, report, eval_note],
             concurrency_limit=1,
             concurrency_id="analysis",
+        )
+        cancel_btn.click(
+            lambda: cp.note_box("Cancelled: the samples done so far are in the report folder."),
+            None,
+            eval_note,
+            cancels=[running],
         )
     return app
 
@@ -593,11 +771,13 @@ def eval_folder(choice: str | None, typed: str | None, settings: Settings) -> Pa
     return folder
 
 
-def _eval_outputs(runner, folder: Path, settings: Settings, progress) -> tuple:
+def _eval_outputs(
+    runner, folder: Path, settings: Settings, progress, limit: int | None = None
+) -> tuple:
     """Run ``evals.runner.run_eval`` and turn its results into a table, plots and a download."""
     from affectlens.evals.datasets import load_dataset
 
-    dataset = load_dataset(folder)
+    dataset = load_dataset(folder).head(limit)
     total = max(len(dataset.samples), 1)
     out_dir = settings.data_dir / "ui" / "evals" / f"{folder.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     done = [0]
@@ -612,7 +792,7 @@ def _eval_outputs(runner, folder: Path, settings: Settings, progress) -> tuple:
         [name, _num(ci.get("value")), _num(ci.get("lo")), _num(ci.get("hi"))]
         for name, ci in (m.get("headline") or {}).items()
     ]
-    table = {"headers": ["metric", "value", "95% low", "95% high"], "data": rows or [["-"] * 4]}
+    table = {"headers": METRIC_HEADERS, "data": rows or [["-"] * 4]}
     plots_ = _gallery([(str(p), p.stem) for p in sorted(out_dir.glob("*.png"))])
     report = next(
         (str(p) for p in (out_dir / "report.md", out_dir / "results.json") if p.is_file()), None

@@ -6,6 +6,7 @@ is untrusted: it goes through ``html.escape`` before it reaches the page.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from html import escape
@@ -174,6 +175,10 @@ def progress_html(stages: list[tuple], total: float, note: str = "") -> str:
     return f'<ul class="stages">{"".join(rows)}</ul>{foot}'
 
 
+def note_box(message: str) -> str:
+    return f'<div class="card-meta" role="status">{escape(message)}</div>'
+
+
 def error_box(message: str) -> str:
     return f'<div class="error-box" role="alert"><b>Could not analyse:</b> {escape(message)}</div>'
 
@@ -205,6 +210,57 @@ def _grab(path: Path, t: float, width: int, height: int) -> np.ndarray | None:
     if len(proc.stdout) < size:
         return None
     return np.frombuffer(proc.stdout[:size], dtype=np.uint8).reshape(height, width, 3)
+
+
+# what a browser's <video> plays: container and video codec
+PLAYABLE = {(".mp4", "h264"), (".m4v", "h264"), (".mov", "h264"), (".webm", "vp8"),
+            (".webm", "vp9"), (".webm", "av1"), (".mp4", "av1"), (".ogv", "theora")}  # fmt: skip
+PREVIEW_S = 60  # seconds of a transcoded preview
+
+
+def _video_codec(path: Path) -> str | None:
+    argv = [
+        "ffprobe", "-v", "error", "-protocol_whitelist", "file", "-select_streams", "v:0",
+        "-show_entries", "stream=codec_name", "-of", "csv=p=0", f"file:{path}",
+    ]  # fmt: skip
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    except (subprocess.TimeoutExpired, OSError):
+        return None
+    return proc.stdout.decode(errors="replace").strip().splitlines()[0] if proc.stdout else None
+
+
+def browser_preview(path: Path, out_dir: Path) -> tuple[Path | None, bool]:
+    """A video the browser can play for ``path``: the file itself when its container and codec
+    play in a browser, else a small H.264 copy (360 p, the first ``PREVIEW_S`` s) in
+    ``out_dir``; (None, False) when ffmpeg cannot read it. The second value: transcoded."""
+    codec = _video_codec(path)
+    if codec is None:
+        return None, False
+    if (path.suffix.lower(), codec) in PLAYABLE:
+        return path, False
+    digest = hashlib.sha256(f"{path.resolve()}:{path.stat().st_mtime_ns}".encode()).hexdigest()
+    out = out_dir / f"{digest[:16]}.mp4"
+    if out.is_file():
+        return out, True
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.mp4")
+    argv = [
+        "ffmpeg", "-nostdin", "-v", "error", "-y", "-protocol_whitelist", "file",
+        "-i", f"file:{path}", "-t", str(PREVIEW_S), "-map", "0:v:0", "-map", "0:a:0?",
+        "-vf", "scale=-2:'min(360,ih)',format=yuv420p", "-c:v", "libx264", "-preset", "veryfast",
+        "-crf", "28", "-c:a", "aac", "-b:a", "96k", "-movflags", "+faststart", str(tmp),
+    ]  # fmt: skip
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+    except (subprocess.TimeoutExpired, OSError):
+        tmp.unlink(missing_ok=True)
+        return None, False
+    if proc.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
+        tmp.unlink(missing_ok=True)
+        return None, False
+    tmp.replace(out)
+    return out, True
 
 
 def key_frames(result: AnalysisResult, path: str | Path, out_dir: Path) -> list[tuple[str, str]]:
