@@ -294,8 +294,12 @@ def test_a_missing_modality_says_so_in_a_users_words():
     assert "stage-missing" in html and "✓" not in html
     assert "missing: no scene model is installed (optional)" in html
     assert "clip_pretrained" not in html  # the developers' hint stays in the logs and docs
-    card = cp.result_card(_result())
+    from affectlens.tools.evidence import SceneEvidence
+
+    scene = SceneEvidence(status="missing", reason=NO_WEIGHTS)
+    card = cp.result_card(_result().model_copy(update={"scene": scene}))
     assert '<th scope="col">modality</th>' in card and "analysis time</th>" in card
+    assert "no scene model is installed (optional)" in card and "clip_pretrained" not in card
 
 
 def test_the_upload_previews_what_a_browser_can_play(test_data, face_image, tmp_path, monkeypatch):

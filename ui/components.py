@@ -131,10 +131,12 @@ def _modalities(result: AnalysisResult) -> str:
         ev = getattr(result, m)
         account = accounts.get(m)
         status = ev.status if ev is not None else (account.status if account else "missing")
-        if account and account.summary:
+        if status == "missing" and ev is not None and ev.reason:
+            what = escape(plain_reason(ev.reason))  # the reading's account repeats the tool's
+        elif account and account.summary:
             what = with_chips(account.summary, cues)
         elif ev is not None and ev.reason:
-            what = escape(plain_reason(ev.reason) if status == "missing" else ev.reason)
+            what = escape(ev.reason)
         else:
             what = "not run" if ev is None else ""
         secs = f"{ev.seconds:.1f} s" if ev is not None and ev.seconds else ""
