@@ -191,9 +191,12 @@ def fit_pool(
     modalities: Sequence[str],
     *,
     l2_bias: float = L2_BIAS,
+    offsets: bool = True,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Weights (>= 0) and zero-mean class offsets minimising the mean NLL of the gold class
-    plus ``l2_bias * |b|^2``; deterministic (L-BFGS-B from w = 1, b = 0)."""
+    plus ``l2_bias * |b|^2``; deterministic (L-BFGS-B from w = 1, b = 0). ``offsets=False``
+    fits the weights alone (offsets 0): offsets learn the fitting rows' label mix, which a
+    clip in the wild does not share (scripts/fit_recognition.py fits without them)."""
     from scipy.optimize import minimize
 
     mods = list(modalities)
@@ -214,8 +217,9 @@ def fit_pool(
         return nll + l2_bias * float(b @ b) / k
 
     theta0 = np.concatenate([np.ones(len(mods)), np.zeros(k)])
+    span = 5.0 if offsets else 0.0
     res = minimize(
-        loss, theta0, method="L-BFGS-B", bounds=[(0.0, 10.0)] * len(mods) + [(-5.0, 5.0)] * k
+        loss, theta0, method="L-BFGS-B", bounds=[(0.0, 10.0)] * len(mods) + [(-span, span)] * k
     )
     w, b = res.x[: len(mods)], res.x[len(mods) :] - res.x[len(mods) :].mean()
     return (

@@ -222,3 +222,19 @@ def test_runner_reports_the_three_decisions_side_by_side(tmp_path):
         {"dataset": {"name": "t", "source": "t"}, "run": {}, "metrics": out, "samples": []}
     )
     assert "| llm | 2 | 0.500 |" in text
+
+
+def test_no_class_offsets_and_the_samples_crying_face_reads_sad(settings):
+    """Offsets fitted on the shared sets learnt their label mix (half the London faces smile)
+    and turned the bundled sample's crying face into happiness; the shipped files carry none,
+    and the real face witness on the sample (facex + calibration) puts sadness first."""
+    from affectlens.tools.face import analyze_face, calibration
+    from affectlens.tools.media import load
+
+    assert not any(calibration().bias.values())
+    assert not any(fusion.load_params().bias.values())
+    sample = REPO / "samples" / "sample.mp4"
+    ev = analyze_face(load(sample, settings), settings)
+    assert ev.vote is not None and max(ev.vote.probs, key=ev.vote.probs.get) == "sadness"
+    fused = fusion.fuse({"face": ev.vote})
+    assert fused.top == "sadness"
