@@ -58,7 +58,7 @@ class AnalysisState(TypedDict, total=False):
     seen_problems: Annotated[list[str], operator.add]
     fixed: Annotated[list[str], operator.add]
     verification: VerificationReport
-    timings: Annotated[dict[str, float], add_times]
+    timings: Annotated[dict[str, float], add_times]  # all but "store" (it writes the record)
     models: Annotated[dict[str, str], merge]
     error: str | None
     result_id: str

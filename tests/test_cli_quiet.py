@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STAGE_LINE = re.compile(r"^[a-z]+\s+(done|failed)\s+\d+\.\d s$")
+STAGE_LINE = re.compile(r"^[a-z]+\s+(done|failed|missing)\s+\d+\.\d s$")
 NOISE = ("TensorFlow", "XNNPACK", "absl", "W0000", "Loading weights", "it/s", "Warning")
 
 
