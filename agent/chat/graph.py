@@ -1,6 +1,11 @@
 """The chat graph: ``route`` (the LLM fills ``ToolChoice``) -> ``act`` (the typed tool runs) ->
 ``respond`` (the LLM answers with the analysis and the tool result in context).
 
+``route`` first classifies the question from its words; a contrastive, yes/no or when question
+goes straight to ``respond`` and a counterfactual straight to the ``without`` tool (no router
+call), and ``respond`` builds their answers by kind (``build_by_kind``: sides and verdict in
+code, per-side claims from the LLM).
+
 ``graph`` is compiled without a checkpointer, for LangGraph's server (``langgraph.json``), which
 supplies its own persistence; the app compiles ``build_graph`` with the SqliteSaver of its data
 directory (``affectlens.agent.chat.store``). Imports are absolute: the server loads this file

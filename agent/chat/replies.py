@@ -14,14 +14,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, create_model
 
 from affectlens import prompts
+from affectlens.agent import verify as vf
 from affectlens.agent.chat import evidence as ev
 from affectlens.agent.chat.questions import Asked
+from affectlens.agent.chat.tools import modality_in
 from affectlens.agent.reason import SENTENCE_CHARS, Claim
 from affectlens.agent.schemas import AnalysisResult, Cue, EmotionReading, Modality
-from affectlens.agent.textualise import cue_line, neutralise
+from affectlens.agent.textualise import neutralise, render_cues
 
 PROMPT_SIDES = "chat_sides"
-CLAIMS_PER_SIDE = 2
+CLAIMS_PER_SIDE = 1  # one claim per side, citing up to 3 of its ids: a small model repeats itself
 SIDE_CUES = 6  # the strongest cues per side shown to the LLM (the prompt is the latency)
 SIDES_MAX_TOKENS = 200
 
@@ -32,6 +34,7 @@ class Side(BaseModel):
     field: str
     heading: str
     cues: list[Cue]
+    asks: str = Field(description="What its cues do, for the prompt: 'favour sadness over ...'.")
 
 
 class Built(BaseModel):
@@ -60,7 +63,7 @@ def sides_schema(sides: list[Side]) -> type[BaseModel]:
         )
         fields[side.field] = (
             list[claim],  # type: ignore[valid-type]
-            Field(min_length=1, max_length=CLAIMS_PER_SIDE, description=side.heading),
+            Field(min_length=1, max_length=CLAIMS_PER_SIDE, description=f"cues that {side.asks}"),
         )
     if not fields:
         raise ValueError("no side has a cue to cite")
@@ -76,7 +79,7 @@ def _strongest(cues: list[Cue]) -> list[Cue]:
 
 def _messages(question: str, sides: list[Side]) -> list[dict]:
     shown = [
-        (s.field, s.heading, "\n".join(cue_line(c) for c in _strongest(s.cues)))
+        (s.field, s.asks, render_cues(_strongest(s.cues)))  # transcripts fenced as data
         for s in sides
         if s.cues
     ]
@@ -93,9 +96,26 @@ def _lead(text: str) -> str:
     return text[:1].lower() + text[1:] if text[1:2].islower() else text
 
 
+def _quoted(side: Side, cues: list[Cue]) -> str:
+    """The code's own claim: the cues' sentences, cited."""
+    said = "; ".join(neutralise(c.text) for c in cues)
+    return f"{side.heading}: {said} {''.join(f'[{c.id}]' for c in cues)}."
+
+
+def fits(text: str, cited: list[Cue], cues: list[Cue]) -> bool:
+    """Whether a claim names only what its cited cues show: no facial action, voice quality or
+    quotation they lack (the verifier's check), and no other modality by name ('the words'
+    citing a voice cue)."""
+    named = modality_in(text)
+    if named is not None and named not in {c.modality for c in cited}:
+        return False
+    return not vf.unsupported(text, cited, cues)
+
+
 def claims(question: str, sides: list[Side], llm: Any) -> tuple[dict[str, list[str]], list[str]]:
-    """(side field -> rendered sentences, problems). The LLM writes the claims; when it fails,
-    each side's strongest cues are quoted instead, so the answer never depends on it."""
+    """(side field -> rendered sentences, problems). The LLM writes the claims; a claim that
+    names what its cues do not show is replaced by those cues' own sentences, and when the LLM
+    fails each side's strongest cues are quoted, so the answer never rests on its wording."""
     out: dict[str, list[str]] = {}
     problems: list[str] = []
     if not any(s.cues for s in sides):
@@ -104,16 +124,25 @@ def claims(question: str, sides: list[Side], llm: Any) -> tuple[dict[str, list[s
         reply = llm.chat(
             _messages(question, sides), sides_schema(sides), max_tokens=SIDES_MAX_TOKENS
         )
-        for s in sides:
-            for c in getattr(reply, s.field, None) or []:
-                claim = Claim(text=f"{s.heading}: {_lead(c.text.strip())}", cues=c.cues)
-                out.setdefault(s.field, []).append(claim.sentence)
     except Exception as exc:  # noqa: BLE001 - LLMError: quote the cues instead
         problems.append(f"the LLM wrote no claims ({type(exc).__name__}); the cues are quoted")
         for s in sides:
-            out[s.field] = [
-                f"{s.heading}: {neutralise(c.text)} [{c.id}]." for c in _strongest(s.cues)[:2]
-            ]
+            if s.cues:
+                out[s.field] = [_quoted(s, [c]) for c in _strongest(s.cues)[:2]]
+        return out, problems
+    for s in sides:
+        by_id = {c.id: c for c in s.cues}
+        for c in getattr(reply, s.field, None) or []:
+            cited = [by_id[i] for i in dict.fromkeys(c.cues)]
+            if fits(c.text, cited, s.cues):
+                claim = Claim(text=f"{s.heading}: {_lead(c.text.strip())}", cues=c.cues)
+                out.setdefault(s.field, []).append(claim.sentence)
+            else:
+                problems.append(
+                    f"a claim for {s.field!r} named what {', '.join(by_id)} do not show; "
+                    "the cues are quoted instead"
+                )
+                out.setdefault(s.field, []).append(_quoted(s, cited))
     return out, problems
 
 
@@ -122,8 +151,8 @@ def contrastive(asked: Asked, analysis: AnalysisResult, cues: list[Cue], llm: An
     x, y = asked.first or "", asked.second or ""
     for_x, for_y = ev.contrast(cues, x, y)
     sides = [
-        Side(field="for_first", heading=f"For {x}", cues=for_x),
-        Side(field="for_second", heading=f"For {y}", cues=for_y),
+        Side(field=f"for_{x}", heading=f"For {x}", cues=for_x, asks=f"favour {x} over {y}"),
+        Side(field=f"for_{y}", heading=f"For {y}", cues=for_y, asks=f"favour {y} over {x}"),
     ]
     written, problems = claims(f"Why {x} and not {y}?", sides, llm)
     parts, llm_parts = [], []
@@ -212,8 +241,10 @@ def yes_no(asked: Asked, analysis: AnalysisResult, cues: list[Cue], llm: Any) ->
             f"against it {_cited_spans(against)}.",
         }[verdict]
     sides = [
-        Side(field="shows", heading=f"Showing {t.name}", cues=shown),
-        Side(field="against", heading=f"Against {t.name}", cues=against),
+        Side(field="shows", heading=f"Showing {t.name}", cues=shown, asks=f"show {name}"),
+        Side(
+            field="against", heading=f"Against {t.name}", cues=against, asks=f"speak against {name}"
+        ),
     ]
     written, problems = claims(f"What do the cues show about '{t.name}'?", sides, llm)
     said = [s for side in sides for s in written.get(side.field, [])]
@@ -278,7 +309,12 @@ def counterfactual(
         w = f" with weight {weight:.2f}" if weight is not None else ""
         parts.append(f"The {modality} had voted {_top(vote.probs, 2)}{w}; that vote is gone.")
     left_out = [c for c in cues if c.modality == modality]
-    side = Side(field="left_out", heading=f"What the {modality} showed", cues=left_out)
+    side = Side(
+        field="left_out",
+        heading=f"What the {modality} showed",
+        cues=left_out,
+        asks=f"were measured in the {modality}, now left out",
+    )
     written, problems = claims(f"What did the {modality} show?", [side], llm)
     said = written.get("left_out", [])
     changed = before is None or before.dominant != after.dominant
