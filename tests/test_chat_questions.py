@@ -468,3 +468,16 @@ def test_the_real_model_answers_the_three_kinds_by_construction(stored, monkeypa
     assert cf.text.startswith("Before: happy (") and "Without the voice: " in cf.text
     assert set(cf.cited) <= {"V3", "V4", "V5"} and cf.cited, cf.text
     assert PASTED not in cf.text
+
+
+def test_the_cli_prints_a_cited_answer_and_its_verdict(stored, monkeypatch):
+    from typer.testing import CliRunner
+
+    from affectlens.ui.cli import app
+
+    s, aid = stored
+    monkeypatch.setattr("affectlens.agent.llm.get_llm", lambda *a, **kw: SidesFiller())
+    out = CliRunner().invoke(app, ["chat", aid, "Is she crying?", "--data-dir", str(s.data_dir)])
+    assert out.exit_code == 0, out.output
+    assert "The cues disagree about 'crying'" in out.output  # came whole, printed whole
+    assert "verdict: mixed" in out.output

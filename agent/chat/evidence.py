@@ -20,8 +20,7 @@ from typing import Literal
 
 from affectlens.agent.chat.questions import Target
 from affectlens.agent.schemas import AnalysisResult, Cue
-from affectlens.agent.textualise import ts
-from affectlens.taxonomy import ADJECTIVE, BASIC, CIRCUMPLEX, to_basic
+from affectlens.taxonomy import BASIC, CIRCUMPLEX, to_basic
 from affectlens.tools.evidence import FaceEvidence
 
 DISTRIBUTION_CUES = ("expression", "voice_emotion", "text_emotion", "ser", "scene_emotion")
@@ -199,16 +198,3 @@ def contrast_verdict(analysis: AnalysisResult, x: str, y: str) -> tuple[str | No
         return None, f"Verdict: {x} and {y} are level ({what} {px:.2f} each)."
     (win, pw), (lose, pl) = ((x, px), (y, py)) if px > py else ((y, py), (x, px))
     return win, (f"Verdict: {win} over {lose}, {what} {pw:.2f} against {pl:.2f}.")
-
-
-def spans(cues: list[Cue]) -> str:
-    """'F4 00:00.0-00:04.0, V4 00:04.2-00:06.2': when each cue holds, in time order."""
-    return ", ".join(f"{c.id} {ts(c.start)}-{ts(c.end)}" for c in sorted(cues, key=_when))
-
-
-def _when(c: Cue) -> tuple[float, float]:
-    return (c.start, c.end)
-
-
-def adjective(emotion: str) -> str:
-    return ADJECTIVE.get(emotion, emotion)

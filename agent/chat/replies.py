@@ -20,7 +20,7 @@ from affectlens.agent.chat.questions import Asked
 from affectlens.agent.chat.tools import modality_in
 from affectlens.agent.reason import SENTENCE_CHARS, Claim
 from affectlens.agent.schemas import AnalysisResult, Cue, EmotionReading, Modality
-from affectlens.agent.textualise import neutralise, render_cues
+from affectlens.agent.textualise import neutralise, render_cues, ts
 
 PROMPT_SIDES = "chat_sides"
 CLAIMS_PER_SIDE = 1  # one claim per side, citing up to 3 of its ids: a small model repeats itself
@@ -139,8 +139,8 @@ def claims(question: str, sides: list[Side], llm: Any) -> tuple[dict[str, list[s
                 out.setdefault(s.field, []).append(claim.sentence)
             else:
                 problems.append(
-                    f"a claim for {s.field!r} named what {', '.join(by_id)} do not show; "
-                    "the cues are quoted instead"
+                    f"a claim for {s.field!r} named what {', '.join(c.id for c in cited)} do "
+                    "not show; the cues are quoted instead"
                 )
                 out.setdefault(s.field, []).append(_quoted(s, cited))
     return out, problems
@@ -186,8 +186,7 @@ def _cited_spans(cues: list[Cue], runs: dict[str, list[tuple[float, float]]] | N
 
     ordered = sorted(cues, key=lambda c: when(c)[0])
     return ", ".join(
-        ", ".join(ev.ts(a) if a == b else f"{ev.ts(a)}-{ev.ts(b)}" for a, b in when(c))
-        + f" [{c.id}]"
+        ", ".join(ts(a) if a == b else f"{ts(a)}-{ts(b)}" for a, b in when(c)) + f" [{c.id}]"
         for c in ordered
     )
 
@@ -218,7 +217,7 @@ def yes_no(asked: Asked, analysis: AnalysisResult, cues: list[Cue], llm: Any) ->
     verdict = ev.verdict(shown, against)
     if t is None or verdict == "cannot tell":
         what = f"'{t.name}'" if t else "this question"
-        where = f" between {ev.ts(asked.span[0])} and {ev.ts(asked.span[1])}" if asked.span else ""
+        where = f" between {ts(asked.span[0])} and {ts(asked.span[1])}" if asked.span else ""
         return Built(
             text=f"The cues cannot tell: nothing the analysis measured{where} bears on {what}.",
             verdict="cannot tell",

@@ -77,7 +77,11 @@ class ChatAnswer(BaseModel):
     )
     problems: list[str] = Field(default_factory=list)
     grounded: bool = True
-    declined: bool = Field(default=False, description="The LLM said the cues cannot answer.")
+    declined: bool = Field(
+        default=False,
+        description="The cues cannot answer: the LLM declined, or (yes/no, when) nothing "
+        "measured bears on the question.",
+    )
     thread: str = DEFAULT_THREAD
     error: str | None = None
 
