@@ -32,6 +32,12 @@ _YES_NO = re.compile(
     r"(she|he|they|it|someone|anyone|there|the\s+\w+|this\s+\w+|that\s+\w+|his\s+\w+|her\s+\w+)\b",
     re.I,
 )
+# ... about the person (not "is the reading reliable?": a question about the analysis).
+_PERSON = re.compile(
+    r"^\W*\w+\s+(she|he|they|someone|somebody|anyone|anybody|"
+    r"the\s+(person|speaker|man|woman|girl|boy|actor|actress|child|kid|subject|lady|guy|people))\b",
+    re.I,
+)
 _CONTRAST = re.compile(r"\b(not|rather than|instead of|over|versus|vs|or|than|but)\b|\bn't\b", re.I)
 
 
@@ -156,4 +162,6 @@ def classify(question: str, dominant: str | None) -> Asked:
     target, span = target_in(question), _span(question)
     if target is None and (span is not None or modality is not None):
         return Asked(kind="other")  # "did the face do anything at 0:04?": a cue lookup
+    if target is None and not _PERSON.match(question):
+        return Asked(kind="other")  # "is the reading reliable?": about the analysis
     return Asked(kind=kind, target=target, span=span)
