@@ -433,15 +433,17 @@ def chat(
         raise typer.Exit(2)
 
     def one(q: str) -> None:
-        answer = None
+        answer, streamed = None, False
         for piece in ask_stream(analysis_id, q, settings, thread=thread):
             if isinstance(piece, str):
                 out.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
+                streamed = True
             else:
                 answer = piece
-        out.print()
+        if streamed:
+            out.print()
         if answer is not None:
-            _print_answer(answer, out)
+            _print_answer(answer, out, streamed)
 
     interactive = question is None
     if interactive and sys.stdin.isatty():
@@ -476,12 +478,15 @@ def _stdin_questions(prompt: bool):
             yield line
 
 
-def _print_answer(answer, console) -> None:
-    """The final text when it differs from the streamed one, then tool, cues and checks."""
+def _print_answer(answer, console, streamed: bool = True) -> None:
+    """The final text when nothing was streamed (a cited answer comes whole) or it differs from
+    the streamed one, then the verdict, tool, cues and checks."""
     from affectlens.agent.textualise import cue_line
 
-    if answer.error or answer.unknown_cues:
+    if not streamed or answer.error or answer.unknown_cues:
         console.print(answer.text, markup=False, highlight=False)
+    if answer.verdict:
+        console.print(f"[bold]verdict:[/bold] {answer.verdict}", highlight=False)
     if answer.tool != "answer":
         console.print(f"[dim]tool: {answer.tool} {answer.arguments}[/dim]", highlight=False)
     if answer.counterfactual is not None:

@@ -10,9 +10,15 @@ text, streamed. Threads
 are checkpointed in ``settings.data_dir / "chat.sqlite"`` (LangGraph's SqliteSaver), thread id
 ``f"{analysis_id}:{thread}"``, so a conversation survives a restart.
 
+A contrastive, yes/no, when or counterfactual question (``questions.classify``, from its
+words) skips the router: code gathers the cues for and against each side and decides the
+verdict (``evidence``), and the LLM only writes claims per side over that side's ids
+(``replies``).
+
 Modules: ``state`` (state, context, records, the answer schema), ``tools`` (the typed tools),
-``graph`` (nodes and the compiled graph), ``store`` (the checkpointer and its threads); this
-package is the public API.
+``questions`` (the question's kind), ``evidence`` (sides and verdicts), ``replies`` (the
+per-side schema and the answers built from it), ``graph`` (nodes and the compiled graph),
+``store`` (the checkpointer and its threads); this package is the public API.
 
 >>> answer = ask("20261130-102813-sample-7b4b2c", "Why sad?", settings)
 >>> answer.text, answer.cited

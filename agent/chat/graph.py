@@ -1,6 +1,11 @@
 """The chat graph: ``route`` (the LLM fills ``ToolChoice``) -> ``act`` (the typed tool runs) ->
 ``respond`` (the LLM answers with the analysis and the tool result in context).
 
+``route`` first classifies the question from its words; a contrastive, yes/no or when question
+goes straight to ``respond`` and a counterfactual straight to the ``without`` tool (no router
+call), and ``respond`` builds their answers by kind (``build_by_kind``: sides and verdict in
+code, per-side claims from the LLM).
+
 ``graph`` is compiled without a checkpointer, for LangGraph's server (``langgraph.json``), which
 supplies its own persistence; the app compiles ``build_graph`` with the SqliteSaver of its data
 directory (``affectlens.agent.chat.store``). Imports are absolute: the server loads this file
@@ -18,6 +23,8 @@ from langgraph.runtime import Runtime
 
 from affectlens import prompts
 from affectlens.agent import verify as vf
+from affectlens.agent.chat import replies
+from affectlens.agent.chat.questions import ANSWERED_BY_SIDES, LEAVE_OUT, WHY, Asked, classify
 from affectlens.agent.chat.state import (
     ChatAnswer,
     ChatContext,
@@ -36,15 +43,13 @@ from affectlens.agent.textualise import render_cues
 HISTORY_TURNS = 3  # earlier question/answer pairs the LLM sees
 ROUTE_MAX_TOKENS = 96
 FREE_TEXT_TOOLS = ("explain", "similar")  # answers about a term or other clips, not these cues
-_WHY = re.compile(r"^\W*(why|how come|what makes you)\b", re.I)
-_LEAVE_OUT = re.compile(r"\b(ignore|ignoring|without|leave out|leaving out|left out)\b", re.I)
 PROMPT_SYSTEM, PROMPT_ROUTE, PROMPT_ANSWER = "chat_system", "chat_route", "chat_answer"
 
 
 def needs_claims(tool: str, question: str, cues: list[Cue]) -> bool:
     """Whether the answer must be the cited schema: always when there are cues to cite, unless
     a tool explained a term or listed other analyses (and the question is no why-question)."""
-    return bool(cues) and (tool not in FREE_TEXT_TOOLS or bool(_WHY.match(question)))
+    return bool(cues) and (tool not in FREE_TEXT_TOOLS or bool(WHY.match(question)))
 
 
 def _system(analysis: AnalysisResult, thread_cues: list[Cue]) -> dict:
@@ -93,6 +98,12 @@ def route(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
     """The LLM picks a tool through the ``ToolChoice`` schema; a failure means "answer"."""
     ctx = runtime.context
     a = ctx.analysis
+    asked = classify(state["question"], a.reading.dominant if a.reading else None)
+    skip = {"asked": asked.model_dump(), "result": ToolResult(tool="answer").model_dump()}
+    if asked.kind in ANSWERED_BY_SIDES:  # the kind decides: no router call, no tool
+        return {**skip, "choice": ToolChoice(tool="answer").model_dump()}
+    if asked.kind == "counterfactual":
+        return {**skip, "choice": ToolChoice(tool="without", modality=asked.modality).model_dump()}
     present = sorted({c.modality for c in a.cues}, key=MODALITIES.index)
     # A short prompt of its own (no cues): small models route far better without the context.
     msgs = [
@@ -109,13 +120,14 @@ def route(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
     except Exception as exc:  # noqa: BLE001 - LLMError: answer without a tool
         choice = ToolChoice(tool="answer")
         return {
+            "asked": asked.model_dump(),
             "choice": choice.model_dump(),
             "result": ToolResult(
                 tool="answer", ok=False, summary="", arguments={"route_error": str(exc)[:200]}
             ).model_dump(),
         }
     choice = overrule(choice, state["question"])
-    return {"choice": choice.model_dump(), "result": ToolResult(tool="answer").model_dump()}
+    return {**skip, "choice": choice.model_dump()}
 
 
 def overrule(choice: ToolChoice, question: str) -> ToolChoice:
@@ -126,9 +138,9 @@ def overrule(choice: ToolChoice, question: str) -> ToolChoice:
     - "ignore / without / leave out" + one named modality is the counterfactual;
     - a what-question with an explicit time is a lookup (unless the router chose a re-run).
     So the unambiguous questions route the same on every host, whatever the model picks."""
-    why = bool(_WHY.match(question))
+    why = bool(WHY.match(question))
     modality = modality_in(question)
-    if _LEAVE_OUT.search(question) and modality is not None and not why:
+    if LEAVE_OUT.search(question) and modality is not None and not why:
         return ToolChoice(tool="without", modality=modality)
     if times_in(question) and not why and choice.tool not in ("lookup", "rerun"):
         return ToolChoice(tool="lookup", modality=modality or "any")
@@ -202,6 +214,10 @@ def respond(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
     result = ToolResult.model_validate(state["result"])
     thread_cues = _thread_cues(state)
     cues = [*a.cues, *thread_cues]
+    asked = Asked.model_validate(state.get("asked") or {"kind": "other"})
+    built = build_by_kind(asked, a, result, cues, ctx.llm)
+    if built is not None:
+        return _sides_answer(built, asked, result, cues, ctx.thread)
     structured = needs_claims(result.tool, state["question"], cues)
     msgs = [
         _system(a, thread_cues),
@@ -248,6 +264,7 @@ def respond(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
         cited=cited,
         cues=[by_id[i] for i in cited],
         tool=result.tool,
+        kind=asked.kind,
         arguments=result.arguments,
         tool_summary=result.summary or None,
         new_cues=result.cues if result.new_cues else [],
@@ -263,6 +280,58 @@ def respond(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
     message = ChatMessage(
         role="assistant",
         content=text,
+        created=now(),
+        cited=cited,
+        tool=result.tool if result.tool != "answer" else None,
+        tool_summary=result.summary or None,
+    )
+    return {"answer": answer.model_dump(mode="json"), "messages": [message.model_dump()]}
+
+
+def build_by_kind(
+    asked: Asked, a: AnalysisResult, result: ToolResult, cues: list[Cue], llm
+) -> replies.Built | None:
+    """The answer a question's kind fixes in code (None: the general cited answer)."""
+    if asked.kind == "contrastive" and asked.first and asked.second:
+        return replies.contrastive(asked, a, cues, llm)
+    if asked.kind in ("yes_no", "when"):
+        return replies.yes_no(asked, a, cues, llm)
+    if result.tool == "without" and result.counterfactual is not None and result.without:
+        return replies.counterfactual(
+            a, cues, result.without, result.counterfactual, result.counterfactual_probs, llm
+        )
+    return None
+
+
+def _sides_answer(
+    built: replies.Built, asked: Asked, result: ToolResult, cues: list[Cue], thread: str
+) -> dict:
+    """The state update for an answer built by kind: the LLM's claims checked like any chat
+    answer (numbers against the cited cues), the code's sentences cited as written."""
+    by_id = {c.id: c for c in cues}
+    cited = [i for i in cited_ids(built.text) if i in by_id]
+    _, unknown, problems = check_answer(built.claims_text, cues)
+    answer = ChatAnswer(
+        text=built.text,
+        cited=cited,
+        cues=[by_id[i] for i in cited],
+        tool=result.tool,
+        kind=asked.kind,
+        verdict=built.verdict,
+        sides=built.sides,
+        arguments=result.arguments,
+        tool_summary=result.summary or None,
+        counterfactual=result.counterfactual,
+        without=result.without,
+        unknown_cues=unknown,
+        problems=[*built.problems, *problems],
+        grounded=not unknown and not any("quotes" in p for p in problems),
+        declined=built.verdict == "cannot tell",
+        thread=thread,
+    )
+    message = ChatMessage(
+        role="assistant",
+        content=built.text,
         created=now(),
         cited=cited,
         tool=result.tool if result.tool != "answer" else None,

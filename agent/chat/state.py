@@ -54,6 +54,19 @@ class ChatAnswer(BaseModel):
     cited: list[str] = Field(default_factory=list, description="Cue ids cited, in order.")
     cues: list[Cue] = Field(default_factory=list, description="The cited cues themselves.")
     tool: str = "answer"
+    kind: str = Field(
+        default="other",
+        description="The question's kind (agent.chat.questions): contrastive, yes_no, when, "
+        "counterfactual, why or other.",
+    )
+    verdict: str | None = Field(
+        default=None,
+        description="Decided in code: the higher-ranked emotion (contrastive), yes / no / mixed "
+        "/ cannot tell (yes_no, when), changed or unchanged and the new label (counterfactual).",
+    )
+    sides: dict[str, list[str]] = Field(
+        default_factory=dict, description="Cue ids on each side of the verdict."
+    )
     arguments: dict[str, Any] = Field(default_factory=dict)
     tool_summary: str | None = None
     new_cues: list[Cue] = Field(default_factory=list, description="Cues measured by a re-run.")
@@ -64,7 +77,11 @@ class ChatAnswer(BaseModel):
     )
     problems: list[str] = Field(default_factory=list)
     grounded: bool = True
-    declined: bool = Field(default=False, description="The LLM said the cues cannot answer.")
+    declined: bool = Field(
+        default=False,
+        description="The cues cannot answer: the LLM declined, or (yes/no, when) nothing "
+        "measured bears on the question.",
+    )
     thread: str = DEFAULT_THREAD
     error: str | None = None
 
@@ -74,6 +91,7 @@ class ChatState(TypedDict, total=False):
     messages: Annotated[list[dict], operator.add]  # ChatMessage dumps
     thread_cues: Annotated[list[dict], operator.add]  # X cues measured in this thread
     question: str
+    asked: dict  # Asked dump: the question's kind, decided from its words
     choice: dict  # ToolChoice dump
     result: dict  # ToolResult dump
     answer: dict  # ChatAnswer dump

@@ -60,6 +60,9 @@ class ToolResult(BaseModel):
     counterfactual: EmotionReading | None = None
     without: Modality | None = None
     counterfactual_cues: list[str] = Field(default_factory=list)
+    counterfactual_probs: dict[str, float] = Field(
+        default_factory=dict, description="Fused probabilities without the modality's vote."
+    )
 
 
 # argument helpers --------------------------------------------------------------------------------
@@ -321,16 +324,19 @@ def without(
             summary=(f"Leaving out the {modality} gave no reading: {again.error}."),
         )
     original = result.reading.label if result.reading else "none"
+    # The new reading's explanation is not repeated: the answer compares the two readings
+    # (agent.chat.replies.counterfactual), it does not retell one of them.
     return ToolResult(
         tool="without",
         arguments={"modality": modality},
         without=modality,
         counterfactual=r,
         counterfactual_cues=[c.id for c in again.cues],
+        counterfactual_probs=dict(again.fusion.probs) if again.fusion else {},
         summary=(
             f"Original reading: {original}. Without the {modality} cues: {r.label} "
             f"(valence {r.valence:+.2f}, arousal {r.arousal:+.2f}, confidence "
-            f"{r.confidence:.2f}). Its explanation: " + " ".join(r.explanation)
+            f"{r.confidence:.2f})."
         ),
     )
 
