@@ -1,6 +1,7 @@
 """The embedded LLM's raw speed, without an analysis: prompt and generation tokens/s of one
 short probe per model, with and without the JSON grammar (issue 17: where does generation
-time go on a given CPU). Prompt caching is off, so every call evaluates its whole prompt.
+time go on a given CPU). Prompt caching is off, so every call evaluates its whole prompt; the
+grammar is the generic ``LLMReading`` schema's (an analysis narrows it to its own cue ids).
 
     python scripts/llm_speed.py --models qwen2.5-0.5b,qwen2.5-1.5b --runs 2
 
@@ -62,6 +63,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=160)
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
     m = machine_info()
     print(f"{m['cpu']}, {m['cores']} cores; llama.cpp build: {m.get('llama_build', '-')}")
     print(
