@@ -46,26 +46,23 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
 fi
 
 # 3. llama.cpp (the embedded LLM): PyPI has only its source, so it is built here, once per
-# instruction set, into a wheel cache of our own (pip's cache ignores CMAKE_ARGS). The native
-# build enables CPU features this machine kind advertises but cannot run (it segfaults), so the
-# x86 extensions are chosen from /proc/cpuinfo instead: AVX-512 (with VNNI, VBMI, BF16 where
-# present) evaluates prompts ~40 % faster than the AVX2 baseline on this kind (docs/bench.md).
+# argument set, into a wheel cache of our own (pip's cache ignores CMAKE_ARGS). The arguments
+# come from affectlens/build.py (tested on real CPU flag sets; each rule says why there): never
+# the native build, which segfaults in the AMX path on some Intel Xeons; x86 extensions named
+# from /proc/cpuinfo instead, AVX-512 (+VNNI, VBMI, BF16) where the CPU has its whole base.
 LLAMA=llama-cpp-python==0.3.36
-cpu_has() { local f; for f in "$@"; do grep -qw "$f" /proc/cpuinfo 2>/dev/null || return 1; done; }
-cmake_args="-DGGML_NATIVE=OFF"
-if cpu_has avx512f avx512cd avx512vl avx512dq avx512bw; then
-    cmake_args+=" -DGGML_AVX512=ON"
-    cpu_has avx512_vnni && cmake_args+=" -DGGML_AVX512_VNNI=ON"
-    cpu_has avx512vbmi && cmake_args+=" -DGGML_AVX512_VBMI=ON"
-    cpu_has avx512_bf16 && cmake_args+=" -DGGML_AVX512_BF16=ON"
-fi
+cmake_args=$("$VENV/bin/python" -m affectlens.build cmake-args)
+# the stamp's name and format: affectlens.build.LLAMA_STAMP (affectlens bench prints it)
 llama_stamp=$VENV/.affectlens-llama
 if [[ ! -f $llama_stamp || $(cat "$llama_stamp") != "$LLAMA $cmake_args" ]]; then
     cache=$("$VENV/bin/python" -c 'from affectlens.settings import user_cache_dir; print(user_cache_dir())')
     wheels=$cache/wheels/$(echo "$LLAMA $cmake_args" | sha256sum | cut -c1-12)
     if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
-        say "building $LLAMA ($cmake_args; about 5 minutes, once)"
-        CMAKE_ARGS="$cmake_args" "${PIP[@]}" wheel --no-deps --no-cache-dir -w "$wheels" "$LLAMA"
+        variant=$("$VENV/bin/python" -m affectlens.build variant)
+        say "building $LLAMA for $variant ($cmake_args; about 5 minutes, once)"
+        # ggml keeps its x86 baseline (AVX2, FMA, F16C...) on only without SOURCE_DATE_EPOCH
+        env -u SOURCE_DATE_EPOCH CMAKE_ARGS="$cmake_args" \
+            "${PIP[@]}" wheel --no-deps --no-cache-dir -w "$wheels" "$LLAMA"
     fi
     "${PIP[@]}" install --no-deps --force-reinstall "$wheels"/llama_cpp_python-*.whl
     echo "$LLAMA $cmake_args" > "$llama_stamp"

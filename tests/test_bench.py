@@ -72,3 +72,64 @@ def test_markdown_block_is_replaced_between_the_markers(tmp_path):
     assert text.startswith("# B\n\nbefore\n<!-- bench:start -->\nMachine: cpu, 2 cores")
     assert "| 5 s cpu | failed |" in text and "stale table" not in text
     assert text.endswith("<!-- bench:end -->\nafter\n")
+
+
+def made_up_report(**machine) -> dict:
+    warm = {
+        "total_s": 10.0, "rtf": 0.67, "perceive_s": 1.2, "loadavg": 1.5,
+        "stages": {"probe": 0.3, "face": 1.0, "reason": 8.5},
+        "llm": {"prompt_tokens_per_s": 87.4, "gen_tokens_per_s": 26.7, "tokens_per_s": 20.0,
+                "completion_tokens": 131.0},
+    }  # fmt: skip
+    return {
+        "created": "2026-01-01T00:00:00+00:00",
+        "machine": {"cpu": "Made-up CPU 9000", "cores": 2, "ram_gb": 8.0, **machine},
+        "settings": {"llm_model": "qwen2.5-1.5b"},
+        "runs": 3,
+        "results": [
+            {"device": "cpu", "length_s": 15, "warm": warm, "cold": {"process_s": 27.0},
+             "peak_rss_mb": 5100.0},
+        ],
+    }  # fmt: skip
+
+
+def test_table_shows_cpu_build_and_llm_speeds():
+    build = "llama-cpp-python==0.3.36 -DGGML_NATIVE=OFF -DGGML_AVX512=ON"
+    report = made_up_report(llama_build=build, llama_features=["AVX2", "AVX512", "OPENMP"])
+    row = dict(zip(bench.table.COLUMNS, bench.table.table_rows(report)[0], strict=True))
+    assert (row["prompt tok/s"], row["gen tok/s"], row["gen tokens"]) == ("87.4", "26.7", "131")
+    md = bench.render_markdown(report)
+    assert "Made-up CPU 9000, 2 cores" in md
+    assert f"llama.cpp build: {build}; features on: AVX2 AVX512 OPENMP" in md
+    assert "| prompt tok/s | gen tok/s | gen tokens |" in md
+    assert "| 87.4 | 26.7 | 131 |" in md
+
+    from rich.console import Console
+
+    console = Console(width=400, record=True)
+    console.print(bench.table.render_table(report))
+    text = console.export_text()
+    assert "Made-up CPU 9000" in text and build in text and "87.4" in text and "131" in text
+
+
+def test_table_says_when_the_build_is_unknown():
+    md = bench.render_markdown(made_up_report())
+    assert "llama.cpp build: not recorded" in md and "features on" not in md
+
+
+def test_llama_features_are_read_from_the_system_info_string():
+    from affectlens.evals.bench.machine import llama_features
+
+    info = "CPU : SSE3 = 1 | AVX = 1 | AVX_VNNI = 0 | AVX512 = 1 | AMX_INT8 = 0 | OPENMP = 1 | "
+    assert llama_features(info) == ["SSE3", "AVX", "AVX512", "OPENMP"]
+
+
+def test_machine_info_records_the_installed_build(monkeypatch, tmp_path):
+    from affectlens import build
+    from affectlens.evals.bench import machine
+
+    (tmp_path / build.LLAMA_STAMP).write_text("llama-cpp-python==0.3.36 -DGGML_NATIVE=OFF\n")
+    monkeypatch.setattr(machine, "installed_build", lambda: build.installed_build(tmp_path))
+    info = machine.machine_info()
+    assert info["llama_build"] == "llama-cpp-python==0.3.36 -DGGML_NATIVE=OFF"
+    assert info["cpu"]

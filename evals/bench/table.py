@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 COLUMNS = ("clip", "cold", "warm", "RTF", "probe", "face", "speech", "voice", "scene",
-           "perceive", "text+retr", "reason", "verify", "tok/s", "peak MB", "load")  # fmt: skip
+           "perceive", "text+retr", "reason", "verify", "prompt tok/s", "gen tok/s",
+           "gen tokens", "peak MB", "load")  # fmt: skip
 
 
 def table_rows(report: dict[str, Any]) -> list[list[str]]:
@@ -21,7 +22,7 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
             continue
         w, st = r["warm"], r["warm"]["stages"]
         llm = w.get("llm", {})
-        tps = llm.get("gen_tokens_per_s") or llm.get("tokens_per_s")
+        gen_tps = llm.get("gen_tokens_per_s") or llm.get("tokens_per_s")  # the latter: no perf
         tr = (st.get("textualise") or 0) + (st.get("retrieve") or 0)
         out.append(
             [
@@ -38,7 +39,9 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
                 f(tr, "{:.2f}"),
                 f(st.get("reason")),
                 f(st.get("verify"), "{:.2f}"),
-                f(tps),
+                f(llm.get("prompt_tokens_per_s")),
+                f(gen_tps),
+                f(llm.get("completion_tokens"), "{:.0f}"),
                 f(r["peak_rss_mb"], "{:.0f}"),
                 f(w.get("loadavg"), "{:.1f}"),
             ]
@@ -56,12 +59,23 @@ def _machine_line(report: dict[str, Any]) -> str:
     )
 
 
+def _build_line(report: dict[str, Any]) -> str:
+    """The llama.cpp build: set-up's recorded CMake arguments and the features it reports."""
+    m = report["machine"]
+    build = m.get("llama_build") or "not recorded (no set-up stamp in this environment)"
+    features = m.get("llama_features")
+    return f"llama.cpp build: {build}" + (
+        f"; features on: {' '.join(features)}" if features is not None else ""
+    )
+
+
 def render_table(report: dict[str, Any]):
     """A rich Table of the report (seconds; RTF = warm total / clip length)."""
     from rich.table import Table
 
     table = Table(
-        title="AffectLens benchmark (seconds, warm medians)", caption=_machine_line(report)
+        title="AffectLens benchmark (seconds, warm medians)",
+        caption=f"{_machine_line(report)}\n{_build_line(report)}",
     )
     for c in COLUMNS:
         table.add_column(c, justify="left" if c == "clip" else "right")
@@ -83,7 +97,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     head = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
     body = "".join("| " + " | ".join(r) + " |\n" for r in table_rows(report))
     targets = "".join(f"- {line}\n" for line in render_targets(report))
-    return f"Machine: {_machine_line(report)}\n\n{head}{body}\n{targets}"
+    return f"Machine: {_machine_line(report)}\n\n{_build_line(report)}\n\n{head}{body}\n{targets}"
 
 
 def write_markdown(report: dict[str, Any], path: Path) -> None:
