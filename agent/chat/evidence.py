@@ -162,7 +162,7 @@ def frame_spans(
     open_run: tuple[float, float] | None = None
     for fr in face.frames:
         inside = span is None or span[0] - 0.5 <= fr.t <= span[1] + 0.5
-        top = max(fr.expressions, key=fr.expressions.get) if fr.expressions else None
+        top = max(fr.expressions, key=lambda k: fr.expressions[k]) if fr.expressions else None
         hit = inside and fr.faces > 0 and top is not None and to_basic(top) in emotions
         if hit:
             open_run = (open_run[0], fr.t) if open_run else (fr.t, fr.t)

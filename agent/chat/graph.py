@@ -103,7 +103,8 @@ def route(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
     if asked.kind in ANSWERED_BY_SIDES:  # the kind decides: no router call, no tool
         return {**skip, "choice": ToolChoice(tool="answer").model_dump()}
     if asked.kind == "counterfactual":
-        return {**skip, "choice": ToolChoice(tool="without", modality=asked.modality).model_dump()}
+        choice = ToolChoice(tool="without", modality=asked.modality or "any")
+        return {**skip, "choice": choice.model_dump()}
     present = sorted({c.modality for c in a.cues}, key=MODALITIES.index)
     # A short prompt of its own (no cues): small models route far better without the context.
     msgs = [
