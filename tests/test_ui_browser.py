@@ -149,17 +149,21 @@ def test_analyse_read_and_chat(page, app, host_speed):
             time.sleep(1)
         answer = chat.history(stored.id, settings=settings)[-1]
         assert answer.role == "assistant" and answer.content
-        cites = [f"[{i}]" for i in answer.cited]
-        page.wait_for_function(
-            "cites => { const m = document.querySelectorAll('#chat .message-row');"
-            " if (m.length < 2) return false; const t = m[m.length-1].innerText;"
-            " return t.trim().length > 0 && cites.every(c => t.includes(c)); }",
-            arg=cites,
+        page.wait_for_function(  # the answer's citations are the card's chips
+            "ids => { const m = document.querySelectorAll('#chat .message-row');"
+            " if (m.length < 2) return false; const last = m[m.length-1];"
+            " const chips = [...last.querySelectorAll('.chip')].map(c => c.firstChild.textContent);"
+            " return last.innerText.trim().length > 0 && ids.every(i => chips.includes(i)); }",
+            arg=list(answer.cited),
             timeout=30_000,
         )
     shown = page.locator("#chat .message-row").last.inner_text()
-    for i in answer.cited:  # the cited cues are listed under the answer
-        assert f"[{i}]" in shown and i in shown.split("cited", 1)[-1], shown
+    for i in answer.cited:  # the cited cues are listed under the answer too
+        assert i in shown.split("cited", 1)[-1], shown
+    if answer.cited:  # a chip opens its cue on focus (keyboard), as on the card
+        chip = page.locator("#chat .message-row").last.locator(".chip").first
+        chip.focus()
+        assert chip.locator(".chip-detail").is_visible()
     page.locator("#chat").screenshot(path=str(ARTIFACTS / "3-chat.png"))
 
 

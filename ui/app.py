@@ -185,7 +185,11 @@ def _chat_module():
     return chat
 
 
-def _history(analysis_id: str, settings: Settings, thread: str = "default") -> list[dict]:
+def _history(
+    analysis_id: str, settings: Settings, thread: str = "default", cues: list | None = None
+) -> list[dict]:
+    """The thread as chat messages; with the analysis's ``cues``, an answer's citations are
+    chips again (the same as when it was given)."""
     chat = _chat_module()
     if chat is None or not hasattr(chat, "history"):
         return []
@@ -199,7 +203,10 @@ def _history(analysis_id: str, settings: Settings, thread: str = "default") -> l
         role = t.get("role") if isinstance(t, dict) else getattr(t, "role", None)
         content = t.get("content") if isinstance(t, dict) else getattr(t, "content", None)
         if role in ("user", "assistant") and content:
-            out.append({"role": role, "content": str(content)})
+            text = str(content)
+            if role == "assistant" and cues:
+                text = cp.with_chips(text, {c.id: c for c in cues})
+            out.append({"role": role, "content": text})
     return out
 
 
@@ -225,8 +232,10 @@ def chat_stream(
         if isinstance(piece, str):
             text += piece
             yield text
-        else:  # the final ChatAnswer (possibly repaired)
-            yield _answer_text(piece) + _cited_footer(getattr(piece, "cues", []))
+        else:  # the final ChatAnswer (possibly repaired): citations become the card's chips
+            cues = getattr(piece, "cues", [])
+            text = cp.with_chips(_answer_text(piece), {c.id: c for c in cues})
+            yield text + _cited_footer(cues)
 
 
 def _cited_footer(cues: list) -> str:
@@ -441,7 +450,7 @@ def reopen(
         "",
         "",
         *_views(result, keys),
-        _history(result.id, settings, _thread(user)),
+        _history(result.id, settings, _thread(user), result.cues),
         result.id,
         "",
         gr.Tabs(selected="analyse"),
