@@ -117,7 +117,9 @@ class BatchReport:
 
     @property
     def clips_per_minute(self) -> float:
-        return 60.0 * len(self.done) / self.seconds if self.seconds > 0 else 0.0
+        """Clips analysed (or failed) in this run per minute; skipped clips do not count."""
+        n = len(self.done) + len(self.failed)
+        return 60.0 * n / self.seconds if self.seconds > 0 else 0.0
 
 
 # --- input -----------------------------------------------------------------------------------
@@ -140,7 +142,12 @@ def discover(source: str | Path) -> list[BatchItem]:
     files = [p for p in matches if p.is_file() and _is_media(p)]
     if not files:
         raise BatchInputError(f"{source}: no such file or folder, and no media file matches it")
-    return _named([(Path(p.stem), p, ()) for p in files], source)
+    return from_paths(files)
+
+
+def from_paths(paths: Iterable[str | Path]) -> list[BatchItem]:
+    """Clips named by their file names (a repeated name gets '-2')."""
+    return _named([(Path(Path(p).stem), Path(p), ()) for p in paths], "the paths given")
 
 
 def _is_media(path: Path) -> bool:

@@ -32,7 +32,7 @@ def child(mode: str, warm_up: str, clips: list[str], out: Path) -> dict:
 
     settings = Settings(data_dir=out / "data")
     bt.run_batch(bt.discover(warm_up), settings, out / "warm-up", pipelined=False)
-    items = bt._named([(Path(Path(c).stem), Path(c), ()) for c in clips], "clips")
+    items = bt.from_paths(clips)
     load = os.getloadavg()[0]
     report = bt.run_batch(items, settings, out / mode, pipelined=mode == "pipelined")
     return {
