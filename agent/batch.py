@@ -353,7 +353,8 @@ def plan(
 ) -> tuple[list[BatchItem], list[BatchItem]]:
     """(to do, skipped): a clip is skipped when its record has this fingerprint and (unless
     ``retry_failed`` is off) no error."""
-    todo, skipped = [], []
+    todo: list[BatchItem] = []
+    skipped: list[BatchItem] = []
     for it in items:
         rec = read_record(record_path(out, it.id))
         done = rec is not None and rec.fingerprint == fp and (rec.ok or not retry_failed)
