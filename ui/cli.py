@@ -346,6 +346,126 @@ def analyze(
     raise typer.Exit(0 if result.reading is not None else 1)
 
 
+@app.command()
+def batch(
+    source: str = typer.Argument(
+        ..., metavar="INPUT", help="A folder, a glob (quote it) or a manifest (.jsonl/.csv)."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Folder for one JSON per clip, results.jsonl, summary.csv (resumes)."
+    ),
+    sequential: bool = typer.Option(
+        False, "--sequential", help="Perceive and reason one clip at a time (no overlap)."
+    ),
+    retry_failed: bool = typer.Option(
+        True, "--retry-failed/--keep-failed", help="Redo the clips that failed before."
+    ),
+    store: bool = typer.Option(
+        False, "--store", help="Also store every result in DATA_DIR (history, chat)."
+    ),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N clips."),
+    llm_model: Optional[str] = typer.Option(None, "--llm-model", help="LLM to reason with."),
+    frame_rate: Optional[float] = typer.Option(None, "--frame-rate", help="Frames per second."),
+    without: list[str] = typer.Option(
+        [], "--without", help="Leave a modality out: face, speech, voice, scene (repeatable)."
+    ),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where analyses are stored."),
+    model_dir: Optional[Path] = ModelDir,
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show the libraries' own logs on the terminal."
+    ),
+) -> None:
+    """Analyse many clips: one JSON per clip in OUT, plus results.jsonl and summary.csv.
+    Resumable (clips done with the same settings are skipped); exit 1 when any clip failed."""
+    from rich.console import Console
+
+    from affectlens.agent import batch as bt
+    from affectlens.agent.schemas import MODALITIES
+
+    bad = [m for m in without if m not in MODALITIES]
+    if bad:
+        raise typer.BadParameter(f"--without takes {', '.join(MODALITIES)}, not {', '.join(bad)}")
+    settings = _settings(
+        llm_model=llm_model, frame_rate=frame_rate, data_dir=data_dir, model_dir=model_dir
+    )
+    try:
+        items = bt.discover(source)[:limit]
+    except bt.BatchInputError as exc:
+        typer.echo(f"input error: {exc}", err=True)
+        raise typer.Exit(2)
+    with library_output(settings, verbose) as terminal:
+        console = Console(file=terminal)
+        with _batch_progress(console) as (on_start, on_clip):
+            try:
+                report = bt.run_batch(
+                    items,
+                    settings,
+                    out,
+                    pipelined=not sequential,
+                    without=without,
+                    retry_failed=retry_failed,
+                    store=store,
+                    on_start=on_start,
+                    on_clip=on_clip,
+                )
+            except KeyboardInterrupt:
+                console.print("[yellow]interrupted[/yellow]; rerun the same command to resume")
+                raise typer.Exit(130)
+        console.print(
+            f"{len(report.done)} analysed, {len(report.skipped)} already done, "
+            f"{len(report.failed)} failed; {report.clips_per_minute:.1f} clips/min; "
+            f"{out / bt.SUMMARY_CSV}"
+        )
+    raise typer.Exit(1 if report.failed else 0)
+
+
+@contextmanager
+def _batch_progress(console):
+    """A rich progress bar: clips done of those to do, clips per minute, elapsed and ETA; a
+    failed clip is printed above it."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class PerMinute(ProgressColumn):
+        def render(self, task) -> Text:
+            rate = 60 * task.completed / task.elapsed if task.elapsed and task.completed else 0
+            return Text(f"{rate:.1f} clips/min", style="cyan")
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        PerMinute(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+    )
+    task = progress.add_task("clips", total=None)
+
+    def on_start(todo: int, skipped: int) -> None:
+        progress.update(task, total=todo, description=f"clips ({skipped} already done)")
+
+    def on_clip(rec, done: int, todo: int) -> None:
+        if rec.error is not None:
+            progress.console.print(
+                f"[red]failed[/red] {rec.id}: {rec.error.type}: {rec.error.message}",
+                highlight=False,
+            )
+        progress.update(task, completed=done)
+
+    with progress:
+        yield on_start, on_clip
+
+
 def _print_result(result, console) -> None:
     """Label, numbers, the explanation with every cited cue written out, modalities, timings."""
     from rich.table import Table
