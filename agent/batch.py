@@ -22,10 +22,8 @@ import glob
 import hashlib
 import io
 import json
-import os
 import queue
 import re
-import tempfile
 import threading
 import time
 import uuid
@@ -38,6 +36,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from affectlens.agent.schemas import AnalysisResult, Modality
+from affectlens.agent.store import write_atomic
 from affectlens.settings import Settings
 from affectlens.tools.evidence import BASIC_EMOTIONS
 
@@ -58,6 +57,7 @@ READING_SETTINGS = (
 )  # fmt: skip
 # Fitted files a reading depends on: refitting them changes readings like a setting does.
 _FITTED = ("agent/fusion.json", "agent/text_emotion_head.json", "tools/face_calibration.json")
+SHARED = 0o644  # a batch's output folder is the user's to share (the store's records stay 0600)
 SUMMARY_COLUMNS = (
     "id", "file", "label", "dominant", "secondary",
     *(f"fused_{e}" for e in BASIC_EMOTIONS),
@@ -211,22 +211,6 @@ def fingerprint(readable: dict[str, Any]) -> str:
 # --- files -----------------------------------------------------------------------------------
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """tmp file in the same folder, fsync, ``os.replace``: a reader (or a rerun after kill -9)
-    sees the old file or the new one, never half of one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the results from the group
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def record_path(out: Path, item_id: str) -> Path:
     return out / f"{item_id}.json"
 
@@ -266,12 +250,12 @@ def rebuild_index(out: Path, items: list[BatchItem]) -> list[ClipRecord]:
     """``results.jsonl`` and ``summary.csv`` from the per-clip files of ``items``, in the
     input's order (clips not done yet are left out), each written atomically."""
     records = [r for it in items if (r := read_record(record_path(out, it.id))) is not None]
-    write_atomic(out / RESULTS_JSONL, "".join(r.model_dump_json() + "\n" for r in records))
+    write_atomic(out / RESULTS_JSONL, "".join(r.model_dump_json() + "\n" for r in records), SHARED)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS)
     writer.writeheader()
     writer.writerows(summary_row(r) for r in records)
-    write_atomic(out / SUMMARY_CSV, buf.getvalue())
+    write_atomic(out / SUMMARY_CSV, buf.getvalue(), SHARED)
     return records
 
 
@@ -409,7 +393,7 @@ def run_batch(
             error=error,
             result=result,
         )
-        write_atomic(record_path(out, item.id), rec.model_dump_json(indent=1))
+        write_atomic(record_path(out, item.id), rec.model_dump_json(indent=1), SHARED)
         (report.failed if error else report.done).append(item.id)
         if on_clip:
             on_clip(rec, len(report.done) + len(report.failed), len(todo))

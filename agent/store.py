@@ -21,6 +21,23 @@ log = logging.getLogger(__name__)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
+def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
+    """tmp file in the same folder, fsync, ``os.replace``: a reader (or a rerun after kill -9)
+    sees the old file or the new one, never half of one. The one writer of every stored record
+    (analyses, batch results)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class AnalysisNotFound(KeyError):
     """No stored analysis has this id."""
 
@@ -48,17 +65,9 @@ class AnalysisStore:
         return self.dir / f"{analysis_id}.json"
 
     def _write(self, result: AnalysisResult) -> Path:
-        """tmp file + os.replace, so a reader never sees half a file."""
         path = self.path(result.id)
         self.dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{result.id}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(result.model_dump_json(indent=1))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, result.model_dump_json(indent=1))  # private to the user (0600)
         return path
 
     def save(self, result: AnalysisResult) -> Path:
