@@ -182,6 +182,7 @@ bt.run_batch(bt.discover(folder), Settings(data_dir=out + "-data"), out, llm=Sch
 KILL_WAIT_S = 240.0  # the child imports the tools and the embedder, then runs two clips
 
 
+@pytest.mark.slow  # a child process that imports the tools and runs real clips (12 s each)
 @pytest.mark.parametrize("where", ["reasoning", "before-rename"])
 def test_a_run_killed_mid_clip_resumes_without_redoing_finished_clips(tmp_path, test_data, where):
     folder = clip_folder(test_data, tmp_path / "in")
