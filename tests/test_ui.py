@@ -314,7 +314,9 @@ def test_the_upload_previews_what_a_browser_can_play(test_data, face_image, tmp_
     flv = next((test_data / "cremad").glob("*.flv"))
     video, image, audio, note = ui_app.preview(settings, str(flv))
     assert video["visible"] and Path(video["value"]).parent == tmp_path / "previews"
-    assert cp._video_codec(Path(video["value"])) == "h264" and "original .flv" in note
+    from affectlens.tools.media import probe
+
+    assert probe(video["value"], settings).video_codec == "h264" and "original .flv" in note
     sample = Path(__file__).resolve().parents[1] / "samples" / "sample.mp4"
     video, *_, note = ui_app.preview(settings, str(sample))
     assert video["value"] == str(sample) and note == ""

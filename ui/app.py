@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
-import mimetypes
 import os
 import tempfile
 import time
@@ -283,24 +282,25 @@ def preview(settings: Settings, path: str | None):
     """What the browser can show of the chosen file. A video it cannot play (an actor's .flv)
     gets a small transcoded copy; a file nothing can read gets a plain note instead of the red
     "not playable" of a broken file. Outputs: video, image, audio, note."""
+    from affectlens.tools.media import MediaError, probe
+
     hide = gr.update(visible=False, value=None)
     if not path:
         return hide, hide, hide, ""
-    kind = (mimetypes.guess_type(path)[0] or "").split("/")[0]
-    if kind == "image":
+    unplayable = cp.note_box(
+        "No preview: the browser cannot play this file. Press Analyse to read it anyway."
+    )
+    try:  # the analysis's own probe: the same checks, the same reading of the streams
+        info = probe(path, settings)
+    except MediaError:
+        return hide, hide, hide, unplayable
+    if info.is_image:
         return hide, gr.update(visible=True, value=path), hide, ""
-    if kind == "audio":
+    if not info.has_video:
         return hide, hide, gr.update(visible=True, value=path), ""
-    shown, transcoded = cp.browser_preview(Path(path), PREVIEW_DIR)
+    shown, transcoded = cp.browser_preview(Path(path), info.video_codec, PREVIEW_DIR)
     if shown is None:
-        return (
-            hide,
-            hide,
-            hide,
-            cp.note_box(
-                "No preview: the browser cannot play this file. Press Analyse to read it anyway."
-            ),
-        )
+        return hide, hide, hide, unplayable
     note = (
         cp.note_box(
             f"Preview: a small copy the browser can play (the first {cp.PREVIEW_S} s); "

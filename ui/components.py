@@ -220,25 +220,11 @@ PLAYABLE = {(".mp4", "h264"), (".m4v", "h264"), (".mov", "h264"), (".webm", "vp8
 PREVIEW_S = 60  # seconds of a transcoded preview
 
 
-def _video_codec(path: Path) -> str | None:
-    argv = [
-        "ffprobe", "-v", "error", "-protocol_whitelist", "file", "-select_streams", "v:0",
-        "-show_entries", "stream=codec_name", "-of", "csv=p=0", f"file:{path}",
-    ]  # fmt: skip
-    try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
-    except (subprocess.TimeoutExpired, OSError):
-        return None
-    return proc.stdout.decode(errors="replace").strip().splitlines()[0] if proc.stdout else None
-
-
-def browser_preview(path: Path, out_dir: Path) -> tuple[Path | None, bool]:
-    """A video the browser can play for ``path``: the file itself when its container and codec
-    play in a browser, else a small H.264 copy (360 p, the first ``PREVIEW_S`` s) in
-    ``out_dir``; (None, False) when ffmpeg cannot read it. The second value: transcoded."""
-    codec = _video_codec(path)
-    if codec is None:
-        return None, False
+def browser_preview(path: Path, codec: str | None, out_dir: Path) -> tuple[Path | None, bool]:
+    """A video the browser can play for ``path`` (its video ``codec`` as tools.media.probe read
+    it): the file itself when its container and codec play in a browser, else a small H.264
+    copy (360 p, the first ``PREVIEW_S`` s) in ``out_dir``; (None, False) when ffmpeg cannot
+    make one. The second value: transcoded."""
     if (path.suffix.lower(), codec) in PLAYABLE:
         return path, False
     digest = hashlib.sha256(f"{path.resolve()}:{path.stat().st_mtime_ns}".encode()).hexdigest()
