@@ -56,7 +56,6 @@ READING_SETTINGS = (
     "llm_max_tokens", "llm_temperature", "llm_seed", "verify_max_rounds", "decision",
 )  # fmt: skip
 # Fitted files a reading depends on: refitting them changes readings like a setting does.
-_FITTED = ("agent/fusion.json", "agent/text_emotion_head.json", "tools/face_calibration.json")
 SHARED = 0o644  # a batch's output folder is the user's to share (the store's records stay 0600)
 SUMMARY_COLUMNS = (
     "id", "file", "label", "dominant", "secondary",
@@ -188,16 +187,18 @@ def reading_settings(
     settings: Settings, without: Iterable[str] = (), llm: Any = None
 ) -> dict[str, Any]:
     """The settings a reading depends on, with the prompt versions and the fitted files."""
+    from affectlens.agent.fusion import PARAMS_FILE
     from affectlens.agent.reason import prompt_versions
+    from affectlens.agent.text_emotion import HEAD_FILE
+    from affectlens.tools.face import CALIBRATION_FILE
 
     out = json.loads(settings.model_dump_json(include=set(READING_SETTINGS)))
     out["without"] = sorted(without)
     out.update(prompt_versions())
-    root = Path(__file__).resolve().parents[1]
-    out["fitted"] = {
-        name: hashlib.sha256((root / name).read_bytes()).hexdigest()[:16]
-        for name in _FITTED
-        if (root / name).is_file()
+    out["fitted"] = {  # each file as its owner names it, keyed "agent/fusion.json" as before
+        f"{path.parent.name}/{path.name}": hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        for path in (PARAMS_FILE, HEAD_FILE, CALIBRATION_FILE)
+        if path.is_file()
     }
     if llm is not None:  # an injected LLM (tests, a caller's own client) replaces the setting
         out["llm_model"] = getattr(llm, "model_id", type(llm).__name__)
