@@ -37,9 +37,11 @@ want=$(cat requirements/lock.txt requirements/no-deps.txt pyproject.toml | sha25
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
     say "installing Python packages (pinned in requirements/lock.txt)"
     "${PIP[@]}" install -U pip wheel
-    "${PIP[@]}" install -r requirements/lock.txt
+    # Hash-checked: what installs is byte-for-byte what was locked (scripts/lock_hashes.py), and a
+    # local wheel sharing a version number (a find-links torch) is refused.
+    "${PIP[@]}" install --require-hashes -r requirements/lock.txt
     # Packages whose declared dependencies must not be followed (see requirements/no-deps.txt).
-    "${PIP[@]}" install --no-deps -r requirements/no-deps.txt
+    "${PIP[@]}" install --require-hashes --no-deps -r requirements/no-deps.txt
     "${PIP[@]}" install --no-deps -e .
     echo "$want" > "$stamp"
 fi
