@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from affectlens.agent.fusion import FittedOn
 from affectlens.evals import metrics
-from affectlens.evals.datasets import Dataset, Sample, load_dataset, load_meld
+from affectlens.evals.datasets import Dataset, Sample, load_dataset, load_emer, load_meld
 from affectlens.evals.runner import _jsonable as jsonable  # noqa: F401 - NaN-safe JSON for reports
 from affectlens.tools.evidence import BASIC_EMOTIONS, EmotionVote
 
@@ -47,7 +47,12 @@ SETS: dict[str, Path] = {
     "cremad-audio": DATASETS / "cremad-audio",
     "emodb": DATASETS / "emodb",
     "meld-text": SHARED / "meld" / "test_sent_emo.csv",
+    # EMER's 98 in-the-wild MER2023 TV clips (Mandarin dialogue, English subtitles): the only
+    # shared gold on real, non-acted clips; text only (academic licence: read in place).
+    "emer-text": SHARED / "emer" / "emer_v1_gt_eng.csv",
 }
+# Sets scored from their subtitle alone (the utterance as the ASR would give it).
+TEXT_SETS: dict[str, Callable[[Path], Dataset]] = {"meld-text": load_meld, "emer-text": load_emer}
 # Which witnesses a set is scored with (the votes its gold labels are about).
 WITNESSES: dict[str, tuple[str, ...]] = {
     "london-faces": ("face",),
@@ -60,6 +65,7 @@ WITNESSES: dict[str, tuple[str, ...]] = {
     "cremad-audio": ("voice",),
     "emodb": ("voice",),
     "meld-text": ("speech",),
+    "emer-text": ("speech",),
 }
 
 
@@ -106,7 +112,7 @@ class Item(BaseModel):
 
 def load_set(name: str) -> Dataset:
     path = SETS[name]
-    return load_meld(path) if name == "meld-text" else load_dataset(path)
+    return TEXT_SETS[name](path) if name in TEXT_SETS else load_dataset(path)
 
 
 def _speaker(name: str, sample: Sample) -> str | None:
@@ -136,7 +142,7 @@ def _witness_votes(sample: Sample, name: str, settings) -> tuple[dict, dict]:
     votes: dict[str, EmotionVote] = {}
     raw: dict[str, dict[str, float]] = {}
     wanted = set(WITNESSES[name]) & available_witnesses()
-    if name == "meld-text" and sample.subtitle:  # the utterance as the ASR would give it
+    if name in TEXT_SETS and sample.subtitle:  # the utterance as the ASR would give it
         from affectlens.agent.text_emotion import text_emotion
         from affectlens.tools.evidence import Segment, SpeechEvidence
 
@@ -326,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     ap = argparse.ArgumentParser(description="Collect witness votes on the shared sets.")
-    ap.add_argument("sets", nargs="*", default=[s for s in SETS if s != "meld-text"])
+    ap.add_argument("sets", nargs="*", default=[s for s in SETS if s not in TEXT_SETS])
     ap.add_argument("--refresh", action="store_true")
     ap.add_argument("--limit", type=int)
     args = ap.parse_args(argv)

@@ -238,3 +238,43 @@ def test_no_class_offsets_and_the_samples_crying_face_reads_sad(settings):
     assert ev.vote is not None and max(ev.vote.probs, key=ev.vote.probs.get) == "sadness"
     fused = fusion.fuse({"face": ev.vote})
     assert fused.top == "sadness"
+
+
+def test_emer_loads_as_a_text_set_with_basic_gold(emer_csv):
+    """EMER's in-the-wild clips enter as a text set: subtitle, basic gold (MER's 'worried' is
+    fear), each clip its own group; the shipped fusion saw them, so the guard refuses them."""
+    emer = R.load_set("emer-text")
+    assert len(emer.samples) == 98 and R.WITNESSES["emer-text"] == ("speech",)
+    gold = {M.basic_of(s.labels[0]) for s in emer.samples}
+    assert gold == {"anger", "happiness", "fear", "sadness", "surprise"}
+    worried = next(s for s in emer.samples if s.labels[0] == "worried")
+    assert M.basic_of(worried.labels[0]) == "fear"
+    assert sum(bool(s.subtitle) for s in emer.samples) >= 90
+    items = [
+        R.Item(id=s.id, dataset="emer-text", speaker=R._speaker("emer-text", s), gold=s.labels)
+        for s in emer.samples[:3]
+    ]
+    assert len({it.speaker for it in items}) == 3
+    with pytest.raises(R.SpeakerLeak):
+        R.guard(fusion.load_params().fitted_on, items)
+
+
+@pytest.mark.slow
+def test_words_weight_is_reproducible_from_emer(emer_csv, tmp_path, monkeypatch):
+    """The transcript's pool weight refitted from fresh votes of the real scorer on EMER's
+    subtitles gives the shipped weight, and it makes the words' vote better calibrated
+    held out than at weight 1 (the reason it is fitted)."""
+    import importlib.util
+
+    monkeypatch.setattr(R, "CACHE", tmp_path)  # fresh votes, not the developer's cache
+    spec = importlib.util.spec_from_file_location(
+        "fit_recognition", REPO / "scripts" / "fit_recognition.py"
+    )
+    fit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fit)
+    rows = [r for r in R.collect("emer-text") if r.label and r.votes]
+    assert len(rows) >= 85
+    w, figures = fit.fit_text(rows, lambda m: None)
+    assert w == pytest.approx(fusion.load_params().weights["speech"], abs=0.05)
+    ece = {k: f["ece"]["value"] for k, f in figures.items() if k.startswith("emer-text")}
+    assert ece["emer-text, fitted"] < ece["emer-text, w = 1"]
