@@ -16,6 +16,7 @@ import hashlib
 import inspect
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -372,6 +373,10 @@ def analyse(
     except Exception as exc:  # noqa: BLE001 - frames are an illustration, not the result
         log.warning("key frames failed: %s", exc)
         keys = []
+    try:  # what the player shows when the analysis is reopened from History
+        cp.keep_clip(path, result.media, _frames_dir(settings, result.id))
+    except Exception as exc:  # noqa: BLE001 - reopening then says the clip was not kept
+        log.warning("could not keep the clip of %s: %s", result.id, exc)
     note = f"(done: {result.reading.label})" if result.reading else "(no reading)"
     warnings = _saved_warnings(settings, result)
     for w in warnings:
@@ -436,15 +441,18 @@ def list_past(settings: Settings, request: gr.Request | None = None):
 def reopen(
     settings: Settings, chosen: str | None, current: str | None, request: gr.Request | None = None
 ):
-    """Open: a stored analysis back on the Analyse tab, with its chat. 10 outputs: progress,
-    error, card, circumplex, timeline, frames, chatbot, analysis id, history note, tabs."""
+    """Open: a stored analysis back on the Analyse tab, with its chat and its clip in the
+    player. 15 outputs: progress, error, card, circumplex, timeline, frames, chatbot, analysis
+    id, history note, tabs, then the upload (emptied: the page shows the stored clip) and the
+    player's video, image, audio and note."""
     user = _user(settings, request)
+    keep = (gr.skip(),) * 5
     if not chosen:
-        return (gr.skip(),) * 7 + (current, cp.error_box("pick an analysis"), gr.skip())
+        return (gr.skip(),) * 7 + (current, cp.error_box("pick an analysis"), gr.skip(), *keep)
     try:
         result = _store(settings).get_for(chosen, user)
     except Exception as exc:  # noqa: BLE001 - missing or unreadable file
-        return (gr.skip(),) * 7 + (current, cp.error_box(_friendly(exc)), gr.skip())
+        return (gr.skip(),) * 7 + (current, cp.error_box(_friendly(exc)), gr.skip(), *keep)
     keys = cp.stored_key_frames(_frames_dir(settings, result.id))
     return (
         "",
@@ -454,7 +462,37 @@ def reopen(
         result.id,
         "",
         gr.Tabs(selected="analyse"),
+        None,
+        *_player(settings, result),
     )
+
+
+def _player(settings: Settings, result: AnalysisResult) -> tuple:
+    """The player of a reopened analysis (video, image, audio, note): the clip kept with it,
+    served from a copy in the temp folder (Gradio serves that, never the data directory), or a
+    plain note that it is no longer available."""
+    hide = gr.update(visible=False, value=None)
+    kept = cp.kept_clip(_frames_dir(settings, result.id))
+    if kept is None:
+        note = f"The clip {result.media.file_name} is no longer available; its analysis is."
+        return hide, hide, hide, cp.note_box(note)
+    served = PREVIEW_DIR / result.id / kept.name
+    served.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(kept, served)
+    show = gr.update(visible=True, value=str(served))
+    note = cp.note_box(f"Reopened: {result.media.file_name}")
+    if result.media.is_image:
+        return hide, show, hide, note
+    if result.media.has_video:
+        return show, hide, hide, note
+    return hide, hide, show, note
+
+
+def cleared():
+    """A new file chosen (or the upload emptied): the previous result, its error and its chat
+    leave the page (the analysis stays in History). Outputs: as ``analyse``'s."""
+    placeholder = cp.result_card_placeholder("Press Analyse to read this file.")
+    return "", "", placeholder, None, None, [], [], None
 
 
 def delete(
@@ -705,12 +743,10 @@ def create_app(settings: Settings) -> gr.Blocks:
 
         # --- wiring ---------------------------------------------------------------------
         outputs = [progress, error, card, circ, timeline, frames, chatbot, analysis_id]
-        clip.change(
-            _bind(preview, settings),
-            [clip],
-            [shown_video, shown_image, shown_audio, preview_note],
-            concurrency_limit=2,
-        )
+        player = [shown_video, shown_image, shown_audio, preview_note]
+        for chosen in (clip.upload, clip.clear):  # the user's act, not reopen emptying it
+            chosen(_bind(preview, settings), [clip], player, concurrency_limit=2)
+            chosen(cleared, None, outputs)  # no stale result, error or chat
         run_btn.click(
             _bind(analyse, settings),
             [clip, analysis_id, recorded],
@@ -731,7 +767,7 @@ def create_app(settings: Settings) -> gr.Blocks:
         open_btn.click(
             _bind(reopen, settings),
             [past, analysis_id],
-            [*outputs, history_note, tabs],
+            [*outputs, history_note, tabs, clip, *player],
         )
         delete_btn.click(
             _bind(delete, settings), [past, analysis_id], [past, history_note, analysis_id]
