@@ -55,16 +55,30 @@ CSS = """
   border-radius: 10px; padding: 0 6px; margin: 0 2px; font-size: 0.8em; font-weight: 600;
   background: #fafafa; line-height: 1.4}
 .chip-unknown {border-style: dashed; color: #a00}
-.chip-detail {display: none; position: absolute; left: 0; top: 1.7em; z-index: 20; width: 320px;
+.chip-detail {display: none; position: absolute; left: 0; top: 1.7em; z-index: 1000;
+  width: min(320px, calc(100vw - 16px)); box-sizing: border-box; white-space: normal;
   background: #fff7e0; border: 1px solid #e8d9a8; border-radius: 6px; padding: 4px 8px;
   font-weight: 400; font-size: 0.95em; color: #333; box-shadow: 0 2px 6px rgba(0,0,0,.15)}
 .chip:hover .chip-detail, .chip:focus .chip-detail {display: block}
 .badge {border-radius: 8px; padding: 1px 8px; font-size: 0.8em; font-weight: 600}
 .badge-ok {background: #dff3e0; color: #1c6b2a} .badge-missing {background: #eee; color: #555}
 .badge-failed {background: #fde2e0; color: #9b1c1c}
+.table-scroll {overflow-x: auto; max-width: 100%}
 .modalities {width: 100%; margin-top: 12px; border-collapse: collapse; font-size: 0.9em}
-.modalities td {border-top: 1px solid #eee; padding: 4px 6px; vertical-align: top}
+.modalities td, .modalities th {border-top: 1px solid #eee; padding: 4px 6px; vertical-align: top;
+  text-align: left}
 .modalities td:first-child, .modalities td:last-child {white-space: nowrap}
+@media (max-width: 600px) {
+  .card {padding: 10px 10px} .card-label {font-size: 1.5em}
+  .modalities {font-size: 0.8em} .modalities td, .modalities th {padding: 3px 3px}
+  .modalities td:first-child, .modalities td:last-child {white-space: normal}
+}
+#timeline, #circumplex {padding-top: 34px} #frames .grid-container {padding-top: 34px}
+#frames .thumbnail-item {display: flex; flex-direction: column; height: auto;
+  aspect-ratio: auto}
+#frames .thumbnail-item img {height: auto; max-height: 230px; object-fit: contain}
+#frames .caption-label {position: static; max-width: none; white-space: normal;
+  overflow: visible; text-overflow: clip; margin: 2px 0 0; font-size: 0.85em}
 .dot {display: inline-block; width: 9px; height: 9px; border-radius: 50%; margin-right: 6px}
 .card-error, .error-box {background: #fde2e0; color: #7a1212; border-radius: 8px;
   padding: 10px 14px; margin: 6px 0}
@@ -78,6 +92,35 @@ CSS = """
 @media (prefers-reduced-motion: reduce) {.stage-start .icon, .stage-start .secs {animation: none}}
 .elapsed {color: #777; font-size: 0.85em; margin-top: 4px}
 .problems {margin-top: 8px; color: #555; font-size: 0.9em}
+"""
+
+# A chip's pop-up is placed in the window's coordinates (position: fixed) when it opens, below
+# the chip or above it when there is no room, and never past the window's edges: the card's
+# right edge and the chat's scrolling box would otherwise cut it off.
+CHIP_JS = """
+() => {
+  const place = (chip) => {
+    const pop = chip.querySelector('.chip-detail');
+    if (!pop) return;
+    pop.style.position = 'fixed';
+    const c = chip.getBoundingClientRect(), p = pop.getBoundingClientRect(), m = 8;
+    const left = Math.max(m, Math.min(c.left, window.innerWidth - p.width - m));
+    const below = c.bottom + 4, above = c.top - p.height - 4;
+    const top = below + p.height <= window.innerHeight - m || above < m ? below : above;
+    pop.style.left = left + 'px';
+    pop.style.top = top + 'px';
+  };
+  for (const kind of ['mouseover', 'focusin']) {
+    document.addEventListener(kind, (e) => {
+      const chip = e.target.closest && e.target.closest('.chip');
+      if (chip) requestAnimationFrame(() => place(chip));
+    });
+  }
+  document.addEventListener('scroll', () => {
+    const open = document.querySelector('.chip:focus, .chip:hover');
+    if (open) place(open);
+  }, true);
+}
 """
 
 
@@ -618,7 +661,7 @@ def create_app(settings: Settings) -> gr.Blocks:
         with gr.Tabs() as tabs:
             with gr.Tab("Analyse", id="analyse"):
                 with gr.Row():
-                    with gr.Column(scale=4):
+                    with gr.Column(scale=4, min_width=300):
                         clip = gr.File(
                             label="Clip, photo or audio file",
                             file_types=ACCEPTED,
@@ -659,7 +702,7 @@ def create_app(settings: Settings) -> gr.Blocks:
                         run_btn = gr.Button("Analyse", variant="primary", elem_id="analyse-btn")
                         progress = gr.HTML(elem_id="progress")
                         error = gr.HTML(elem_id="error")
-                    with gr.Column(scale=6):
+                    with gr.Column(scale=6, min_width=360):
                         card = gr.HTML(
                             '<div class="card card-meta">Upload a clip and press '
                             "<b>Analyse</b>.</div>",
@@ -671,6 +714,7 @@ def create_app(settings: Settings) -> gr.Blocks:
                                 label="Key frames (detected face)",
                                 columns=2,
                                 height=330,
+                                object_fit="contain",  # the whole frame: the face box uncut
                                 elem_id="frames",
                                 scale=3,
                             )
@@ -683,6 +727,7 @@ def create_app(settings: Settings) -> gr.Blocks:
                             height=420,
                             elem_id="chat",
                             feedback_options=None,
+                            buttons=["copy", "copy_all"],  # no unnamed "share" icon
                             placeholder="Analyse a clip, then ask e.g. "
                             "“Which cue shows the smile?”",
                         )
@@ -898,6 +943,7 @@ def serve(
         prevent_thread_lock=not block,
         quiet=quiet,
         css=CSS,
+        js=CHIP_JS,
         theme=gr.themes.Soft(),
         footer_links=[],
         ssr_mode=False,

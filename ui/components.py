@@ -47,16 +47,23 @@ def cue_value(cue: Cue) -> str:
 
 
 def chip(cue: Cue | None, cue_id: str) -> str:
-    """A cue id as a chip: hovering (title) or focusing it reveals time, modality and value."""
+    """A cue id as a chip: hovering or focusing it opens one pop-up with the cue's time,
+    modality and text (the page's script keeps it inside the window). No ``title``: a second,
+    browser-drawn tooltip would repeat it; screen readers get the same words as the chip's
+    description."""
     if cue is None:  # cited but unknown: verification flags it, the page shows it plainly
-        return f'<span class="chip chip-unknown" title="no such cue">{escape(cue_id)}</span>'
+        detail = "no cue has this id"
+        return (
+            f'<span class="chip chip-unknown" tabindex="0" aria-description="{detail}">'
+            f'{escape(cue_id)}<span class="chip-detail">{detail}</span></span>'
+        )
     span = f"{ts(cue.start)}-{ts(cue.end)}"
-    detail = f"{span} · {cue.modality} · {cue.name}: {cue_value(cue)}"
+    rest = f"{cue.modality} · {cue.text}"
     colour = MODALITY_COLOURS.get(cue.modality, "#888")
     return (
-        f'<span class="chip" tabindex="0" style="border-color:{colour}" title="{escape(detail)}">'
-        f'{escape(cue.id)}<span class="chip-detail"><b>{escape(span)}</b> '
-        f"{escape(cue.modality)} · {escape(cue.text)}</span></span>"
+        f'<span class="chip" tabindex="0" style="border-color:{colour}" '
+        f'aria-description="{escape(f"{span} {rest}")}">{escape(cue.id)}'
+        f'<span class="chip-detail"><b>{escape(span)}</b> {escape(rest)}</span></span>'
     )
 
 
@@ -150,7 +157,8 @@ def _modalities(result: AnalysisResult) -> str:
         '<thead><tr><th scope="col">modality</th><th scope="col">status</th>'
         '<th scope="col">what it shows</th><th scope="col">analysis time</th></tr></thead>'
     )
-    return f'<table class="modalities">{head}<tbody>{"".join(rows)}</tbody></table>'
+    table = f'<table class="modalities">{head}<tbody>{"".join(rows)}</tbody></table>'
+    return f'<div class="table-scroll">{table}</div>'  # a phone scrolls the table, not the page
 
 
 def plain_reason(reason: str) -> str:
