@@ -416,10 +416,6 @@ def analyse(
     except Exception as exc:  # noqa: BLE001 - frames are an illustration, not the result
         log.warning("key frames failed: %s", exc)
         keys = []
-    try:  # what the player shows when the analysis is reopened from History
-        cp.keep_clip(path, result.media, _frames_dir(settings, result.id))
-    except Exception as exc:  # noqa: BLE001 - reopening then says the clip was not kept
-        log.warning("could not keep the clip of %s: %s", result.id, exc)
     note = f"(done: {result.reading.label})" if result.reading else "(no reading)"
     warnings = _saved_warnings(settings, result)
     for w in warnings:
@@ -431,6 +427,12 @@ def analyse(
         [],
         result.id,
     )
+    # after the result is on the page (a copy to transcode must not delay it), before History
+    # lists the analysis: what the player shows when it is reopened
+    try:
+        cp.keep_clip(path, result.media, _frames_dir(settings, result.id))
+    except Exception as exc:  # noqa: BLE001 - reopening then says the clip was not kept
+        log.warning("could not keep the clip of %s: %s", result.id, exc)
 
 
 def ask(
