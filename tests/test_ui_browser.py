@@ -137,7 +137,8 @@ def _sides(page, heading: str) -> dict[str, int]:
     """The last answer cut at each side's heading (written by code, not the model: "For
     sadness:", "Against crying:" ...): heading -> the chips in its part; "" is the part before
     the first heading (the opening)."""
-    html = page.locator("#chat .message-row").last.inner_html()
+    # the message's own markup (its row's aria-label repeats the raw text, headings included)
+    html = page.locator("#chat .message-row").last.locator("[data-testid=bot]").inner_html()
     html = html.split("<small>cited</small>", 1)[0]  # the list of cited cues below is not a side
     parts = re.split(f"({heading})", html)
     chips = [len(re.findall(r'class="chip[" ]', part)) for part in parts]
@@ -277,6 +278,11 @@ def test_names_keyboard_and_layout(page):
     assert re.search(r'img "Valence and arousal of', tree), tree
     assert re.search(r'img "Cue timeline', tree), tree
     assert re.search(r'- textbox "Your question about this analysis"', tree), tree
+    # a chat message is named by the words shown, not the chips' HTML markup
+    names = page.locator("#chat [data-testid=bot]").evaluate_all(
+        "ms => ms.map(m => m.getAttribute('aria-label') || '')"
+    )
+    assert names and not any("<" in n for n in names), names
     page.focus("#question textarea")
     page.keyboard.press("Tab")
     assert page.evaluate("() => document.activeElement.closest('#ask-btn') !== null")

@@ -96,9 +96,24 @@ CSS = """
 
 # A chip's pop-up is placed in the window's coordinates (position: fixed) when it opens, below
 # the chip or above it when there is no room, and never past the window's edges: the card's
-# right edge and the chat's scrolling box would otherwise cut it off.
+# right edge and the chat's scrolling box would otherwise cut it off. Gradio names each chat
+# message after its raw content, which for an answer with chips is HTML markup; a screen
+# reader would spell it out, so the name becomes the words shown (the pop-ups left out).
 CHIP_JS = """
 () => {
+  const rename = () => {
+    const messages = '#chat [data-testid=bot], #chat [data-testid=user]';
+    for (const m of document.querySelectorAll(messages)) {
+      const clone = m.cloneNode(true);
+      clone.querySelectorAll('.chip-detail').forEach((d) => d.remove());
+      const words = clone.textContent.replace(/\\s+/g, ' ').trim();
+      const name = (m.dataset.testid === 'bot' ? "bot's message: " : "user's message: ") + words;
+      if (words && m.getAttribute('aria-label') !== name) m.setAttribute('aria-label', name);
+    }
+  };
+  new MutationObserver(rename).observe(document.body, {
+    subtree: true, childList: true, attributes: true, attributeFilter: ['aria-label'],
+  });
   const place = (chip) => {
     const pop = chip.querySelector('.chip-detail');
     if (!pop) return;
