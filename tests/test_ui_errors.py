@@ -77,8 +77,12 @@ def test_reopen_restores_the_player_or_says_the_clip_is_gone(
     *_, video, image, audio, note = ui_app.reopen(settings, result.id, None)
     assert not (video["visible"] or image["visible"] or audio["visible"])
     assert "no longer available" in note
-    store.delete(result.id)  # the kept clip goes with the analysis
+    cp.keep_clip(face_clip, result.media, store.frames_dir(result.id))
+    ui_app.reopen(settings, result.id, None)
+    assert (tmp_path / "previews" / result.id).is_dir()
+    ui_app.delete(settings, result.id, None)  # the kept clip and its served copy go with it
     assert not store.frames_dir(result.id).exists()
+    assert not (tmp_path / "previews" / result.id).exists()
 
 
 def test_an_unplayable_clip_is_kept_as_a_small_playable_copy(test_data, settings, tmp_path):

@@ -94,12 +94,13 @@ CSS = """
 .problems {margin-top: 8px; color: #555; font-size: 0.9em}
 """
 
-# A chip's pop-up is placed in the window's coordinates (position: fixed) when it opens, below
-# the chip or above it when there is no room, and never past the window's edges: the card's
-# right edge and the chat's scrolling box would otherwise cut it off. Gradio names each chat
-# message after its raw content, which for an answer with chips is HTML markup; a screen
-# reader would spell it out, so the name becomes the words shown (the pop-ups left out).
-CHIP_JS = """
+# The page's script. A chip's pop-up is placed in the window's coordinates (position: fixed)
+# when it opens, below the chip or above it when there is no room, and never past the window's
+# edges: the card's right edge and the chat's scrolling box would otherwise cut it off. Gradio
+# names each chat message after its raw content, which for an answer with chips is HTML
+# markup; a screen reader would spell it out, so the name becomes the words shown (the pop-ups
+# left out).
+PAGE_JS = """
 () => {
   const rename = () => {
     const messages = '#chat [data-testid=bot], #chat [data-testid=user]';
@@ -567,6 +568,7 @@ def delete(
     try:
         store.get_for(chosen, user)
         store.delete(chosen)
+        shutil.rmtree(PREVIEW_DIR / chosen, ignore_errors=True)  # its player's served copy
     except Exception as exc:  # noqa: BLE001
         return gr.skip(), cp.error_box(_friendly(exc)), current
     dropdown, _ = list_past(settings, request)
@@ -960,7 +962,7 @@ def serve(
         prevent_thread_lock=not block,
         quiet=quiet,
         css=CSS,
-        js=CHIP_JS,
+        js=PAGE_JS,
         theme=gr.themes.Soft(),
         footer_links=[],
         ssr_mode=False,
