@@ -14,6 +14,7 @@ import random
 import re
 import shutil
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -337,12 +338,25 @@ def test_corrupt_file_shows_a_readable_error(page, tmp_path):
     # demuxer whitelist (affectlens.tools.media): either typed message, never a traceback
     assert "not a readable media file" in message or "not one AffectLens accepts" in message
     page.screenshot(path=str(ARTIFACTS / "4-error.png"))
-    _upload(page, SAMPLE)  # a new file: the stale error leaves the page
-    page.wait_for_selector("#error .error-box", state="detached", timeout=30_000)
+    page.locator("#clip").get_by_role("button", name="Clear").click()  # a new file instead:
+    page.wait_for_selector("#error .error-box", state="detached", timeout=30_000)  # no stale error
+    _upload(page, SAMPLE)
+    assert page.locator("#error .error-box").count() == 0
 
 
-def test_evals_limit_and_cancel(page):
-    """The Evals tab counts the samples a run will take, and Cancel stops a run."""
+def _eval_running() -> bool:
+    """Whether an eval run is still working in this process (the server runs here)."""
+    for frame in sys._current_frames().values():
+        while frame is not None:
+            if frame.f_code.co_name == "_eval_outputs":
+                return True
+            frame = frame.f_back
+    return False
+
+
+def test_evals_limit_and_cancel(page, app, host_speed):
+    """The Evals tab counts the samples a run will take, and Cancel stops a run (its worker
+    stops before the next sample; here, with a limit of 1, after at most the one)."""
     page.reload()
     page.wait_for_selector("#clip", timeout=30_000)
     page.get_by_role("tab", name="Evals").click()
@@ -355,3 +369,11 @@ def test_evals_limit_and_cancel(page):
     page.click("#eval-cancel")
     page.wait_for_function("() => /Cancelled/.test(document.body.innerText)", timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "8-evals-cancelled.png"), full_page=True)
+    settings = app[1]
+    tokens = settings.llm_max_tokens * (1 + settings.verify_max_rounds)
+    with host_speed.within("the cancelled eval's last sample", tokens, PERCEPTION_S) as limit:
+        deadline = time.monotonic() + limit
+        while _eval_running():  # the server must not close under a running analysis
+            if time.monotonic() > deadline:
+                raise TimeoutError("the cancelled eval run did not stop")
+            time.sleep(1)

@@ -168,3 +168,31 @@ def test_indexing_failure_keeps_the_analysis_saved_with_a_warning(stored):
     assert [a.id for a in store.list()] == [result.id]
     assert _saved_warnings(settings, result) == again.warnings
     assert "Saved, with warnings" in warning_box(again.warnings)
+
+
+def test_cancel_stops_an_eval_run_between_samples(tmp_path, monkeypatch):
+    """Gradio's cancel leaves the worker thread running; the run checks its session's cancel
+    before each sample and stops there (no more samples analysed)."""
+    from types import SimpleNamespace
+
+    from affectlens.ui import app as ui_app
+
+    settings = Settings(data_dir=tmp_path / "data")
+    request = SimpleNamespace(session_hash="s1")
+    seen: list[str] = []
+
+    class Runner:
+        @staticmethod
+        def run_eval(dataset, settings, out_dir, progress):
+            for sample in dataset.samples:
+                progress(f"[{len(seen) + 1}/{len(dataset.samples)}] {sample.id}")
+                seen.append(sample.id)
+                ui_app.cancel_eval(request)  # the user presses Cancel during the first sample
+            return {"metrics": {}}
+
+    monkeypatch.setattr(ui_app, "_eval_runner", lambda: Runner)
+    out = ui_app.run_eval(
+        settings, "evals/datasets/pyfeat-faces", "", 5, lambda *a, **k: None, request
+    )
+    assert len(seen) == 1 and "Cancelled" in out[-1]
+    assert "s1" not in ui_app._CANCELLED  # the next run of this session starts clean

@@ -618,16 +618,39 @@ def eval_estimate(settings: Settings, choice: str | None, typed: str, limit: flo
     return cp.note_box(f"{n} samples in this set; running {run}: {when}.")
 
 
+# Sessions whose eval run was cancelled. Gradio's cancel drops the event, but the worker
+# thread it ran in goes on; the run checks this between samples and stops there.
+_CANCELLED: set[str] = set()
+
+
+class EvalCancelled(Exception):
+    """The session cancelled its eval run (raised between two samples)."""
+
+
+def cancel_eval(request: gr.Request | None = None) -> str:
+    """Cancel: the run stops before its next sample. Output: the Evals note."""
+    if request is not None and request.session_hash:
+        _CANCELLED.add(request.session_hash)
+    return cp.note_box("Cancelled: the run stops before its next sample.")
+
+
 def run_eval(
     settings: Settings,
     choice: str | None,
     typed: str,
     limit: float | None = DEFAULT_EVAL_LIMIT,
     progress=gr.Progress(),
+    request: gr.Request | None = None,
 ):
     """Run eval on the first ``limit`` samples: metrics table, plots, report file, note. A wrong
     folder or a failed run is one clear message in the note; the other outputs stay as they
-    were (no red badge on each of them)."""
+    were (no red badge on each of them). Cancel (``cancel_eval``) stops it between samples."""
+    session = request.session_hash if request is not None else None
+    _CANCELLED.discard(session or "")
+
+    def cancelled() -> bool:
+        return session is not None and session in _CANCELLED
+
     runner = _eval_runner()
     if runner is None:
         return gr.skip(), gr.skip(), gr.skip(), cp.error_box("The eval runner is not installed.")
@@ -637,7 +660,12 @@ def run_eval(
         return gr.skip(), gr.skip(), gr.skip(), cp.error_box(str(exc))
     progress(0, desc="loading the dataset")
     try:
-        return _eval_outputs(runner, folder, settings, progress, int(limit) if limit else None)
+        return _eval_outputs(
+            runner, folder, settings, progress, int(limit) if limit else None, cancelled
+        )
+    except EvalCancelled:
+        _CANCELLED.discard(session or "")
+        return gr.skip(), gr.skip(), gr.skip(), cp.note_box("Cancelled.")
     except Exception as exc:  # noqa: BLE001 - shown in the note
         return gr.skip(), gr.skip(), gr.skip(), cp.error_box(_friendly(exc))
 
@@ -846,12 +874,7 @@ def create_app(settings: Settings) -> gr.Blocks:
             concurrency_limit=1,
             concurrency_id="analysis",
         )
-        cancel_btn.click(
-            lambda: cp.note_box("Cancelled: the samples done so far are in the report folder."),
-            None,
-            eval_note,
-            cancels=[running],
-        )
+        cancel_btn.click(cancel_eval, None, eval_note, cancels=[running])
     return app
 
 
@@ -881,7 +904,7 @@ def eval_folder(choice: str | None, typed: str | None, settings: Settings) -> Pa
 
 
 def _eval_outputs(
-    runner, folder: Path, settings: Settings, progress, limit: int | None = None
+    runner, folder: Path, settings: Settings, progress, limit: int | None = None, cancelled=None
 ) -> tuple:
     """Run ``evals.runner.run_eval`` and turn its results into a table, plots and a download."""
     from affectlens.evals.datasets import load_dataset
@@ -892,6 +915,8 @@ def _eval_outputs(
     done = [0]
 
     def say(message: str) -> None:
+        if cancelled is not None and cancelled():
+            raise EvalCancelled
         done[0] += message.startswith("[")
         progress((min(done[0], total) - 1, total), desc=message)
 
