@@ -135,13 +135,14 @@ class AnalysisStore:
         self._write(self.get(analysis_id).model_copy(update={"owner": owner}))
 
     def frames_dir(self, analysis_id: str) -> Path:
-        """Where the UI keeps an analysis's key frames."""
+        """Where the UI keeps an analysis's key frames and the clip its player shows."""
         self.path(analysis_id)  # validates the id (it becomes a folder name)
         return self.settings.data_dir / "ui" / "frames" / analysis_id
 
     def delete(self, analysis_id: str) -> bool:
         """Remove everything kept for an analysis: the JSON, its index entry, its chat threads
-        and its key frames. False when there was no JSON (the rest is removed anyway)."""
+        and its key frames and kept clip. False when there was no JSON (the rest is removed
+        anyway)."""
         path = self.path(analysis_id)
         existed = path.is_file()
         path.unlink(missing_ok=True)

@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,53 @@ def test_machine_info_records_the_installed_build(monkeypatch, tmp_path):
     info = machine.machine_info()
     assert info["llama_build"] == "llama-cpp-python==0.3.36 -DGGML_NATIVE=OFF"
     assert info["cpu"]
+
+
+class _FakeLLM:
+    """A backend whose completion call takes a known time; a stream's first piece comes at
+    once, the rest later."""
+
+    def _complete(self, messages, max_tokens, s, **kwargs):
+        if kwargs.get("stream"):
+            return self._pieces()
+        time.sleep(0.05)
+        return {"choices": [{"message": {"content": "{}"}}]}
+
+    def _pieces(self):
+        yield {"choices": [{"delta": {"content": "a"}}]}
+        time.sleep(0.05)
+        yield {"choices": [{"delta": {"content": "b"}}]}
+
+
+def test_the_chat_clock_times_the_first_token_of_a_stream():
+    from affectlens.evals.bench.chat import FirstToken
+
+    llm = _FakeLLM()
+    clock = FirstToken(llm)
+    clock.start()
+    assert [c["choices"][0]["delta"]["content"] for c in llm._complete([], 8, None, stream=True)]
+    assert clock.first is not None and clock.first < clock.since() and clock.calls == 1
+    clock.start()
+    llm._complete([], 8, None)  # no llama.cpp perf counters: unknown, not a guess
+    assert clock.first is None and clock.calls == 1
+
+
+def test_the_chat_figures_get_their_own_block_in_the_markdown(tmp_path):
+    from affectlens.evals.bench.chat import write_chat_markdown
+
+    rows = [
+        {"question": q, "first_token_s": t, "first_words_s": w, "answer_s": w,
+         "llm_calls": 2, "load": 1.5}
+        for q, t, w in (("Is she crying?", 2.0, 9.0), ("Why?", None, 7.0))
+    ]  # fmt: skip
+    figures = {"clip": "sample.mp4", "llm_model": "qwen2.5-1.5b", "questions": rows,
+               "median": {"first_token_s": 2.0, "first_words_s": 8.0, "answer_s": 8.0},
+               "load": 1.5}  # fmt: skip
+    doc = tmp_path / "bench.md"
+    doc.write_text("# B\n<!-- bench:start -->\nT\n<!-- bench:end -->\n")
+    write_chat_markdown(figures, doc)
+    write_chat_markdown(figures, doc)  # replaced, not appended twice
+    text = doc.read_text()
+    assert text.count("<!-- bench-chat:start -->") == 1 and "T\n<!-- bench:end -->" in text
+    assert "time to first token **2.0 s**" in text and "(load 1.5)" in text
+    assert "- Is she crying? first token 2.0 s" in text and "- Why? first token None s" in text

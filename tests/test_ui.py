@@ -104,11 +104,13 @@ def test_card_escapes_untrusted_text_and_renders_chips():
     html = cp.result_card(_result(file_name=HOSTILE + ".mp4", transcript=HOSTILE))
     assert "<img" not in html and "&lt;img src=x" in html
     assert 'id="result-label">surprisedly happy<' in html
-    # the cited cue becomes a chip whose hover text gives time, modality and value
-    assert 'title="00:00.5-00:02.0 · face · AU12: 0.5 (0-1)"' in html
-    assert 'class="chip-detail"><b>00:00.5-00:02.0</b> face' in html
+    # the cited cue becomes a chip whose one pop-up gives time, modality and the cue's text;
+    # no title attribute (a second browser tooltip), the same words as its description
+    detail = "00:00.5-00:02.0 face · F1 00:00.5-00:02.0 AU12 lip corner puller, intensity 0.50"
+    assert f'aria-description="{detail}"' in html and "title=" not in html
+    assert 'class="chip-detail"><b>00:00.5-00:02.0</b> face · F1' in html
     # a cited id that no cue has is shown as unknown, not dropped
-    assert 'chip-unknown" title="no such cue">X9<' in html
+    assert 'chip-unknown" tabindex="0" aria-description="no cue has this id">X9<' in html
     assert "confidence <b>80%</b>" in html
     for m in ("face", "speech", "voice", "scene"):
         assert f"</span>{m}</td>" in html
@@ -125,7 +127,7 @@ def test_card_renders_chips_for_structured_citations():
     why = html.split('class="explanation">', 1)[1].split("</ul>", 1)[0]
     assert why.startswith('<li>The smile matches the words <span class="chip"')
     assert why.count('<span class="chip"') == 2 and "[" not in why and why.endswith(".</li>")
-    assert 'title="00:00.2-00:01.8 · speech · transcript: I am so glad."' in why
+    assert 'aria-description="00:00.2-00:01.8 speech · S1 said: &quot;I am so glad.&quot;"' in why
 
 
 def test_card_without_reading_shows_the_reason():
@@ -361,3 +363,47 @@ def test_plots_carry_their_words_and_the_page_states_its_intended_use(tmp_path):
     assert html and "Not for judging people" in html[0]
     (question,) = [b for b in page.blocks.values() if getattr(b, "elem_id", None) == "question"]
     assert question.label  # its accessible name (the label is hidden, not absent)
+
+
+def _drawn(fig):
+    """The renderer after drawing ``fig`` on an Agg canvas (text extents need one)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+@pytest.mark.parametrize("where", [(0.02, 0.03), (0.6, 0.4), (-0.62, 0.66), (0.2, 0.85)])
+def test_circumplex_labels_never_overlap_each_other_or_the_marker(where):
+    """Each prototype's name is readable wherever the reading lands: no two names overlap
+    ("anger" and "fear" are neighbours), none sits under the reading's marker, and the reading's
+    own label stays inside the figure."""
+    valence, arousal = where
+    reading = _result().reading.model_copy(update={"valence": valence, "arousal": arousal})
+    fig = plots.circumplex(reading)
+    renderer = _drawn(fig)
+    ax = fig.axes[0]
+    texts = [t for t in ax.texts if t.get_text()]
+    boxes = {t.get_text(): t.get_window_extent(renderer) for t in texts}
+    names = list(boxes)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not boxes[a].overlaps(boxes[b]), (a, b)
+    dot = ax.collections[-1]
+    marker = plots.marker_box(ax, valence, arousal, dot.get_sizes()[0])
+    for name in names:
+        if name != reading.label:
+            assert not boxes[name].overlaps(marker), name
+    figure = fig.bbox
+    label = boxes[reading.label]
+    assert figure.x0 <= label.x0 and label.x1 <= figure.x1 and label.y1 <= figure.y1
+
+
+def test_timeline_legends_sit_above_their_panels():
+    fig = plots.timeline(_result())
+    renderer = _drawn(fig)
+    legends = [(ax, ax.get_legend()) for ax in fig.axes if ax.get_legend() is not None]
+    assert len(legends) == 3  # AUs, expressions, voice
+    for ax, legend in legends:
+        assert legend.get_window_extent(renderer).y0 >= ax.get_window_extent(renderer).y1 - 1

@@ -16,6 +16,7 @@ import hashlib
 import inspect
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -54,16 +55,30 @@ CSS = """
   border-radius: 10px; padding: 0 6px; margin: 0 2px; font-size: 0.8em; font-weight: 600;
   background: #fafafa; line-height: 1.4}
 .chip-unknown {border-style: dashed; color: #a00}
-.chip-detail {display: none; position: absolute; left: 0; top: 1.7em; z-index: 20; width: 320px;
+.chip-detail {display: none; position: absolute; left: 0; top: 1.7em; z-index: 1000;
+  width: min(320px, calc(100vw - 16px)); box-sizing: border-box; white-space: normal;
   background: #fff7e0; border: 1px solid #e8d9a8; border-radius: 6px; padding: 4px 8px;
   font-weight: 400; font-size: 0.95em; color: #333; box-shadow: 0 2px 6px rgba(0,0,0,.15)}
 .chip:hover .chip-detail, .chip:focus .chip-detail {display: block}
 .badge {border-radius: 8px; padding: 1px 8px; font-size: 0.8em; font-weight: 600}
 .badge-ok {background: #dff3e0; color: #1c6b2a} .badge-missing {background: #eee; color: #555}
 .badge-failed {background: #fde2e0; color: #9b1c1c}
+.table-scroll {overflow-x: auto; max-width: 100%}
 .modalities {width: 100%; margin-top: 12px; border-collapse: collapse; font-size: 0.9em}
-.modalities td {border-top: 1px solid #eee; padding: 4px 6px; vertical-align: top}
+.modalities td, .modalities th {border-top: 1px solid #eee; padding: 4px 6px; vertical-align: top;
+  text-align: left}
 .modalities td:first-child, .modalities td:last-child {white-space: nowrap}
+@media (max-width: 600px) {
+  .card {padding: 10px 10px} .card-label {font-size: 1.5em}
+  .modalities {font-size: 0.8em} .modalities td, .modalities th {padding: 3px 3px}
+  .modalities td:first-child, .modalities td:last-child {white-space: normal}
+}
+#timeline, #circumplex {padding-top: 34px} #frames .grid-container {padding-top: 34px}
+#frames .thumbnail-item {display: flex; flex-direction: column; height: auto;
+  aspect-ratio: auto}
+#frames .thumbnail-item img {height: auto; max-height: 230px; object-fit: contain}
+#frames .caption-label {position: static; max-width: none; white-space: normal;
+  overflow: visible; text-overflow: clip; margin: 2px 0 0; font-size: 0.85em}
 .dot {display: inline-block; width: 9px; height: 9px; border-radius: 50%; margin-right: 6px}
 .card-error, .error-box {background: #fde2e0; color: #7a1212; border-radius: 8px;
   padding: 10px 14px; margin: 6px 0}
@@ -77,6 +92,51 @@ CSS = """
 @media (prefers-reduced-motion: reduce) {.stage-start .icon, .stage-start .secs {animation: none}}
 .elapsed {color: #777; font-size: 0.85em; margin-top: 4px}
 .problems {margin-top: 8px; color: #555; font-size: 0.9em}
+"""
+
+# The page's script. A chip's pop-up is placed in the window's coordinates (position: fixed)
+# when it opens, below the chip or above it when there is no room, and never past the window's
+# edges: the card's right edge and the chat's scrolling box would otherwise cut it off. Gradio
+# names each chat message after its raw content, which for an answer with chips is HTML
+# markup; a screen reader would spell it out, so the name becomes the words shown (the pop-ups
+# left out).
+PAGE_JS = """
+() => {
+  const rename = () => {
+    const messages = '#chat [data-testid=bot], #chat [data-testid=user]';
+    for (const m of document.querySelectorAll(messages)) {
+      const clone = m.cloneNode(true);
+      clone.querySelectorAll('.chip-detail').forEach((d) => d.remove());
+      const words = clone.textContent.replace(/\\s+/g, ' ').trim();
+      const name = (m.dataset.testid === 'bot' ? "bot's message: " : "user's message: ") + words;
+      if (words && m.getAttribute('aria-label') !== name) m.setAttribute('aria-label', name);
+    }
+  };
+  new MutationObserver(rename).observe(document.body, {
+    subtree: true, childList: true, attributes: true, attributeFilter: ['aria-label'],
+  });
+  const place = (chip) => {
+    const pop = chip.querySelector('.chip-detail');
+    if (!pop) return;
+    pop.style.position = 'fixed';
+    const c = chip.getBoundingClientRect(), p = pop.getBoundingClientRect(), m = 8;
+    const left = Math.max(m, Math.min(c.left, window.innerWidth - p.width - m));
+    const below = c.bottom + 4, above = c.top - p.height - 4;
+    const top = below + p.height <= window.innerHeight - m || above < m ? below : above;
+    pop.style.left = left + 'px';
+    pop.style.top = top + 'px';
+  };
+  for (const kind of ['mouseover', 'focusin']) {
+    document.addEventListener(kind, (e) => {
+      const chip = e.target.closest && e.target.closest('.chip');
+      if (chip) requestAnimationFrame(() => place(chip));
+    });
+  }
+  document.addEventListener('scroll', () => {
+    const open = document.querySelector('.chip:focus, .chip:hover');
+    if (open) place(open);
+  }, true);
+}
 """
 
 
@@ -383,6 +443,12 @@ def analyse(
         [],
         result.id,
     )
+    # after the result is on the page (a copy to transcode must not delay it), before History
+    # lists the analysis: what the player shows when it is reopened
+    try:
+        cp.keep_clip(path, result.media, _frames_dir(settings, result.id))
+    except Exception as exc:  # noqa: BLE001 - reopening then says the clip was not kept
+        log.warning("could not keep the clip of %s: %s", result.id, exc)
 
 
 def ask(
@@ -436,15 +502,18 @@ def list_past(settings: Settings, request: gr.Request | None = None):
 def reopen(
     settings: Settings, chosen: str | None, current: str | None, request: gr.Request | None = None
 ):
-    """Open: a stored analysis back on the Analyse tab, with its chat. 10 outputs: progress,
-    error, card, circumplex, timeline, frames, chatbot, analysis id, history note, tabs."""
+    """Open: a stored analysis back on the Analyse tab, with its chat and its clip in the
+    player. 15 outputs: progress, error, card, circumplex, timeline, frames, chatbot, analysis
+    id, history note, tabs, then the upload (emptied: the page shows the stored clip) and the
+    player's video, image, audio and note."""
     user = _user(settings, request)
+    keep = (gr.skip(),) * 5
     if not chosen:
-        return (gr.skip(),) * 7 + (current, cp.error_box("pick an analysis"), gr.skip())
+        return (gr.skip(),) * 7 + (current, cp.error_box("pick an analysis"), gr.skip(), *keep)
     try:
         result = _store(settings).get_for(chosen, user)
     except Exception as exc:  # noqa: BLE001 - missing or unreadable file
-        return (gr.skip(),) * 7 + (current, cp.error_box(_friendly(exc)), gr.skip())
+        return (gr.skip(),) * 7 + (current, cp.error_box(_friendly(exc)), gr.skip(), *keep)
     keys = cp.stored_key_frames(_frames_dir(settings, result.id))
     return (
         "",
@@ -454,7 +523,37 @@ def reopen(
         result.id,
         "",
         gr.Tabs(selected="analyse"),
+        None,
+        *_player(settings, result),
     )
+
+
+def _player(settings: Settings, result: AnalysisResult) -> tuple:
+    """The player of a reopened analysis (video, image, audio, note): the clip kept with it,
+    served from a copy in the temp folder (Gradio serves that, never the data directory), or a
+    plain note that it is no longer available."""
+    hide = gr.update(visible=False, value=None)
+    kept = cp.kept_clip(_frames_dir(settings, result.id))
+    if kept is None:
+        note = f"The clip {result.media.file_name} is no longer available; its analysis is."
+        return hide, hide, hide, cp.note_box(note)
+    served = PREVIEW_DIR / result.id / kept.name
+    served.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(kept, served)
+    show = gr.update(visible=True, value=str(served))
+    note = cp.note_box(f"Reopened: {result.media.file_name}")
+    if result.media.is_image:
+        return hide, show, hide, note
+    if result.media.has_video:
+        return show, hide, hide, note
+    return hide, hide, show, note
+
+
+def cleared():
+    """A new file chosen (or the upload emptied): the previous result, its error and its chat
+    leave the page (the analysis stays in History). Outputs: as ``analyse``'s."""
+    placeholder = cp.result_card_placeholder("Press Analyse to read this file.")
+    return "", "", placeholder, None, None, [], [], None
 
 
 def delete(
@@ -469,6 +568,7 @@ def delete(
     try:
         store.get_for(chosen, user)
         store.delete(chosen)
+        shutil.rmtree(PREVIEW_DIR / chosen, ignore_errors=True)  # its player's served copy
     except Exception as exc:  # noqa: BLE001
         return gr.skip(), cp.error_box(_friendly(exc)), current
     dropdown, _ = list_past(settings, request)
@@ -518,16 +618,39 @@ def eval_estimate(settings: Settings, choice: str | None, typed: str, limit: flo
     return cp.note_box(f"{n} samples in this set; running {run}: {when}.")
 
 
+# Sessions whose eval run was cancelled. Gradio's cancel drops the event, but the worker
+# thread it ran in goes on; the run checks this between samples and stops there.
+_CANCELLED: set[str] = set()
+
+
+class EvalCancelled(Exception):
+    """The session cancelled its eval run (raised between two samples)."""
+
+
+def cancel_eval(request: gr.Request | None = None) -> str:
+    """Cancel: the run stops before its next sample. Output: the Evals note."""
+    if request is not None and request.session_hash:
+        _CANCELLED.add(request.session_hash)
+    return cp.note_box("Cancelled: the run stops before its next sample.")
+
+
 def run_eval(
     settings: Settings,
     choice: str | None,
     typed: str,
     limit: float | None = DEFAULT_EVAL_LIMIT,
     progress=gr.Progress(),
+    request: gr.Request | None = None,
 ):
     """Run eval on the first ``limit`` samples: metrics table, plots, report file, note. A wrong
     folder or a failed run is one clear message in the note; the other outputs stay as they
-    were (no red badge on each of them)."""
+    were (no red badge on each of them). Cancel (``cancel_eval``) stops it between samples."""
+    session = request.session_hash if request is not None else None
+    _CANCELLED.discard(session or "")
+
+    def cancelled() -> bool:
+        return session is not None and session in _CANCELLED
+
     runner = _eval_runner()
     if runner is None:
         return gr.skip(), gr.skip(), gr.skip(), cp.error_box("The eval runner is not installed.")
@@ -537,7 +660,12 @@ def run_eval(
         return gr.skip(), gr.skip(), gr.skip(), cp.error_box(str(exc))
     progress(0, desc="loading the dataset")
     try:
-        return _eval_outputs(runner, folder, settings, progress, int(limit) if limit else None)
+        return _eval_outputs(
+            runner, folder, settings, progress, int(limit) if limit else None, cancelled
+        )
+    except EvalCancelled:
+        _CANCELLED.discard(session or "")
+        return gr.skip(), gr.skip(), gr.skip(), cp.note_box("Cancelled.")
     except Exception as exc:  # noqa: BLE001 - shown in the note
         return gr.skip(), gr.skip(), gr.skip(), cp.error_box(_friendly(exc))
 
@@ -580,7 +708,7 @@ def create_app(settings: Settings) -> gr.Blocks:
         with gr.Tabs() as tabs:
             with gr.Tab("Analyse", id="analyse"):
                 with gr.Row():
-                    with gr.Column(scale=4):
+                    with gr.Column(scale=4, min_width=300):
                         clip = gr.File(
                             label="Clip, photo or audio file",
                             file_types=ACCEPTED,
@@ -621,7 +749,7 @@ def create_app(settings: Settings) -> gr.Blocks:
                         run_btn = gr.Button("Analyse", variant="primary", elem_id="analyse-btn")
                         progress = gr.HTML(elem_id="progress")
                         error = gr.HTML(elem_id="error")
-                    with gr.Column(scale=6):
+                    with gr.Column(scale=6, min_width=360):
                         card = gr.HTML(
                             '<div class="card card-meta">Upload a clip and press '
                             "<b>Analyse</b>.</div>",
@@ -633,6 +761,7 @@ def create_app(settings: Settings) -> gr.Blocks:
                                 label="Key frames (detected face)",
                                 columns=2,
                                 height=330,
+                                object_fit="contain",  # the whole frame: the face box uncut
                                 elem_id="frames",
                                 scale=3,
                             )
@@ -645,6 +774,7 @@ def create_app(settings: Settings) -> gr.Blocks:
                             height=420,
                             elem_id="chat",
                             feedback_options=None,
+                            buttons=["copy", "copy_all"],  # no unnamed "share" icon
                             placeholder="Analyse a clip, then ask e.g. "
                             "“Which cue shows the smile?”",
                         )
@@ -705,12 +835,10 @@ def create_app(settings: Settings) -> gr.Blocks:
 
         # --- wiring ---------------------------------------------------------------------
         outputs = [progress, error, card, circ, timeline, frames, chatbot, analysis_id]
-        clip.change(
-            _bind(preview, settings),
-            [clip],
-            [shown_video, shown_image, shown_audio, preview_note],
-            concurrency_limit=2,
-        )
+        player = [shown_video, shown_image, shown_audio, preview_note]
+        for chosen in (clip.upload, clip.clear):  # the user's act, not reopen emptying it
+            chosen(_bind(preview, settings), [clip], player, concurrency_limit=2)
+            chosen(cleared, None, outputs)  # no stale result, error or chat
         run_btn.click(
             _bind(analyse, settings),
             [clip, analysis_id, recorded],
@@ -731,7 +859,7 @@ def create_app(settings: Settings) -> gr.Blocks:
         open_btn.click(
             _bind(reopen, settings),
             [past, analysis_id],
-            [*outputs, history_note, tabs],
+            [*outputs, history_note, tabs, clip, *player],
         )
         delete_btn.click(
             _bind(delete, settings), [past, analysis_id], [past, history_note, analysis_id]
@@ -746,12 +874,7 @@ def create_app(settings: Settings) -> gr.Blocks:
             concurrency_limit=1,
             concurrency_id="analysis",
         )
-        cancel_btn.click(
-            lambda: cp.note_box("Cancelled: the samples done so far are in the report folder."),
-            None,
-            eval_note,
-            cancels=[running],
-        )
+        cancel_btn.click(cancel_eval, None, eval_note, cancels=[running])
     return app
 
 
@@ -781,7 +904,7 @@ def eval_folder(choice: str | None, typed: str | None, settings: Settings) -> Pa
 
 
 def _eval_outputs(
-    runner, folder: Path, settings: Settings, progress, limit: int | None = None
+    runner, folder: Path, settings: Settings, progress, limit: int | None = None, cancelled=None
 ) -> tuple:
     """Run ``evals.runner.run_eval`` and turn its results into a table, plots and a download."""
     from affectlens.evals.datasets import load_dataset
@@ -792,6 +915,8 @@ def _eval_outputs(
     done = [0]
 
     def say(message: str) -> None:
+        if cancelled is not None and cancelled():
+            raise EvalCancelled
         done[0] += message.startswith("[")
         progress((min(done[0], total) - 1, total), desc=message)
 
@@ -862,6 +987,7 @@ def serve(
         prevent_thread_lock=not block,
         quiet=quiet,
         css=CSS,
+        js=PAGE_JS,
         theme=gr.themes.Soft(),
         footer_links=[],
         ssr_mode=False,

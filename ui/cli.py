@@ -175,8 +175,13 @@ def bench(
         None, "--markdown", help="Also update the table in this Markdown file (docs/bench.md)."
     ),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Clip cache and bench store."),
+    chat: bool = typer.Option(
+        True, "--chat/--no-chat", help="Also time the chat's first token (sample's analysis)."
+    ),
+    chat_only: bool = typer.Option(False, "--chat-only", help="Only the chat's figures."),
 ) -> None:
-    """Time every stage on real clips of several lengths, cold and warm; print the table."""
+    """Time every stage on real clips of several lengths, cold and warm, and the chat's time to
+    first token; print the table."""
     from affectlens.evals import bench as bn
 
     try:
@@ -187,8 +192,13 @@ def bench(
     if devs and not set(devs) <= {"cpu", "cuda"}:
         raise typer.BadParameter(f"--devices takes cpu and/or cuda, not {devices!r}")
     settings = _settings(llm_model=llm_model, data_dir=data_dir)
+    if chat_only:
+        from affectlens.evals.bench.chat import chat_main
+
+        chat_main(settings, out, markdown)
+        return
     try:
-        bn.main(settings, secs, runs, out, devs, markdown)
+        bn.main(settings, secs, runs, out, devs, markdown, chat)
     except bn.BenchError as exc:
         typer.echo(f"benchmark failed: {exc}", err=True)
         raise typer.Exit(1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 from html import escape
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 from affectlens.agent.citations import CITATION, CUE_ID
 from affectlens.agent.schemas import MODALITIES, AnalysisResult, Cue
 from affectlens.agent.textualise import ts
+from affectlens.tools.evidence import MediaInfo
 from affectlens.ui.plots import MODALITY_COLOURS
 
 STAGE_NAMES = {
@@ -45,16 +47,23 @@ def cue_value(cue: Cue) -> str:
 
 
 def chip(cue: Cue | None, cue_id: str) -> str:
-    """A cue id as a chip: hovering (title) or focusing it reveals time, modality and value."""
+    """A cue id as a chip: hovering or focusing it opens one pop-up with the cue's time,
+    modality and text (the page's script keeps it inside the window). No ``title``: a second,
+    browser-drawn tooltip would repeat it; screen readers get the same words as the chip's
+    description."""
     if cue is None:  # cited but unknown: verification flags it, the page shows it plainly
-        return f'<span class="chip chip-unknown" title="no such cue">{escape(cue_id)}</span>'
+        detail = "no cue has this id"
+        return (
+            f'<span class="chip chip-unknown" tabindex="0" aria-description="{detail}">'
+            f'{escape(cue_id)}<span class="chip-detail">{detail}</span></span>'
+        )
     span = f"{ts(cue.start)}-{ts(cue.end)}"
-    detail = f"{span} · {cue.modality} · {cue.name}: {cue_value(cue)}"
+    rest = f"{cue.modality} · {cue.text}"
     colour = MODALITY_COLOURS.get(cue.modality, "#888")
     return (
-        f'<span class="chip" tabindex="0" style="border-color:{colour}" title="{escape(detail)}">'
-        f'{escape(cue.id)}<span class="chip-detail"><b>{escape(span)}</b> '
-        f"{escape(cue.modality)} · {escape(cue.text)}</span></span>"
+        f'<span class="chip" tabindex="0" style="border-color:{colour}" '
+        f'aria-description="{escape(f"{span} {rest}")}">{escape(cue.id)}'
+        f'<span class="chip-detail"><b>{escape(span)}</b> {escape(rest)}</span></span>'
     )
 
 
@@ -148,7 +157,8 @@ def _modalities(result: AnalysisResult) -> str:
         '<thead><tr><th scope="col">modality</th><th scope="col">status</th>'
         '<th scope="col">what it shows</th><th scope="col">analysis time</th></tr></thead>'
     )
-    return f'<table class="modalities">{head}<tbody>{"".join(rows)}</tbody></table>'
+    table = f'<table class="modalities">{head}<tbody>{"".join(rows)}</tbody></table>'
+    return f'<div class="table-scroll">{table}</div>'  # a phone scrolls the table, not the page
 
 
 def plain_reason(reason: str) -> str:
@@ -231,24 +241,75 @@ def browser_preview(path: Path, codec: str | None, out_dir: Path) -> tuple[Path 
     out = out_dir / f"{digest[:16]}.mp4"
     if out.is_file():
         return out, True
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.mp4")
+    return (out, True) if _small_copy(path, out, PREVIEW_S) else (None, False)
+
+
+def _small_copy(path: Path, out: Path, seconds: float | None, video: bool = True) -> bool:
+    """Write a small copy a browser plays (H.264 360 p + AAC in .mp4, or AAC alone in .m4a)
+    of the first ``seconds`` (all when None) of ``path`` to ``out``, atomically."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp" + out.suffix)
+    head = ["-t", str(seconds)] if seconds else []
+    streams = (
+        ["-map", "0:v:0", "-map", "0:a:0?", "-vf", "scale=-2:'min(360,ih)',format=yuv420p",
+         "-c:v", "libx264", "-preset", "veryfast", "-crf", "28"]
+        if video
+        else ["-map", "0:a:0", "-vn"]
+    )  # fmt: skip
     argv = [
         "ffmpeg", "-nostdin", "-v", "error", "-y", "-protocol_whitelist", "file",
-        "-i", f"file:{path}", "-t", str(PREVIEW_S), "-map", "0:v:0", "-map", "0:a:0?",
-        "-vf", "scale=-2:'min(360,ih)',format=yuv420p", "-c:v", "libx264", "-preset", "veryfast",
-        "-crf", "28", "-c:a", "aac", "-b:a", "96k", "-movflags", "+faststart", str(tmp),
+        "-i", f"file:{path}", *head, *streams, "-c:a", "aac", "-b:a", "96k",
+        "-movflags", "+faststart", str(tmp),
     ]  # fmt: skip
     try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=300)
     except (subprocess.TimeoutExpired, OSError):
         tmp.unlink(missing_ok=True)
-        return None, False
+        return False
     if proc.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
         tmp.unlink(missing_ok=True)
-        return None, False
+        return False
     tmp.replace(out)
-    return out, True
+    return True
+
+
+# the player of a reopened analysis: a copy kept beside its key frames (deleted with them)
+CLIP = "clip"
+KEEP_AS_IS_MB = 50  # a file the browser plays that is larger than this is kept as a small copy
+PLAYABLE_AUDIO = {".wav", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".flac"}
+PLAYABLE_IMAGE = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"}
+
+
+def keep_clip(path: str | Path, media: MediaInfo, out_dir: Path) -> Path | None:
+    """Keep what the player shows when the analysis is reopened: the file itself when a browser
+    plays it and it is small, else a small browser-playable copy (the whole clip); None when
+    neither can be made."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if media.is_image:
+        playable = suffix in PLAYABLE_IMAGE
+    elif media.has_video:
+        playable = (suffix, media.video_codec) in PLAYABLE
+    else:
+        playable = suffix in PLAYABLE_AUDIO
+    for old in out_dir.glob(f"{CLIP}.*"):
+        old.unlink()
+    small = path.stat().st_size <= KEEP_AS_IS_MB * 1024 * 1024
+    if playable and (small or media.is_image):
+        out = out_dir / f"{CLIP}{suffix}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, out)
+        return out
+    if media.is_image:
+        return None
+    out = out_dir / (f"{CLIP}.mp4" if media.has_video else f"{CLIP}.m4a")
+    return out if _small_copy(path, out, None, video=media.has_video) else None
+
+
+def kept_clip(out_dir: Path) -> Path | None:
+    """The clip ``keep_clip`` kept for an analysis, or None (made before clips were kept, or
+    removed)."""
+    return next((p for p in sorted(out_dir.glob(f"{CLIP}.*")) if ".tmp" not in p.name), None)
 
 
 def key_frames(result: AnalysisResult, path: str | Path, out_dir: Path) -> list[tuple[str, str]]:

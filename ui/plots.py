@@ -33,37 +33,124 @@ def circumplex(reading: EmotionReading | None) -> Figure:
     ax.set_xlim(-1.1, 1.1)
     ax.set_ylim(-1.1, 1.1)
     ax.set_aspect("equal")
+    ax.set_xticks([-1, -0.5, 0, 0.5, 1])
+    ax.set_yticks([-1, -0.5, 0, 0.5, 1])
     ax.axhline(0, color="#bbb", lw=0.8)
     ax.axvline(0, color="#bbb", lw=0.8)
     ax.add_patch(Circle((0, 0), 1.0, fill=False, color="#ccc", lw=0.8))
-    for name, (v, a) in CIRCUMPLEX.items():
-        ax.scatter([v], [a], s=14, color="#999")
-        ax.annotate(
-            name, (v, a), textcoords="offset points", xytext=(4, 3), fontsize=7, color="#777"
-        )
-    if reading is not None:
-        ax.scatter(
-            [reading.valence],
-            [reading.arousal],
-            s=80 + 220 * reading.confidence,
-            color="#e4572e",
-            edgecolor="black",
-            zorder=5,
-        )
-        ax.annotate(
-            reading.label,
-            (reading.valence, reading.arousal),
-            textcoords="offset points",
-            xytext=(6, -12),
-            fontsize=9,
-            weight="bold",
-            zorder=6,
-        )
     ax.set_xlabel("valence", fontsize=8)
     ax.set_ylabel("arousal", fontsize=8)
     ax.tick_params(labelsize=7)
-    fig.tight_layout()
+    names = {}
+    for name, (v, a) in CIRCUMPLEX.items():
+        ax.scatter([v], [a], s=14, color="#999")
+        dx, dy, ha, va = _PROTOTYPE_LABEL.get(name, (4, 3, "left", "bottom"))
+        names[name] = ax.annotate(
+            name,
+            (v, a),
+            textcoords="offset points",
+            xytext=(dx, dy),
+            ha=ha,
+            va=va,
+            fontsize=7,
+            color="#666",
+            zorder=7,
+        )
+    fig.tight_layout()  # before placing: the layout moves the axes
+    ax.apply_aspect()
+    if reading is None:
+        return fig
+    size = 80 + 220 * reading.confidence
+    ax.scatter(
+        [reading.valence], [reading.arousal], s=size, color="#e4572e", edgecolor="black", zorder=5
+    )
+    label = ax.annotate(
+        reading.label,
+        (reading.valence, reading.arousal),
+        textcoords="offset points",
+        xytext=(0, 0),  # placed below
+        fontsize=9,
+        weight="bold",
+        zorder=8,
+        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+    )
+    _place_labels(fig, ax, names, label, marker_box(ax, reading.valence, reading.arousal, size))
     return fig
+
+
+def marker_box(ax, valence: float, arousal: float, size: float):
+    """The reading marker's extent on the canvas (``size`` is scatter's area in points²)."""
+    from matplotlib.transforms import Bbox
+
+    x, y = ax.transData.transform((valence, arousal))
+    r = (size**0.5 / 2 + 1) * ax.figure.dpi / 72  # radius plus the edge line, in pixels
+    return Bbox.from_extents(x - r, y - r, x + r, y + r)
+
+
+def _spots(gap: float) -> list[tuple[float, float, str, str]]:
+    """Where a label may go around a point, ``gap`` points away: beside, above, below."""
+    return [
+        (gap, 0, "left", "center"),
+        (-gap, 0, "right", "center"),
+        (0, gap, "center", "bottom"),
+        (0, -gap, "center", "top"),
+        (gap, gap, "left", "bottom"),
+        (-gap, gap, "right", "bottom"),
+        (gap, -gap, "left", "top"),
+        (-gap, -gap, "right", "top"),
+    ]
+
+
+def _place_labels(fig: Figure, ax, names: dict, label, marker) -> None:
+    """Move every name the reading's marker would hide, then put the reading's label in the
+    first spot around the marker that stays inside the axes and covers no other name."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    inside = ax.get_window_extent(renderer)
+
+    def fits(text, avoid) -> bool:
+        box = text.get_window_extent(renderer)
+        within = inside.x0 <= box.x0 and box.x1 <= inside.x1 and box.y0 >= inside.y0
+        return within and box.y1 <= inside.y1 and not any(box.overlaps(b) for b in avoid)
+
+    def settle(text, spots, avoid) -> None:
+        first = (*text.xyann, text.get_ha(), text.get_va())
+        for dx, dy, ha, va in [first, *spots]:
+            text.xyann = (dx, dy)
+            text.set_ha(ha)
+            text.set_va(va)
+            if fits(text, avoid):
+                return
+        text.xyann, (ha, va) = first[:2], first[2:]  # no free spot: where it was
+        text.set_ha(ha)
+        text.set_va(va)
+
+    radius = (marker.width / 2) * 72 / fig.dpi  # in points
+    placed = []
+    for text in names.values():
+        if text.get_window_extent(renderer).overlaps(marker):  # past the marker, any side
+            spots = [*_spots(4), *_spots(radius + 4), *_spots(2 * radius + 4)]
+            settle(text, spots, [marker, *placed])
+        placed.append(text.get_window_extent(renderer))
+    gap = radius + 3
+    label.xyann = (0, gap)
+    label.set_ha("center")
+    label.set_va("bottom")
+    settle(label, _spots(gap), [marker, *placed])
+
+
+# where each prototype's name goes (offset in points, alignment): "anger" above and "fear"
+# to the left, so the two neighbours do not overlap; "neutral" below right of its point
+_PROTOTYPE_LABEL = {
+    "anger": (0, 4, "center", "bottom"),
+    "fear": (-4, 0, "right", "center"),
+    "disgust": (-4, 0, "right", "center"),
+    "sadness": (-4, 0, "right", "center"),
+    "happiness": (0, -4, "center", "top"),
+    "surprise": (0, 4, "center", "bottom"),
+    "neutral": (4, -3, "left", "top"),
+}
 
 
 def _top(series: dict[str, list[float]], n: int) -> list[str]:
@@ -101,9 +188,9 @@ def timeline(result: AnalysisResult) -> Figure:
         for k in _top(exprs, _TOP_EXPRESSIONS):
             ax_expr.plot(times, exprs[k], lw=1.3, label=k)
         if aus:
-            ax_au.legend(fontsize=7, loc="upper right", ncol=_TOP_AUS)
+            _legend_above(ax_au, ncol=_TOP_AUS)
         if exprs:
-            ax_expr.legend(fontsize=7, loc="upper right", ncol=_TOP_EXPRESSIONS)
+            _legend_above(ax_expr, ncol=_TOP_EXPRESSIONS)
     else:
         _empty(ax_au, _why(face, "face"))
         _empty(ax_expr, _why(face, "face"))
@@ -137,7 +224,7 @@ def timeline(result: AnalysisResult) -> Figure:
         ax_loud.set_ylabel("loudness", fontsize=8)
         ax_loud.tick_params(labelsize=7)
         lines = ax_voice.get_lines() + ax_loud.get_lines()
-        ax_voice.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="upper right")
+        _legend_above(ax_voice, lines, ncol=2)
     else:
         _empty(ax_voice, _why(voice, "voice"))
         ax_voice.set_ylabel("voice", fontsize=8)
@@ -194,6 +281,23 @@ def timeline(result: AnalysisResult) -> Figure:
     ax_cues.set_xlabel("time in the clip (s)", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _legend_above(ax, lines=None, ncol: int = 4) -> None:
+    """The panel's legend in the gap above it, right-aligned and frameless: on the panel it
+    would sit on the lines it names."""
+    lines = lines if lines is not None else ax.get_lines()
+    ax.legend(
+        lines,
+        [ln.get_label() for ln in lines],
+        fontsize=7,
+        loc="lower right",
+        bbox_to_anchor=(1.0, 1.0),
+        ncol=ncol,
+        frameon=False,
+        borderaxespad=0.1,
+        handlelength=1.5,
+    )
 
 
 def _why(evidence, name: str) -> str:

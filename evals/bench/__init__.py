@@ -16,8 +16,9 @@ shared machine it explains most of the noise.
 
 Modules: ``clips`` (the reel and its cuts), ``child`` (the fresh process per length: started
 by the parent, measured inside), ``meter`` (the LLM's tokens/s), ``machine`` (what it ran on),
-``figures`` (medians, scaling, targets), ``table`` (terminal and Markdown output), ``run``
-(the command); ``__main__`` is the child's entry point.
+``figures`` (medians, scaling, targets), ``table`` (terminal and Markdown output), ``chat``
+(the chat's time to first token), ``run`` (the command); ``__main__`` is the child's entry
+point.
 """
 
 from __future__ import annotations

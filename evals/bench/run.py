@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from affectlens.evals.bench.chat import chat_latency, render_chat, write_chat_markdown
 from affectlens.evals.bench.child import run_child
 from affectlens.evals.bench.clips import BenchError, build_clip
 from affectlens.evals.bench.figures import check_targets, median, summarise
@@ -95,25 +96,36 @@ def main(
     out: Path | None = Path("bench.json"),
     devices: tuple[str, ...] | None = None,
     markdown: Path | None = None,
+    chat: bool = True,
 ) -> dict[str, Any]:
-    """The ``affectlens bench`` command: run, print the table and targets, write the files."""
+    """The ``affectlens bench`` command: run, print the table and targets (then the chat's
+    time to first token, ``chat.chat_latency``), write the files."""
     from rich.console import Console
 
     console = Console(width=None if sys.stdout.isatty() else 200)
+
+    def say(msg: str) -> None:
+        console.print(msg, markup=False, highlight=False)
+
     report = run_bench(
         settings,
         lengths,
         runs,
         devices,
-        progress=lambda msg: console.print(msg, markup=False, highlight=False),
+        progress=say,
     )
     console.print(render_table(report))
     for line in render_targets(report):
         console.print(line)
+    if chat:
+        report["chat"] = chat_latency(settings, progress=say)
+        say(render_chat(report["chat"]))
     if out is not None:
         out.write_text(json.dumps(report, indent=1))
         console.print(f"wrote {out}")
     if markdown is not None:
         write_markdown(report, markdown)
+        if chat:
+            write_chat_markdown(report["chat"], markdown)
         console.print(f"updated {markdown}")
     return report
