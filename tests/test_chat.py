@@ -259,6 +259,25 @@ def test_a_term_explanation_is_free_text_and_streams(stored):
     assert not needs_claims("answer", "Why?", [])
 
 
+def test_steps_say_what_the_chat_is_doing_before_its_first_words(stored):
+    """With ``steps``, each node's start comes as words (the router, the tool it chose, the
+    answer) before the answer's text; without, the stream is the answer alone."""
+    s, aid = stored
+    pieces = list(
+        chat.ask_stream(
+            aid, "What does AU12 mean?", s, llm=StubLLM({}, route="explain"), steps=True
+        )
+    )
+    steps = [p for p in pieces if isinstance(p, chat.ChatStep)]
+    assert [p.node for p in steps] == ["route", "act", "respond"]
+    assert steps[0].text == "Reading the question"
+    assert steps[1].text == "Looking up what the term means"  # the stub names no term
+    first_text = next(i for i, p in enumerate(pieces) if isinstance(p, str))
+    assert first_text > pieces.index(steps[-1]) and isinstance(pieces[-1], chat.ChatAnswer)
+    sides = list(chat.ask_stream(aid, "Is she angry?", s, llm=StubLLM({}), steps=True))
+    assert [p.text for p in sides if isinstance(p, chat.ChatStep)][-1].startswith("Weighing")
+
+
 def test_a_why_question_is_answered_from_the_cues_not_the_glossary():
     explain = ToolChoice(tool="explain", term="angry")
     assert overrule(explain, "Why do you think the person looks angry?").tool == "answer"

@@ -13,6 +13,7 @@ user too); without auth the app is single-user and says so on the page.
 from __future__ import annotations
 
 import hashlib
+import html
 import inspect
 import logging
 import os
@@ -287,8 +288,11 @@ def chat_stream(
         yield "Chat is not available in this installation (affectlens.agent.chat is missing)."
         return
     text = ""
-    for piece in chat.ask_stream(analysis_id, question, settings, thread=thread):
-        if isinstance(piece, str):
+    for piece in chat.ask_stream(analysis_id, question, settings, thread=thread, steps=True):
+        if isinstance(piece, chat.ChatStep):  # what it is doing, until its first words
+            if not text:
+                yield f"<em class='chat-step'>{html.escape(piece.text)}…</em>"
+        elif isinstance(piece, str):
             text += piece
             yield text
         else:  # the final ChatAnswer (possibly repaired): citations become the card's chips

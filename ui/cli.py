@@ -549,7 +549,7 @@ def chat(
 
     from rich.console import Console
 
-    from affectlens.agent.chat import ChatError, ask_stream
+    from affectlens.agent.chat import ChatError, ChatStep, ask_stream
     from affectlens.agent.store import AnalysisNotFound, AnalysisStore
 
     settings = _settings(llm_model=llm_model, data_dir=data_dir, model_dir=model_dir)
@@ -564,8 +564,11 @@ def chat(
 
     def one(q: str) -> None:
         answer, streamed = None, False
-        for piece in ask_stream(analysis_id, q, settings, thread=thread):
-            if isinstance(piece, str):
+        # what it is doing, on a terminal only (a script reading stdout gets the answer alone)
+        for piece in ask_stream(analysis_id, q, settings, thread=thread, steps=err.is_terminal):
+            if isinstance(piece, ChatStep):
+                err.print(f"[dim]{piece.text}…[/dim]")
+            elif isinstance(piece, str):
                 out.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
                 streamed = True
             else:

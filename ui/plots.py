@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot  # noqa: E402, F401
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Circle  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 
 from affectlens.agent.schemas import AnalysisResult, EmotionReading  # noqa: E402
 from affectlens.taxonomy import CIRCUMPLEX  # noqa: E402
@@ -127,7 +128,7 @@ def _place_labels(fig: Figure, ax, names: dict, label, marker) -> None:
         text.set_va(va)
 
     radius = (marker.width / 2) * 72 / fig.dpi  # in points
-    placed = []
+    placed: list[Bbox] = []
     for text in names.values():
         if text.get_window_extent(renderer).overlaps(marker):  # past the marker, any side
             spots = [*_spots(4), *_spots(radius + 4), *_spots(2 * radius + 4)]

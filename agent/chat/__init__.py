@@ -29,12 +29,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from affectlens.agent.chat.graph import step
 from affectlens.agent.chat.state import (
     DEFAULT_THREAD,
     ChatAnswer,
     ChatContext,
     ChatError,
     ChatMessage,
+    ChatStep,
     Decline,
     answer_schema,
     now,
@@ -105,22 +107,27 @@ def ask_stream(
     *,
     thread: str = DEFAULT_THREAD,
     llm: Any = None,
-) -> Iterator[str | ChatAnswer]:
+    steps: bool = False,
+) -> Iterator[str | ChatStep | ChatAnswer]:
     """Like ``ask``, but yields a free-text answer's chunks as the LLM writes it, then the final
     ``ChatAnswer`` (whose text may differ: unknown citations removed). A cited answer is
-    structured, so it comes whole, as the final ``ChatAnswer`` only."""
+    structured, so it comes whole, as the final ``ChatAnswer`` only. With ``steps``, a
+    ``ChatStep`` (what the chat is doing, in words) comes as each node starts."""
     settings, ctx, state = _prepare(analysis_id, question, settings, thread, llm)
     ctx.stream = True
-    final: dict = {}
+    final: dict = dict(state)
+    modes = ["custom", "values", *(["tasks"] if steps else [])]
     for mode, data in persistent_graph(settings).stream(
         state,
         thread_config(analysis_id, thread),
         context=ctx,
-        stream_mode=["custom", "values"],
+        stream_mode=modes,
         durability="sync",
     ):
         if mode == "custom" and isinstance(data, dict) and "chunk" in data:
             yield data["chunk"]
+        elif mode == "tasks" and "input" in data:  # a node starts (its end has "result")
+            yield step(data["name"], {**final, **(data["input"] or {})})
         elif mode == "values":
             final = data
     yield ChatAnswer.model_validate(final["answer"])
@@ -136,6 +143,7 @@ __all__ = [
     "ChatAnswer",
     "ChatError",
     "ChatMessage",
+    "ChatStep",
     "Decline",
     "all_threads",
     "analyses",

@@ -30,6 +30,7 @@ from affectlens.agent.chat.state import (
     ChatContext,
     ChatMessage,
     ChatState,
+    ChatStep,
     Decline,
     answer_schema,
     now,
@@ -38,7 +39,7 @@ from affectlens.agent.chat.state import (
 from affectlens.agent.chat.tools import ToolChoice, ToolResult, modality_in, run_tool, times_in
 from affectlens.agent.citations import cited_ids, replace_citations, split_sentences
 from affectlens.agent.schemas import MODALITIES, AnalysisResult, Cue
-from affectlens.agent.textualise import render_cues
+from affectlens.agent.textualise import render_cues, ts
 
 HISTORY_TURNS = 3  # earlier question/answer pairs the LLM sees
 ROUTE_MAX_TOKENS = 96
@@ -148,6 +149,36 @@ def overrule(choice: ToolChoice, question: str) -> ToolChoice:
     if choice.tool == "explain" and why:
         return ToolChoice(tool="answer")
     return choice
+
+
+_DOING = {
+    "lookup": "Looking up the cues{span}",
+    "rerun": "Measuring the {modality} again{span}",
+    "without": "Reading the clip again without the {modality}",
+    "explain": "Looking up what {term} means",
+    "similar": "Searching similar analyses",
+}
+
+
+def step(node: str, state: dict) -> ChatStep:
+    """The user's words for a node about to run on ``state`` (``ask_stream(steps=True)``)."""
+    if node == "route":
+        return ChatStep(node, "Reading the question")
+    choice = state.get("choice") or {}
+    if node == "act" and choice.get("tool") in _DOING:
+        a, b = choice.get("start"), choice.get("end")
+        span = f" at {ts(a)}-{ts(b)}" if a is not None and b is not None else ""
+        modality = choice.get("modality") or "any"
+        text = _DOING[choice["tool"]].format(
+            span=span,
+            modality="other modalities" if modality == "any" else modality,
+            term=choice.get("term") or "the term",
+        )
+        return ChatStep(node, text)
+    kind = (state.get("asked") or {}).get("kind")
+    if node == "respond" and kind in ANSWERED_BY_SIDES:
+        return ChatStep(node, "Weighing the cues for each side, then writing the answer")
+    return ChatStep(node, "Writing the answer")
 
 
 def after_route(state: ChatState) -> str:

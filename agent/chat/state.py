@@ -97,6 +97,15 @@ class ChatState(TypedDict, total=False):
     answer: dict  # ChatAnswer dump
 
 
+@dataclass(frozen=True)
+class ChatStep:
+    """What the chat is doing now (a node starting), in a user's words: shown while the first
+    token is still to come, so a slow CPU never looks like a hung page."""
+
+    node: str
+    text: str
+
+
 @dataclass
 class ChatContext:
     """Per-call, non-serialisable things (LangGraph's run context)."""
