@@ -126,10 +126,14 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(default=384, ge=16)
     llm_temperature: float = Field(default=0.0, ge=0)
     llm_seed: int = 0
-    llm_prompt_cache: bool = Field(
-        default=True,
-        description="Reuse evaluated prompt prefixes (faster). Off: every call is evaluated "
-        "from scratch, so the same prompt gives bit-identical output (evals turn it off).",
+    llm_prompt_cache: Literal["ram", "prefix", "off"] = Field(
+        default="ram",
+        description="Embedded backend. 'ram': reuse any evaluated prompt prefix the RAM cache "
+        "holds (fastest for chat and repair rounds; output may depend on what ran before). "
+        "'prefix': restore the saved state after the prompt's system turn before every call "
+        "(also saved beside the models for the next process): the same prompt gives the same "
+        "output in every run and order (evals use it). 'off': evaluate every prompt from "
+        "scratch (reproducible too, slowest).",
     )
     verify_max_rounds: int = Field(
         default=1,
