@@ -29,6 +29,7 @@ ENV_PREFIX = "AFFECTLENS_"
 # AFFECTLENS_* variables that are not settings: the config file's path, setup.sh's venv.
 NON_SETTING_VARS = {"CONFIG", "VENV"}
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+FAST_LLM_MODEL = "qwen2.5-0.5b"  # the reasoner in fast mode (Settings.fast)
 
 
 APP_NAME = "affectlens"
@@ -135,6 +136,12 @@ class Settings(BaseSettings):
         "output in every run and order (evals use it). 'off': evaluate every prompt from "
         "scratch (reproducible too, slowest).",
     )
+    fast: bool = Field(
+        default=False,
+        description="Fast mode: reason with qwen2.5-0.5b (unless llm_model is given too) and "
+        "write every claim in at most 80 characters instead of 160. The label is the fused "
+        "witnesses' either way (decision = 'fusion'); measured effect in docs/bench.md.",
+    )
     verify_max_rounds: int = Field(
         default=1,
         ge=0,
@@ -183,6 +190,17 @@ class Settings(BaseSettings):
                 f"(see `Settings` in affectlens/settings.py for the names)"
             )
         return data
+
+    @model_validator(mode="after")
+    def _fast_model(self) -> Settings:
+        """Fast mode picks the small embedded model unless a model was chosen explicitly."""
+        if (
+            self.fast
+            and self.llm_backend == "embedded"
+            and "llm_model" not in self.model_fields_set
+        ):
+            self.llm_model = FAST_LLM_MODEL
+        return self
 
     def auth_pairs(self) -> list[tuple[str, str]]:
         """``auth`` as (user, password) pairs; empty without auth."""

@@ -122,5 +122,7 @@ def test_a_restored_system_turn_gives_the_same_reading_whatever_ran_before(small
     assert _reading(llm, CUES, "off") == first
 
     fresh = _llm(tmp_path)  # a new process: the system turn comes from disk
-    assert _reading(fresh, CUES, "prefix") == first
+    fresh._seed(msgs)  # "ram" mode's first call starts from it too (an empty RAM cache)
     assert (fresh.system_turns().evaluated, fresh.system_turns().loaded) == (0, 1)
+    assert fresh._llama.input_ids[: fresh._llama.n_tokens].tolist() == turn
+    assert _reading(fresh, CUES, "prefix") == first

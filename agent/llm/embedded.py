@@ -126,6 +126,16 @@ class EmbeddedLLM:
             self._turns = SystemTurns(self._llama, identity, self.settings.model_dir / STATES_DIR)
         return self._turns
 
+    def _seed(self, messages: list[dict]) -> None:
+        """ "ram" mode in a fresh process (empty RAM cache): start from the saved system turn
+        when the context does not hold it, instead of evaluating it (cold start)."""
+        llama = self._llama
+        if llama.cache is None or llama.cache.cache_size > 0:
+            return
+        turn = self.system_turns().tokens(messages)
+        if turn and llama.input_ids[: min(llama.n_tokens, len(turn))].tolist() != turn:
+            self.system_turns().restore(messages)
+
     @contextmanager
     def _fixed_start(self, messages: list[dict], mode: str) -> Iterator[None]:
         """For "prefix" and "off": the call starts from the saved system turn (or an empty
@@ -146,6 +156,7 @@ class EmbeddedLLM:
 
     def _complete(self, messages: list[dict], max_tokens: int, s: Sampling, **kwargs: Any) -> Any:
         if s.prompt_cache == "ram":
+            self._seed(messages)
             return self._create(messages, max_tokens, s, **kwargs)
         if kwargs.get("stream"):  # llama-cpp-python starts a stream when it is iterated
 
