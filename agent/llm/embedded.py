@@ -108,7 +108,7 @@ class EmbeddedLLM:
         ftype = self._llama.metadata.get("general.file_type")
         quant = _GGUF_FTYPES.get(int(ftype), f"ftype {ftype}") if ftype is not None else "GGUF"
         self.model_id = f"{name} (llama.cpp {llama_cpp.__version__}, {quant})"
-        self._turns: SystemTurns | None = None  # built on the first "prefix" call
+        self._turns: SystemTurns | None = None  # built on first use
 
     def system_turns(self) -> SystemTurns:
         """The saved system turns of this model (``llm_prompt_cache = "prefix"``), keyed by
@@ -127,8 +127,8 @@ class EmbeddedLLM:
         return self._turns
 
     def _seed(self, messages: list[dict]) -> None:
-        """ "ram" mode in a fresh process (empty RAM cache): start from the saved system turn
-        when the context does not hold it, instead of evaluating it (cold start)."""
+        """In "ram" mode while the RAM cache is empty (a fresh process): start from the saved
+        system turn when the context does not hold it, instead of evaluating it (cold start)."""
         llama = self._llama
         if llama.cache is None or llama.cache.cache_size > 0:
             return
