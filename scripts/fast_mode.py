@@ -22,7 +22,8 @@ from affectlens.evals.bench.meter import TokenMeter
 from affectlens.evals.datasets import load_dataset
 from affectlens.settings import Settings
 
-MODES = {"default": {}, "fast": {"fast": True}}
+# "small": the 0.5B with full-length claims, to tell the model's effect from the claims'.
+MODES = {"default": {}, "fast": {"fast": True}, "small": {"llm_model": "qwen2.5-0.5b"}}
 
 
 def main() -> None:
@@ -57,6 +58,8 @@ def main() -> None:
                 f"{snap.get('gen_tokens_per_s', 0.0):.1f} | {os.getloadavg()[0]:.1f} |",
                 flush=True,
             )
+            for problem in r.verification.problems:
+                print(f"|   | problem: {problem[:160]} | | | | | | | | |", flush=True)
         print(
             f"| {mode} median | | | | | {statistics.median(seconds):.1f} | | "
             f"{statistics.median(tokens):.0f} | | |",

@@ -23,7 +23,7 @@ import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -95,7 +95,7 @@ class SystemTurns:
         """The tokens of the system turn ``messages`` start with; [] without one."""
         if self._formatter is None or not messages or messages[0].get("role") != "system":
             return []
-        prompt = self._formatter(messages=[messages[0]]).prompt
+        prompt = self._formatter(messages=[cast(Any, messages[0])]).prompt
         # As the chat handler tokenizes: special tokens parsed, no BOS added (added_special)
         return self.llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
 
