@@ -22,8 +22,14 @@ from affectlens.evals.bench.meter import TokenMeter
 from affectlens.evals.datasets import load_dataset
 from affectlens.settings import Settings
 
-# "small": the 0.5B with full-length claims, to tell the model's effect from the claims'.
-MODES = {"default": {}, "fast": {"fast": True}, "small": {"llm_model": "qwen2.5-0.5b"}}
+# To tell the model's effect from the claims': "small" is the 0.5B with full-length claims,
+# "short" the default 1.5B with fast mode's short claims.
+MODES = {
+    "default": {},
+    "fast": {"fast": True},
+    "small": {"llm_model": "qwen2.5-0.5b"},
+    "short": {"fast": True, "llm_model": "qwen2.5-1.5b"},
+}
 
 
 def main() -> None:
