@@ -138,9 +138,9 @@ class Settings(BaseSettings):
     )
     fast: bool = Field(
         default=False,
-        description="Fast mode: reason with qwen2.5-0.5b (unless llm_model is given too) and "
-        "write every claim in at most 80 characters instead of 160. The label is the fused "
-        "witnesses' either way (decision = 'fusion'); measured effect in docs/bench.md.",
+        description="Fast mode: reason with qwen2.5-0.5b unless llm_model is given too. The "
+        "label is the fused witnesses' either way (decision = 'fusion'); measured effect on "
+        "speed and explanations in docs/bench.md, 'Fast mode'.",
     )
     verify_max_rounds: int = Field(
         default=1,

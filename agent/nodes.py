@@ -205,7 +205,7 @@ def reason_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     try:
         raw = llm.chat(
             msgs,
-            rs.schema_for(cues, dominant, short=settings.fast),
+            rs.schema_for(cues, dominant),
             max_tokens=settings.llm_max_tokens,
             **_key_frames(settings, state.get("decoded")),
         )
@@ -338,7 +338,6 @@ def _settings_record(settings, without) -> dict:
         "llm_temperature",
         "llm_seed",
         "decision",
-        "fast",
     )
     out = {k: getattr(settings, k) for k in keep}
     out["without"] = list(without)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, create_model, field_validator
 
@@ -36,8 +36,6 @@ SYSTEM = "system"
 # conclusion, and verification then found no sentence naming the dominant emotion.
 MAX_SENTENCES = len(MODALITIES) + 1
 SENTENCE_CHARS = 160
-# Fast mode (Settings.fast): each claim at most this long, so about half the generated tokens.
-SHORT_SENTENCE_CHARS = 80
 MAX_CITES = 3
 LLM_PICK_WEIGHT = 0.6  # share of the probabilities that follows the LLM's choice
 
@@ -48,10 +46,10 @@ Sentence = Annotated[str, Field(max_length=SENTENCE_CHARS)]
 CueId = Annotated[str, Field(max_length=4)]
 
 
-def finished(text: str, limit: int = SENTENCE_CHARS) -> str:
-    """A claim the grammar cut at ``limit`` characters ends mid-word ("... low, with a sl"):
+def finished(text: str) -> str:
+    """A claim the grammar cut at ``SENTENCE_CHARS`` ends mid-word ("... low, with a sl"):
     keep its finished sentences, else its whole clauses, else its whole words."""
-    if len(text) < limit:
+    if len(text) < SENTENCE_CHARS:
         return text
     for boundary in (r"^.*[.!?](?=\s)", r"^.*(?=[,;:])"):  # greedy: the last one
         m = re.match(boundary, text, flags=re.S)
@@ -63,25 +61,17 @@ def finished(text: str, limit: int = SENTENCE_CHARS) -> str:
 class Claim(BaseModel):
     """One explanation sentence and the cue ids it rests on."""
 
-    limit: ClassVar[int] = SENTENCE_CHARS  # the grammar's bound on ``text``
     text: Sentence
     cues: list[CueId] = Field(default_factory=list)
 
     @property
     def sentence(self) -> str:
         """The text with its citations in brackets before the final stop: "Sad face [F1]."."""
-        text = re.sub(r"\s+([.,;:!?])", r"\1", strip_citations(finished(self.text, self.limit)))
+        text = re.sub(r"\s+([.,;:!?])", r"\1", strip_citations(finished(self.text)))
         stop = text[-1] if text and text[-1] in ".!?" else "."
         body = text.rstrip(".!?").rstrip()
         cites = "".join(f"[{c}]" for c in dict.fromkeys(self.cues))
         return f"{body} {cites}{stop}" if cites else f"{body}{stop}"
-
-
-class ShortClaim(Claim):
-    """A claim in fast mode: at most ``SHORT_SENTENCE_CHARS``."""
-
-    limit: ClassVar[int] = SHORT_SENTENCE_CHARS
-    text: Annotated[str, Field(max_length=SHORT_SENTENCE_CHARS)]
 
 
 class LLMReading(BaseModel):
@@ -136,15 +126,12 @@ class ModalityClaims(BaseModel):
         return self.claims()
 
 
-def schema_for(
-    cues: list[Cue], dominant: str | None = None, *, short: bool = False
-) -> type[BaseModel]:
+def schema_for(cues: list[Cue], dominant: str | None = None) -> type[BaseModel]:
     """The JSON schema for one analysis: a claim for each modality with cues, citing only that
     modality's ids (at least one), and a conclusion citing any ids; conflicts are ids too. So
     every cited id exists and every available modality is accounted for, by construction.
     ``dominant``: the emotion the fused witnesses decided (agent.fusion.decided); the only
-    value the schema then allows, and the one the conclusion is asked to name. ``short``
-    (fast mode): every claim at most ``SHORT_SENTENCE_CHARS``."""
+    value the schema then allows, and the one the conclusion is asked to name."""
     if not cues:
         return LLMReading
     ids = tuple(dict.fromkeys(c.id for c in cues))
@@ -154,7 +141,7 @@ def schema_for(
         Ref = Literal[allowed]  # type: ignore[valid-type]
         model = create_model(
             f"{name.capitalize()}Claim",
-            __base__=ShortClaim if short else Claim,
+            __base__=Claim,
             cues=(list[Ref], Field(min_length=1, max_length=MAX_CITES)),
         )
         return model, Field(description=about)

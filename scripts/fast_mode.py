@@ -22,14 +22,7 @@ from affectlens.evals.bench.meter import TokenMeter
 from affectlens.evals.datasets import load_dataset
 from affectlens.settings import Settings
 
-# To tell the model's effect from the claims': "small" is the 0.5B with full-length claims,
-# "short" the default 1.5B with fast mode's short claims.
-MODES = {
-    "default": {},
-    "fast": {"fast": True},
-    "small": {"llm_model": "qwen2.5-0.5b"},
-    "short": {"fast": True, "llm_model": "qwen2.5-1.5b"},
-}
+MODES = {"default": {}, "fast": {"fast": True}}
 
 
 def main() -> None:

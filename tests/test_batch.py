@@ -123,7 +123,6 @@ def test_the_fingerprint_tells_reading_settings_from_others(tmp_path, test_data)
         {"llm_temperature": 0.7},
         {"llm_max_tokens": 200},
         {"llm_model": "qwen2.5-0.5b"},
-        {"fast": True},
     )
     for change in changes:
         assert bt.fingerprint(bt.reading_settings(base.model_copy(update=change))) != fp, change

@@ -92,8 +92,7 @@ def _llm(store: Path):
 
 def _reading(llm, cues, mode: str) -> str:
     msgs = reason.messages(HEADER, cues, KNOWLEDGE)
-    # Short claims (fast mode's schema): few generated tokens, so the test stays short on 2 cores
-    schema = reason.schema_for(cues, "sadness", short=True)
+    schema = reason.schema_for(cues, "sadness")
     return llm.chat(msgs, schema, sampling=Sampling(prompt_cache=mode)).model_dump_json()
 
 

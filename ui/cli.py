@@ -22,7 +22,7 @@ ModelDir = typer.Option(None, "--model-dir", help="Where the embedded models liv
 Fast = typer.Option(
     False,
     "--fast",
-    help="Fast mode: the 0.5B reasoner (unless --llm-model) and claims of at most 80 characters.",
+    help="Fast mode: reason with qwen2.5-0.5b (unless --llm-model); see docs/bench.md.",
 )
 
 
