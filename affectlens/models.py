@@ -245,6 +245,17 @@ def _stamp_value(path: Path, digest: str) -> str:
     return f"{digest} {st.st_size} {st.st_mtime_ns}"
 
 
+def file_digest(path: Path) -> str:
+    """The SHA-256 of ``path``: from its assembly stamp when that still matches the file's size
+    and modification time (an assembled model, verified then), else hashed now."""
+    stamp = _stamp(path)
+    if stamp.is_file():
+        digest = stamp.read_text().split(" ", 1)[0]
+        if stamp.read_text() == _stamp_value(path, digest):
+            return digest
+    return sha256(path)
+
+
 def _verified(path: Path, digest: str) -> bool:
     stamp = _stamp(path)
     return path.is_file() and stamp.is_file() and stamp.read_text() == _stamp_value(path, digest)

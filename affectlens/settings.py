@@ -29,6 +29,7 @@ ENV_PREFIX = "AFFECTLENS_"
 # AFFECTLENS_* variables that are not settings: the config file's path, setup.sh's venv.
 NON_SETTING_VARS = {"CONFIG", "VENV"}
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+FAST_LLM_MODEL = "qwen2.5-0.5b"  # the reasoner in fast mode (Settings.fast)
 
 
 APP_NAME = "affectlens"
@@ -126,10 +127,20 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(default=384, ge=16)
     llm_temperature: float = Field(default=0.0, ge=0)
     llm_seed: int = 0
-    llm_prompt_cache: bool = Field(
-        default=True,
-        description="Reuse evaluated prompt prefixes (faster). Off: every call is evaluated "
-        "from scratch, so the same prompt gives bit-identical output (evals turn it off).",
+    llm_prompt_cache: Literal["ram", "prefix", "off"] = Field(
+        default="ram",
+        description="Embedded backend. 'ram': reuse any evaluated prompt prefix the RAM cache "
+        "holds (fastest for chat and repair rounds; output may depend on what ran before). "
+        "'prefix': restore the saved state after the prompt's system turn before every call "
+        "(also saved beside the models for the next process): the same prompt gives the same "
+        "output in every run and order (evals use it). 'off': evaluate every prompt from "
+        "scratch (reproducible too, slowest).",
+    )
+    fast: bool = Field(
+        default=False,
+        description="Fast mode: reason with qwen2.5-0.5b unless llm_model is given too. The "
+        "label is the fused witnesses' either way (decision = 'fusion'); measured effect on "
+        "speed and explanations in docs/bench.md, 'Fast mode'.",
     )
     verify_max_rounds: int = Field(
         default=1,
@@ -179,6 +190,17 @@ class Settings(BaseSettings):
                 f"(see `Settings` in affectlens/settings.py for the names)"
             )
         return data
+
+    @model_validator(mode="after")
+    def _fast_model(self) -> Settings:
+        """Fast mode picks the small embedded model unless a model was chosen explicitly."""
+        if (
+            self.fast
+            and self.llm_backend == "embedded"
+            and "llm_model" not in self.model_fields_set
+        ):
+            self.llm_model = FAST_LLM_MODEL
+        return self
 
     def auth_pairs(self) -> list[tuple[str, str]]:
         """``auth`` as (user, password) pairs; empty without auth."""

@@ -133,28 +133,6 @@ def shipped_head() -> Head:
     return Head.load()
 
 
-def _get_state(llama: Llama) -> bytes:
-    """The context's KV state (llama.cpp's own bytes; Llama.save_state would also copy the
-    Python-side logits buffer, hundreds of MB for a 150k vocabulary)."""
-    import ctypes
-
-    import llama_cpp
-
-    size = llama_cpp.llama_state_get_size(llama._ctx.ctx)
-    buf = (ctypes.c_uint8 * int(size))()
-    n = llama_cpp.llama_state_get_data(llama._ctx.ctx, buf, size)
-    return bytes(buf)[: int(n)]
-
-
-def _set_state(llama: Llama, state: bytes) -> None:
-    import ctypes
-
-    import llama_cpp
-
-    buf = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
-    llama_cpp.llama_state_set_data(llama._ctx.ctx, buf, len(state))
-
-
 @dataclass
 class LabelScorer:
     """Reads the seven label log-probs for a line from a llama.cpp model (one forward pass)."""
@@ -176,6 +154,8 @@ class LabelScorer:
         p = prompt(text, version)
         if p in self._memo:
             return self._memo[p]
+        from affectlens.agent.llm.prefix_state import get_state, set_state
+
         tokens = self.llama.tokenize(p.encode(), add_bos=False, special=True)
         with self.lock:
             llama = self.llama
@@ -195,12 +175,12 @@ class LabelScorer:
                 pref = []  # not a shared prefix after all: evaluate the whole prompt
             if pref and n < len(pref):
                 if state is not None:
-                    _set_state(llama, state)
+                    set_state(llama, state)
                     llama.input_ids[: len(pref)] = pref
                 else:
                     llama.n_tokens = n
                     llama.eval(pref[n:])
-                    self._prefix[version] = (pref, _get_state(llama))
+                    self._prefix[version] = (pref, get_state(llama))
                 n = len(pref)
             llama.n_tokens = n
             llama.eval(tokens[n:])

@@ -251,8 +251,9 @@ def run_eval(
     from affectlens.evals.judge import Judge, Similarity
     from affectlens.evals.report import write_report
 
-    # Reproducible over speed: the same prompt must give the same reading in every run.
-    settings = settings.model_copy(update={"llm_prompt_cache": False})
+    # Reproducible: every call starts from the same saved system-turn state, so the same prompt
+    # gives the same reading in every run and order (without re-evaluating the system turn).
+    settings = settings.model_copy(update={"llm_prompt_cache": "prefix"})
     say = progress or (lambda _msg: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

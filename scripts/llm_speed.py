@@ -40,7 +40,7 @@ MESSAGES = [
 
 def probe(meter: TokenMeter, grammar: bool, runs: int, max_tokens: int) -> dict[str, float]:
     """Median prompt and generation tokens/s, and generated tokens, of ``runs`` calls."""
-    sampling = Sampling(max_tokens=max_tokens, prompt_cache=False)
+    sampling = Sampling(max_tokens=max_tokens, prompt_cache="off")
     figures: dict[str, list[float]] = {"prompt": [], "gen": [], "tokens": []}
     for _ in range(runs):
         meter.reset()

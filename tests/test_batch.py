@@ -256,7 +256,9 @@ def test_pipelined_equals_sequential_with_the_real_models(tmp_path, test_data, f
     folder = clip_folder(test_data, tmp_path / "in", CLIPS[:2])
     shutil.copy(face_clip, folder / "single_face.mp4")
     items = bt.discover(folder)
-    settings = Settings(data_dir=tmp_path / "d", llm_model="qwen2.5-0.5b", llm_prompt_cache=False)
+    settings = Settings(
+        data_dir=tmp_path / "d", llm_model="qwen2.5-0.5b", llm_prompt_cache="prefix"
+    )
     bt.run_batch(items, settings, tmp_path / "seq", pipelined=False)
     bt.run_batch(items, settings, tmp_path / "pipe", pipelined=True)
     assert readings(tmp_path / "seq") == readings(tmp_path / "pipe")

@@ -101,7 +101,7 @@ def test_one_instance_per_model_sampling_per_call_and_a_bounded_cache():
                     "llm_temperature": 0.7,
                     "llm_seed": 3,
                     "llm_max_tokens": 99,
-                    "llm_prompt_cache": False,
+                    "llm_prompt_cache": "off",
                 }
             )
         )

@@ -100,3 +100,10 @@ def test_a_claim_cut_by_the_length_limit_keeps_only_what_was_finished():
     assert Claim(text="Low, with a slight hint", cues=["V1"]).sentence == (
         "Low, with a slight hint [V1]."
     )
+
+
+def test_fast_mode_picks_the_small_reasoner_unless_a_model_is_named():
+    from affectlens.settings import FAST_LLM_MODEL, Settings
+
+    assert Settings(fast=True).llm_model == FAST_LLM_MODEL != Settings().llm_model
+    assert Settings(fast=True, llm_model="qwen2.5-1.5b").llm_model == "qwen2.5-1.5b"

@@ -19,6 +19,11 @@ models_app = typer.Typer(help="Assemble and verify the embedded models.", no_arg
 app.add_typer(models_app, name="models")
 
 ModelDir = typer.Option(None, "--model-dir", help="Where the embedded models live.")
+Fast = typer.Option(
+    False,
+    "--fast",
+    help="Fast mode: reason with qwen2.5-0.5b (unless --llm-model); see docs/bench.md.",
+)
 
 
 def _settings(**flags) -> Settings:
@@ -142,6 +147,7 @@ def ui(
     ),
     max_upload_mb: Optional[float] = typer.Option(None, "--max-upload-mb", help="Upload limit."),
     llm_model: Optional[str] = typer.Option(None, "--llm-model", help="LLM to reason with."),
+    fast: bool = Fast,
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where analyses are stored."),
 ) -> None:
     """Start the web app (Gradio): analyse a clip, read the cited result, chat, evals."""
@@ -152,6 +158,7 @@ def ui(
         port=port,
         max_upload_mb=max_upload_mb,
         llm_model=llm_model,
+        fast=fast or None,
         data_dir=data_dir,
         allow_remote_without_auth=allow_remote_without_auth or None,
     )
@@ -168,6 +175,7 @@ def bench(
     runs: int = typer.Option(3, "--runs", min=1, help="Warm runs per length (median)."),
     out: Optional[Path] = typer.Option(Path("bench.json"), "--out", help="JSON report."),
     llm_model: Optional[str] = typer.Option(None, "--llm-model", help="LLM to reason with."),
+    fast: bool = Fast,
     devices: Optional[str] = typer.Option(
         None, "--devices", help="'cpu', 'cuda' or 'cpu,cuda' (default: cpu, plus cuda if present)."
     ),
@@ -191,7 +199,7 @@ def bench(
     devs = tuple(d.strip() for d in devices.split(",") if d.strip()) if devices else None
     if devs and not set(devs) <= {"cpu", "cuda"}:
         raise typer.BadParameter(f"--devices takes cpu and/or cuda, not {devices!r}")
-    settings = _settings(llm_model=llm_model, data_dir=data_dir)
+    settings = _settings(llm_model=llm_model, fast=fast or None, data_dir=data_dir)
     if chat_only:
         from affectlens.evals.bench.chat import chat_main
 
@@ -224,6 +232,7 @@ def eval_cmd(
     ),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Judge model."),
     llm_model: Optional[str] = typer.Option(None, "--llm-model", help="LLM to reason with."),
+    fast: bool = Fast,
     resamples: int = typer.Option(1000, "--resamples", min=0, help="Bootstrap resamples."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
     report_only: Optional[Path] = typer.Option(
@@ -272,6 +281,7 @@ def eval_cmd(
         judge_backend=judge_backend,
         judge_model=judge_model,
         llm_model=llm_model,
+        fast=fast or None,
         model_dir=model_dir,
     )
     try:
@@ -306,6 +316,7 @@ def analyze(
     clip: Path = typer.Argument(..., help="Video, audio file or photo."),
     as_json: bool = typer.Option(False, "--json", help="Print the full AnalysisResult JSON."),
     llm_model: Optional[str] = typer.Option(None, "--llm-model", help="LLM to reason with."),
+    fast: bool = Fast,
     frame_rate: Optional[float] = typer.Option(None, "--frame-rate", help="Frames per second."),
     without: list[str] = typer.Option(
         [], "--without", help="Leave a modality out: face, speech, voice, scene (repeatable)."
@@ -333,7 +344,11 @@ def analyze(
         raise typer.BadParameter(f"--without takes {', '.join(MODALITIES)}, not {', '.join(bad)}")
     left_out = cast(list[Modality], without)  # each one checked above
     settings = _settings(
-        llm_model=llm_model, frame_rate=frame_rate, data_dir=data_dir, model_dir=model_dir
+        llm_model=llm_model,
+        fast=fast or None,
+        frame_rate=frame_rate,
+        data_dir=data_dir,
+        model_dir=model_dir,
     )
     with library_output(settings, verbose) as terminal:
         err = Console(file=terminal)
@@ -375,6 +390,7 @@ def batch(
     ),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N clips."),
     llm_model: Optional[str] = typer.Option(None, "--llm-model", help="LLM to reason with."),
+    fast: bool = Fast,
     frame_rate: Optional[float] = typer.Option(None, "--frame-rate", help="Frames per second."),
     without: list[str] = typer.Option(
         [], "--without", help="Leave a modality out: face, speech, voice, scene (repeatable)."
@@ -396,7 +412,11 @@ def batch(
     if bad:
         raise typer.BadParameter(f"--without takes {', '.join(MODALITIES)}, not {', '.join(bad)}")
     settings = _settings(
-        llm_model=llm_model, frame_rate=frame_rate, data_dir=data_dir, model_dir=model_dir
+        llm_model=llm_model,
+        fast=fast or None,
+        frame_rate=frame_rate,
+        data_dir=data_dir,
+        model_dir=model_dir,
     )
     try:
         items = bt.discover(source)[:limit]

@@ -6,12 +6,14 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
 
+from affectlens.agent.llm.prefix_state import STATES_DIR, SystemTurns, build_id
 from affectlens.agent.llm.protocol import LLMError, Sampling, check_messages, validated
 from affectlens.settings import Settings
 
@@ -106,19 +108,65 @@ class EmbeddedLLM:
         ftype = self._llama.metadata.get("general.file_type")
         quant = _GGUF_FTYPES.get(int(ftype), f"ftype {ftype}") if ftype is not None else "GGUF"
         self.model_id = f"{name} (llama.cpp {llama_cpp.__version__}, {quant})"
+        self._turns: SystemTurns | None = None  # built on first use
+
+    def system_turns(self) -> SystemTurns:
+        """The saved system turns of this model (``llm_prompt_cache = "prefix"``), keyed by
+        everything that changes their state: model file, llama.cpp build, context shape."""
+        if self._turns is None:
+            from affectlens.models import file_digest
+
+            p = self._llama.context_params
+            identity = (
+                f"{file_digest(self.path)} {build_id()} ctx={p.n_ctx} batch={p.n_batch} "
+                f"ubatch={p.n_ubatch} threads={p.n_threads}/{p.n_threads_batch} "
+                f"gpu_layers={self._llama.model_params.n_gpu_layers} "
+                f"kv={p.type_k}/{p.type_v}"
+            )
+            self._turns = SystemTurns(self._llama, identity, self.settings.model_dir / STATES_DIR)
+        return self._turns
+
+    def _seed(self, messages: list[dict]) -> None:
+        """In "ram" mode while the RAM cache is empty (a fresh process): start from the saved
+        system turn when the context does not hold it, instead of evaluating it (cold start)."""
+        llama = self._llama
+        if llama.cache is None or llama.cache.cache_size > 0:
+            return
+        turn = self.system_turns().tokens(messages)
+        if turn and llama.input_ids[: min(llama.n_tokens, len(turn))].tolist() != turn:
+            self.system_turns().restore(messages)
+
+    @contextmanager
+    def _fixed_start(self, messages: list[dict], mode: str) -> Iterator[None]:
+        """For "prefix" and "off": the call starts from the saved system turn (or an empty
+        context) and the RAM cache is neither read nor written, so the prompt is evaluated the
+        same way whatever ran before. A reused prefix of another length is evaluated in other
+        batches, which changes the logits in the last bits and so, now and then, a greedy
+        token."""
+        llama, cache = self._llama, self._llama.cache
+        llama.cache = None
+        try:
+            if mode == "prefix":
+                self.system_turns().restore(messages)
+            else:
+                llama.reset()
+            yield
+        finally:
+            llama.cache = cache
 
     def _complete(self, messages: list[dict], max_tokens: int, s: Sampling, **kwargs: Any) -> Any:
-        if not s.prompt_cache and not kwargs.get("stream"):
-            # A reused prefix is evaluated in other batches than a fresh one, which changes
-            # the logits in the last bits and so, now and then, a greedy token.
-            llama, cache = self._llama, self._llama.cache
-            llama.reset()
-            llama.cache = None
-            try:
-                return self._create(messages, max_tokens, s, **kwargs)
-            finally:
-                llama.cache = cache
-        return self._create(messages, max_tokens, s, **kwargs)
+        if s.prompt_cache == "ram":
+            self._seed(messages)
+            return self._create(messages, max_tokens, s, **kwargs)
+        if kwargs.get("stream"):  # llama-cpp-python starts a stream when it is iterated
+
+            def chunks() -> Iterator[Any]:
+                with self._fixed_start(messages, s.prompt_cache):
+                    yield from self._create(messages, max_tokens, s, **kwargs)
+
+            return chunks()
+        with self._fixed_start(messages, s.prompt_cache):
+            return self._create(messages, max_tokens, s, **kwargs)
 
     def _create(self, messages: list[dict], max_tokens: int, s: Sampling, **kwargs: Any) -> Any:
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -29,7 +29,7 @@ class Sampling(BaseModel):
     max_tokens: int = 384
     temperature: float = 0.0
     seed: int = 0
-    prompt_cache: bool = True
+    prompt_cache: Literal["ram", "prefix", "off"] = "ram"
 
     @classmethod
     def of(cls, s: Settings) -> Sampling:
