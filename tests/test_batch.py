@@ -250,6 +250,8 @@ def test_cli_batch_exit_status_and_files(tmp_path, test_data, monkeypatch):
     assert "0 analysed, 1 already done, 0 failed" in res.output
     res = CliRunner().invoke(app, ["batch", str(tmp_path / "none*.mp4"), "--out", str(out)])
     assert res.exit_code == 2 and "input error" in res.output
+    res = CliRunner().invoke(app, [*args, "--parallel", "2"])  # the embedded backend
+    assert res.exit_code == 2 and "OpenAI-compatible server" in res.output
 
 
 @pytest.mark.slow  # the real perception tools and the embedded LLM

@@ -357,6 +357,23 @@ def batch(
     sequential: bool = typer.Option(
         False, "--sequential", help="Perceive and reason one clip at a time (no overlap)."
     ),
+    parallel: int = typer.Option(
+        1,
+        "--parallel",
+        min=1,
+        help="Reasoning requests in flight at once (an OpenAI-compatible server's slots: "
+        "llm_backend=openai).",
+    ),
+    ray: Optional[str] = typer.Option(
+        None,
+        "--ray",
+        metavar="ADDRESS",
+        help="Run on Ray: 'local' (a new instance here), 'auto' (a running cluster) or an "
+        "address. Needs the cluster extra: pip install 'affectlens[cluster]'.",
+    ),
+    workers: int = typer.Option(
+        2, "--workers", min=1, help="Ray worker actors, each holding its own models."
+    ),
     retry_failed: bool = typer.Option(
         True, "--retry-failed/--keep-failed", help="Redo the clips that failed before."
     ),
@@ -380,6 +397,7 @@ def batch(
     from rich.console import Console
 
     from affectlens.agent import batch as bt
+    from affectlens.agent.batch_ray import RayMissingError
     from affectlens.agent.schemas import MODALITIES
 
     bad = [m for m in without if m not in MODALITIES]
@@ -388,6 +406,12 @@ def batch(
     settings = _settings(
         llm_model=llm_model, frame_rate=frame_rate, data_dir=data_dir, model_dir=model_dir
     )
+    if parallel > 1 and settings.llm_backend != "openai":
+        raise typer.BadParameter(
+            "--parallel needs an OpenAI-compatible server (llm_backend = 'openai' and "
+            "llm_base_url in config.toml, or AFFECTLENS_LLM_BACKEND=openai); an in-process "
+            "model answers one request at a time"
+        )
     try:
         items = bt.discover(source)[:limit]
     except bt.BatchInputError as exc:
@@ -402,6 +426,9 @@ def batch(
                     settings,
                     out,
                     pipelined=not sequential,
+                    parallel=parallel,
+                    ray=ray,
+                    ray_workers=workers,
                     without=without,
                     retry_failed=retry_failed,
                     store=store,
@@ -411,6 +438,9 @@ def batch(
             except KeyboardInterrupt:
                 console.print("[yellow]interrupted[/yellow]; rerun the same command to resume")
                 raise typer.Exit(130)
+            except RayMissingError as exc:
+                console.print(f"[red]{exc}[/red]")
+                raise typer.Exit(2)
         console.print(
             f"{len(report.done)} analysed, {len(report.skipped)} already done, "
             f"{len(report.failed)} failed; {report.clips_per_minute:.1f} clips/min; "
