@@ -175,9 +175,39 @@ def bench(
         None, "--markdown", help="Also update the table in this Markdown file (docs/bench.md)."
     ),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Clip cache and bench store."),
+    batch: bool = typer.Option(
+        False, "--batch", help="Clips per minute of `affectlens batch` by mode instead."
+    ),
+    clips: list[Path] = typer.Option(
+        [], "--clip", help="--batch: a clip to run (repeatable; default: the test clips)."
+    ),
+    server: Optional[str] = typer.Option(
+        None, "--server", help="--batch: also a server-parallel run against this /v1 URL."
+    ),
+    server_model: Optional[str] = typer.Option(
+        None, "--server-model", help="--batch: the model name the server serves."
+    ),
+    parallel: int = typer.Option(
+        2, "--parallel", min=1, help="--batch: requests in flight in the server run."
+    ),
 ) -> None:
-    """Time every stage on real clips of several lengths, cold and warm; print the table."""
+    """Time every stage on real clips of several lengths, cold and warm; print the table.
+    With --batch: clips per minute of a batch, sequential, pipelined and server-parallel."""
     from affectlens.evals import bench as bn
+
+    if batch:
+        from affectlens.evals.bench import batch as bb
+
+        settings = _settings(llm_model=llm_model, data_dir=data_dir)
+        try:
+            bb.main(
+                settings, list(clips), settings.data_dir / "bench" / "batch",
+                server=server, server_model=server_model, parallel=parallel, report_file=out,
+            )  # fmt: skip
+        except bn.BenchError as exc:
+            typer.echo(f"benchmark failed: {exc}", err=True)
+            raise typer.Exit(1)
+        return
 
     try:
         secs = tuple(float(x) for x in lengths.split(",") if x.strip())
