@@ -39,12 +39,17 @@ def test_without_ray_the_error_says_how_to_install_it(tmp_path, test_data, monke
 
 
 @pytest.mark.slow  # a Ray instance, two actors each loading the tools and the 0.5B LLM
+@pytest.mark.timeout(2400)  # two runs of three clips; minutes more on a loaded machine
 def test_a_local_ray_run_with_two_workers_equals_the_sequential_run(tmp_path, test_data, face_clip):
     pytest.importorskip("ray", reason="Ray is the cluster extra: scripts/setup.sh --test")
     folder = clip_folder(test_data, tmp_path / "in", CLIPS[:2])
     shutil.copy(face_clip, folder / "single_face.mp4")
     items = bt.discover(folder)
-    settings = Settings(data_dir=tmp_path / "d", llm_model="qwen2.5-0.5b", llm_prompt_cache=False)
+    # the 0.5B, and no text-emotion witness (it reads the 1.5B's log-probs): ~2-3 GB an actor
+    settings = Settings(
+        data_dir=tmp_path / "d", llm_model="qwen2.5-0.5b", llm_prompt_cache=False,
+        text_emotion=False,
+    )  # fmt: skip
     without = ("scene",)  # CLIP is the one tool left out: each actor loads every other model
     seq = bt.run_batch(items, settings, tmp_path / "seq", pipelined=False, without=without)
     par = bt.run_batch(

@@ -1,5 +1,6 @@
 """`affectlens batch --parallel 2` against llama.cpp's real server with 2 slots: two reasoning
-requests are in flight at once, and the records equal a one-at-a-time run's on the same server.
+requests are in flight at once, and every clip's label and cues equal a one-at-a-time run's on
+the same server.
 
 The server is ``llama-server`` (llama.cpp's C++ server, not llama-cpp-python's, which answers
 one request at a time), built by ``scripts/setup.sh --test`` from the sources of the pinned
@@ -22,11 +23,11 @@ import pytest
 from test_batch import CLIPS, VOICE_ONLY, clip_folder, readings
 
 from affectlens.agent import batch as bt
-from affectlens.agent.llm.embedded import model_path
 from affectlens.agent.llm.openai_compat import OpenAILLM
+from affectlens.models import model_path
 from affectlens.settings import Settings, user_cache_dir
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # minutes on a loaded machine
 SLOTS = 2
 
 
@@ -64,7 +65,9 @@ def llama_server(tmp_path_factory):
     with log_path.open("wb") as log:  # a file, not a pipe: a full pipe would block the server
         proc = subprocess.Popen(
             [str(binary), "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
-             "--parallel", str(SLOTS), "--ctx-size", str(4096 * SLOTS), "--threads", "2",
+             # one thread: on a shared 2-core machine two OpenMP threads wait for each other at
+             # every step (docs/bench.md, "LLM speed probe")
+             "--parallel", str(SLOTS), "--ctx-size", str(4096 * SLOTS), "--threads", "1",
              "--alias", "qwen2.5-0.5b"],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -127,7 +130,12 @@ def test_parallel_requests_against_llama_server_give_the_sequential_records(
     assert two.done == list(CLIPS) and not two.failed, two
     seq, par = readings(tmp_path / "one"), readings(tmp_path / "two")
     assert list(par) == list(seq) == list(CLIPS)  # results.jsonl in the input's order
-    assert par == seq  # label, explanation and cues of every clip
+    # Label and cues of every clip (the issue's criterion). The explanation's wording is not
+    # compared: two slots decoded in one batch round differently in the last bits than one
+    # (seen here: 1 of 4 explanations worded otherwise, same label and cues).
+    assert {c: (label, cues) for c, (label, _, cues) in par.items()} == {
+        c: (label, cues) for c, (label, _, cues) in seq.items()
+    }
     assert all(label for label, _, _ in seq.values())
     records = [bt.read_record(tmp_path / "two" / f"{c}.json") for c in CLIPS]
     assert all("openai-compatible" in r.result.models["reason"] for r in records)
