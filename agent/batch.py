@@ -13,6 +13,11 @@ stopped before ``textualise``) while the caller's thread reasons over the curren
 graph entered at ``textualise`` with that evidence); a queue of one clip keeps memory flat.
 The reasoning calls happen in the input order either way, so a pipelined run gives the same
 readings as a sequential one.
+
+With ``parallel=N`` (an OpenAI-compatible server's slots) N reasoning threads take clips from
+a queue of N, so N requests are in flight; with ``ray=ADDRESS`` the clips run on Ray actors
+(``agent/batch_ray.py``). Either way this process writes every record, and the index lists
+them in the input's order.
 """
 
 from __future__ import annotations
