@@ -138,4 +138,5 @@ def test_parallel_requests_against_llama_server_give_the_sequential_records(
     }
     assert all(label for label, _, _ in seq.values())
     records = [bt.read_record(tmp_path / "two" / f"{c}.json") for c in CLIPS]
-    assert all("openai-compatible" in r.result.models["reason"] for r in records)
+    asked = [r.result.models["reason"] for r in records if "reason" in r.result.models]
+    assert asked and all("openai-compatible" in m for m in asked)  # a clip with no cue asks none
