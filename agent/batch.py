@@ -13,6 +13,11 @@ stopped before ``textualise``) while the caller's thread reasons over the curren
 graph entered at ``textualise`` with that evidence); a queue of one clip keeps memory flat.
 The reasoning calls happen in the input order either way, so a pipelined run gives the same
 readings as a sequential one.
+
+With ``parallel=N`` (an OpenAI-compatible server's slots) N reasoning threads take clips from
+a queue of N, so N requests are in flight; with ``ray=ADDRESS`` the clips run on Ray actors
+(``agent/batch_ray.py``). Either way this process writes every record, and the index lists
+them in the input's order.
 """
 
 from __future__ import annotations
@@ -84,7 +89,10 @@ class ClipError(BaseModel):
 
     type: str
     message: str
-    stage: str = Field(description="'perception', 'reasoning' or 'reading' (no reading made).")
+    stage: str = Field(
+        description="'perception', 'reasoning', 'reading' (no reading made) or 'worker' (a "
+        "Ray worker was lost)."
+    )
 
 
 class ClipRecord(BaseModel):
@@ -113,6 +121,7 @@ class BatchReport:
     failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
+    worker_peak_mb: list[float] = field(default_factory=list)  # a Ray run's actors
 
     @property
     def clips_per_minute(self) -> float:
@@ -333,6 +342,27 @@ def reason(perceived: Perceived, ctx: Any) -> tuple[AnalysisResult | None, ClipE
 OnClip = Callable[[ClipRecord, int, int], None]  # (record, done so far, to do)
 
 
+@dataclass
+class Outcome:
+    """One clip analysed, wherever it ran (this process or a Ray actor)."""
+
+    item: BatchItem
+    result: AnalysisResult | None
+    error: ClipError | None
+    seconds: float
+
+
+Emit = Callable[[Outcome], None]
+
+
+def analyse(perceived: Perceived, ctx: Any) -> Outcome:
+    """The reasoning stage on a perceived clip, timed (perception's seconds added)."""
+    t0 = time.perf_counter()
+    result, error = reason(perceived, ctx)
+    seconds = perceived.seconds + time.perf_counter() - t0
+    return Outcome(perceived.item, result, error, round(seconds, 3))
+
+
 def plan(
     items: list[BatchItem], out: Path, fp: str, *, retry_failed: bool = True
 ) -> tuple[list[BatchItem], list[BatchItem]]:
@@ -353,6 +383,9 @@ def run_batch(
     out: str | Path,
     *,
     pipelined: bool = True,
+    parallel: int = 1,
+    ray: str | None = None,
+    ray_workers: int = 2,
     without: Iterable[str] = (),
     retry_failed: bool = True,
     store: bool = False,
@@ -360,12 +393,21 @@ def run_batch(
     on_start: Callable[[int, int], None] | None = None,
     on_clip: OnClip | None = None,
 ) -> BatchReport:
-    """Analyse ``items`` into ``out``; see the module docstring. ``on_start(to_do, skipped)``
-    and ``on_clip(record, done, to_do)`` report progress; ``store`` also saves each result
-    in the user's analyses (``settings.data_dir``); ``llm`` replaces the configured LLM."""
+    """Analyse ``items`` into ``out``; see the module docstring. ``parallel``: reasoning
+    requests in flight (an OpenAI-compatible server's slots); ``ray``: run on a Ray cluster
+    (``"local"``, ``"auto"`` or an address) with ``ray_workers`` actors. ``on_start(to_do,
+    skipped)`` and ``on_clip(record, done, to_do)`` report progress; ``store`` also saves each
+    result in the user's analyses (``settings.data_dir``); ``llm`` replaces the configured LLM."""
     from affectlens.agent.run import _without
     from affectlens.agent.state import RunContext
 
+    if parallel < 1:
+        raise ValueError("parallel must be at least 1")
+    if parallel > 1 and llm is None and settings.llm_backend != "openai":
+        raise ValueError(
+            "several reasoning requests in flight need an OpenAI-compatible server "
+            "(llm_backend='openai'); an in-process model answers one at a time"
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _clean_temporaries(out)
@@ -378,38 +420,47 @@ def run_batch(
     if on_start:
         on_start(len(todo), len(skipped))
     ctx = RunContext(settings=settings, llm=llm, save=store)
+    written = threading.Lock()  # several reasoning threads finish clips
     t0 = time.perf_counter()
 
-    def finish(perceived: Perceived) -> None:
-        t_reason = time.perf_counter()
-        result, error = reason(perceived, ctx)
-        item = perceived.item
+    def finish(outcome: Outcome) -> None:
+        item = outcome.item
         rec = ClipRecord(
             id=item.id,
             file=str(item.path),
             gold=list(item.gold),
             fingerprint=fp,
             settings=readable,
-            seconds=round(perceived.seconds + time.perf_counter() - t_reason, 3),
-            error=error,
-            result=result,
+            seconds=outcome.seconds,
+            error=outcome.error,
+            result=outcome.result,
         )
-        write_atomic(record_path(out, item.id), rec.model_dump_json(indent=1), SHARED)
-        (report.failed if error else report.done).append(item.id)
-        if on_clip:
-            on_clip(rec, len(report.done) + len(report.failed), len(todo))
+        with written:
+            write_atomic(record_path(out, item.id), rec.model_dump_json(indent=1), SHARED)
+            (report.failed if outcome.error else report.done).append(item.id)
+            if on_clip:
+                on_clip(rec, len(report.done) + len(report.failed), len(todo))
 
     try:
-        if pipelined:
-            _pipelined(todo, ctx, skip, finish)
+        if ray is not None:
+            from affectlens.agent.batch_ray import run_on_ray
+
+            report.worker_peak_mb = run_on_ray(
+                todo, ctx, skip, finish, address=ray, workers=ray_workers
+            )
+        elif pipelined or parallel > 1:
+            _pipelined(todo, ctx, skip, finish, parallel)
         else:
             for item in todo:
-                finish(perceive(item, ctx, skip))
+                finish(analyse(perceive(item, ctx, skip), ctx))
     except KeyboardInterrupt:
         report.interrupted = True
         raise
     finally:
         report.seconds = time.perf_counter() - t0
+        order = {it.id: n for n, it in enumerate(items)}  # clips finish out of order in parallel
+        report.done.sort(key=order.__getitem__)
+        report.failed.sort(key=order.__getitem__)
         rebuild_index(out, items)
     return report
 
@@ -417,9 +468,12 @@ def run_batch(
 _END = object()
 
 
-def _pipelined(todo: list[BatchItem], ctx: Any, skip: list[Modality], finish) -> None:
-    """A perception thread feeds a one-clip queue; this thread reasons in the input order."""
-    handoff: queue.Queue = queue.Queue(maxsize=1)
+def _pipelined(
+    todo: list[BatchItem], ctx: Any, skip: list[Modality], finish: Emit, parallel: int = 1
+) -> None:
+    """A perception thread feeds a queue of ``parallel`` clips; ``parallel`` reasoners take
+    them (this thread alone when 1, so reasoning runs in the input order)."""
+    handoff: queue.Queue = queue.Queue(maxsize=parallel)
     stop = threading.Event()
 
     def put(value: Any) -> bool:
@@ -437,12 +491,49 @@ def _pipelined(todo: list[BatchItem], ctx: Any, skip: list[Modality], finish) ->
                 if stop.is_set() or not put(perceive(item, ctx, skip)):
                     return
         finally:
-            put(_END)
+            for _ in range(parallel):
+                put(_END)
+
+    def consume() -> None:
+        while not stop.is_set():
+            try:
+                perceived = handoff.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if perceived is _END:
+                return
+            finish(analyse(perceived, ctx))
 
     worker = threading.Thread(target=produce, name="affectlens-perceive", daemon=True)
     worker.start()
     try:
-        while (perceived := handoff.get()) is not _END:
-            finish(perceived)
+        if parallel == 1:
+            consume()
+        else:
+            _in_threads(consume, parallel, stop)
     finally:
         stop.set()  # on an exception or Ctrl-C the perception thread stops after its clip
+
+
+def _in_threads(target: Callable[[], None], n: int, stop: threading.Event) -> None:
+    """``target`` in ``n`` daemon threads, waited for here (so Ctrl-C reaches this thread and
+    does not wait for requests in flight); the first exception stops the others and is raised."""
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            target()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            failures.append(exc)
+            stop.set()
+
+    threads = [
+        threading.Thread(target=run, name=f"affectlens-reason-{i}", daemon=True) for i in range(n)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(0.2)
+    if failures:
+        raise failures[0]

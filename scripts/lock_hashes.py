@@ -1,5 +1,5 @@
-"""Add sha256 hashes to requirements/lock.txt and requirements/no-deps.txt, so set-up installs
-with ``pip --require-hashes``: what lands in the venv is byte-for-byte what was locked (and a
+"""Add sha256 hashes to requirements/lock.txt, no-deps.txt and cluster.txt (the Ray extra), so
+set-up installs with ``pip --require-hashes``: what lands in the venv is byte-for-byte what was locked (and a
 local wheel that shares a version number, e.g. ``torch 2.13.0+cpu`` in a find-links folder, is
 refused). Reads PyPI's JSON simple API; keeps every file of each pinned version (all platforms).
 A pin may carry extras (``uvicorn[standard]==0.54.0``): hash-checking mode takes nothing unpinned,
@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = [ROOT / "requirements" / "lock.txt", ROOT / "requirements" / "no-deps.txt"]
+FILES = [ROOT / "requirements" / f for f in ("lock.txt", "no-deps.txt", "cluster.txt")]
 INDEX = "https://pypi.org/simple/{}/"
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;\\]+)")
 
@@ -64,5 +64,5 @@ def rewrite(path: Path) -> None:
 
 
 if __name__ == "__main__":
-    for f in FILES if len(sys.argv) < 2 else map(Path, sys.argv[1:]):
+    for f in FILES if len(sys.argv) < 2 else (Path(a).resolve() for a in sys.argv[1:]):
         rewrite(f)

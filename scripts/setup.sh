@@ -3,7 +3,8 @@
 # embedded models. Idempotent: each step is skipped when its inputs have not changed.
 #   scripts/setup.sh          runtime
 #   scripts/setup.sh --test   runtime + what the tests need (Chromium for the browser test,
-#                             espeak-ng to speak known sentences)
+#                             espeak-ng to speak known sentences, Ray for the cluster test,
+#                             llama.cpp's server for the batch test against a server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +34,9 @@ fi
 [[ -x $VENV/bin/python ]] || { say "creating $VENV"; "$PY" -m venv "$VENV"; }
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 stamp=$VENV/.affectlens-installed
-want=$(cat requirements/lock.txt requirements/no-deps.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+reqs=(requirements/lock.txt requirements/no-deps.txt pyproject.toml)
+[[ $WANT_TEST == 1 ]] && reqs+=(requirements/cluster.txt)
+want=$(cat "${reqs[@]}" | sha256sum | cut -d' ' -f1)
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
     say "installing Python packages (pinned in requirements/lock.txt)"
     "${PIP[@]}" install -U pip wheel
@@ -43,6 +46,8 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
     # Packages whose declared dependencies must not be followed (see requirements/no-deps.txt).
     "${PIP[@]}" install --require-hashes --no-deps -r requirements/no-deps.txt
     "${PIP[@]}" install --no-deps -e .
+    # Ray, the optional cluster extra (pip install affectlens[cluster]): the tests run on it.
+    [[ $WANT_TEST == 1 ]] && "${PIP[@]}" install --require-hashes -r requirements/cluster.txt
     echo "$want" > "$stamp"
 fi
 
@@ -55,9 +60,9 @@ LLAMA=llama-cpp-python==0.3.36
 cmake_args=$("$VENV/bin/python" -m affectlens.build cmake-args)
 # the stamp's name and format: affectlens.build.LLAMA_STAMP (affectlens bench prints it)
 llama_stamp=$VENV/.affectlens-llama
+cache_root=$("$VENV/bin/python" -c 'from affectlens.settings import user_cache_dir; print(user_cache_dir())')
 if [[ ! -f $llama_stamp || $(cat "$llama_stamp") != "$LLAMA $cmake_args" ]]; then
-    cache=$("$VENV/bin/python" -c 'from affectlens.settings import user_cache_dir; print(user_cache_dir())')
-    wheels=$cache/wheels/$(echo "$LLAMA $cmake_args" | sha256sum | cut -c1-12)
+    wheels=$cache_root/wheels/$(echo "$LLAMA $cmake_args" | sha256sum | cut -c1-12)
     if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
         variant=$("$VENV/bin/python" -m affectlens.build variant)
         say "building $LLAMA for $variant ($cmake_args; about 5 minutes, once)"
@@ -67,6 +72,16 @@ if [[ ! -f $llama_stamp || $(cat "$llama_stamp") != "$LLAMA $cmake_args" ]]; the
     fi
     "${PIP[@]}" install --no-deps --force-reinstall "$wheels"/llama_cpp_python-*.whl
     echo "$LLAMA $cmake_args" > "$llama_stamp"
+fi
+
+# 3b. for the tests: llama.cpp's own server (llama-server, `--parallel` slots), built from the
+# same sources and arguments, cached like the wheel (tests/test_batch_server.py finds it there).
+if [[ $WANT_TEST == 1 ]]; then
+    server=$cache_root/llama-server/$(echo "$LLAMA $cmake_args" | sha256sum | cut -c1-12)
+    if [[ ! -x $server/llama-server ]]; then
+        say "building llama-server from $LLAMA's llama.cpp (about 15 minutes on 2 cores, once)"
+        scripts/build_llama_server.sh "$VENV/bin/python" "$LLAMA" "$cmake_args" "$server"
+    fi
 fi
 
 # 4. embedded models (verified against affectlens/checksums.json) ----------------------------

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -249,6 +250,8 @@ def test_cli_batch_exit_status_and_files(tmp_path, test_data, monkeypatch):
     assert "0 analysed, 1 already done, 0 failed" in res.output
     res = CliRunner().invoke(app, ["batch", str(tmp_path / "none*.mp4"), "--out", str(out)])
     assert res.exit_code == 2 and "input error" in res.output
+    res = CliRunner().invoke(app, [*args, "--parallel", "2"])  # the embedded backend
+    assert res.exit_code == 2 and "OpenAI-compatible server" in res.output
 
 
 @pytest.mark.slow  # the real perception tools and the embedded LLM
@@ -262,3 +265,37 @@ def test_pipelined_equals_sequential_with_the_real_models(tmp_path, test_data, f
     bt.run_batch(items, settings, tmp_path / "seq", pipelined=False)
     bt.run_batch(items, settings, tmp_path / "pipe", pipelined=True)
     assert readings(tmp_path / "seq") == readings(tmp_path / "pipe")
+
+
+class InFlight(SchemaFiller):
+    """SchemaFiller that holds each call a moment and counts the calls in flight at once."""
+
+    def __init__(self):
+        super().__init__()
+        self.now = self.most = 0
+        self.lock = threading.Lock()
+
+    def chat(self, messages, schema=None, **kw):
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        time.sleep(0.5)
+        with self.lock:
+            self.now -= 1
+        return super().chat(messages, schema, **kw)
+
+
+def test_parallel_reasoning_keeps_several_requests_in_flight_and_the_readings(tmp_path, test_data):
+    folder = clip_folder(test_data, tmp_path / "in")
+    items, settings = bt.discover(folder), Settings(data_dir=tmp_path / "d")
+    run(items, tmp_path / "seq", settings, pipelined=False)
+    llm, seen = InFlight(), []
+    report = bt.run_batch(
+        items, settings, tmp_path / "par", parallel=3, llm=llm, without=VOICE_ONLY,
+        on_clip=lambda rec, done, todo: seen.append(done),
+    )  # fmt: skip
+    assert llm.most >= 2  # the voice tool perceives faster than a call lasts
+    assert report.done == list(CLIPS) and seen == [1, 2, 3, 4]
+    assert readings(tmp_path / "par") == readings(tmp_path / "seq")
+    with pytest.raises(ValueError, match="OpenAI-compatible"):
+        bt.run_batch(items, settings, tmp_path / "x", parallel=2)  # an embedded model: refused

@@ -187,10 +187,40 @@ def bench(
         True, "--chat/--no-chat", help="Also time the chat's first token (sample's analysis)."
     ),
     chat_only: bool = typer.Option(False, "--chat-only", help="Only the chat's figures."),
+    batch: bool = typer.Option(
+        False, "--batch", help="Clips per minute of `affectlens batch` by mode instead."
+    ),
+    clips: list[Path] = typer.Option(
+        [], "--clip", help="--batch: a clip to run (repeatable; default: the test clips)."
+    ),
+    server: Optional[str] = typer.Option(
+        None, "--server", help="--batch: also a server-parallel run against this /v1 URL."
+    ),
+    server_model: Optional[str] = typer.Option(
+        None, "--server-model", help="--batch: the model name the server serves."
+    ),
+    parallel: int = typer.Option(
+        2, "--parallel", min=1, help="--batch: requests in flight in the server run."
+    ),
 ) -> None:
     """Time every stage on real clips of several lengths, cold and warm, and the chat's time to
-    first token; print the table."""
+    first token; print the table. With --batch: clips per minute of a batch, sequential,
+    pipelined and server-parallel."""
     from affectlens.evals import bench as bn
+
+    if batch:
+        from affectlens.evals.bench import batch as bb
+
+        settings = _settings(llm_model=llm_model, fast=fast or None, data_dir=data_dir)
+        try:
+            bb.main(
+                settings, list(clips), settings.data_dir / "bench" / "batch",
+                server=server, server_model=server_model, parallel=parallel, report_file=out,
+            )  # fmt: skip
+        except bn.BenchError as exc:
+            typer.echo(f"benchmark failed: {exc}", err=True)
+            raise typer.Exit(1)
+        return
 
     try:
         secs = tuple(float(x) for x in lengths.split(",") if x.strip())
@@ -382,6 +412,23 @@ def batch(
     sequential: bool = typer.Option(
         False, "--sequential", help="Perceive and reason one clip at a time (no overlap)."
     ),
+    parallel: int = typer.Option(
+        1,
+        "--parallel",
+        min=1,
+        help="Reasoning requests in flight at once (an OpenAI-compatible server's slots: "
+        "llm_backend=openai).",
+    ),
+    ray: Optional[str] = typer.Option(
+        None,
+        "--ray",
+        metavar="ADDRESS",
+        help="Run on Ray: 'local' (a new instance here), 'auto' (a running cluster) or an "
+        "address. Needs the cluster extra: pip install 'affectlens[cluster]'.",
+    ),
+    workers: int = typer.Option(
+        2, "--workers", min=1, help="Ray worker actors, each holding its own models."
+    ),
     retry_failed: bool = typer.Option(
         True, "--retry-failed/--keep-failed", help="Redo the clips that failed before."
     ),
@@ -406,6 +453,7 @@ def batch(
     from rich.console import Console
 
     from affectlens.agent import batch as bt
+    from affectlens.agent.batch_ray import RayMissingError
     from affectlens.agent.schemas import MODALITIES
 
     bad = [m for m in without if m not in MODALITIES]
@@ -418,6 +466,12 @@ def batch(
         data_dir=data_dir,
         model_dir=model_dir,
     )
+    if parallel > 1 and settings.llm_backend != "openai":
+        raise typer.BadParameter(
+            "--parallel needs an OpenAI-compatible server (llm_backend = 'openai' and "
+            "llm_base_url in config.toml, or AFFECTLENS_LLM_BACKEND=openai); an in-process "
+            "model answers one request at a time"
+        )
     try:
         items = bt.discover(source)[:limit]
     except bt.BatchInputError as exc:
@@ -432,6 +486,9 @@ def batch(
                     settings,
                     out,
                     pipelined=not sequential,
+                    parallel=parallel,
+                    ray=ray,
+                    ray_workers=workers,
                     without=without,
                     retry_failed=retry_failed,
                     store=store,
@@ -441,6 +498,9 @@ def batch(
             except KeyboardInterrupt:
                 console.print("[yellow]interrupted[/yellow]; rerun the same command to resume")
                 raise typer.Exit(130)
+            except RayMissingError as exc:
+                console.print(f"[red]{exc}[/red]")
+                raise typer.Exit(2)
         console.print(
             f"{len(report.done)} analysed, {len(report.skipped)} already done, "
             f"{len(report.failed)} failed; {report.clips_per_minute:.1f} clips/min; "
