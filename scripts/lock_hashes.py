@@ -1,7 +1,8 @@
 """Add sha256 hashes to requirements/lock.txt, no-deps.txt and cluster.txt (the Ray extra), so
 set-up installs with ``pip --require-hashes``: what lands in the venv is byte-for-byte what was
 locked (and a local wheel that shares a version number, e.g. ``torch 2.13.0+cpu`` in a
-find-links folder, is refused). Reads PyPI's JSON simple API; keeps every file of each pinned version (all platforms).
+find-links folder, is refused). Reads PyPI's JSON simple API; keeps every file of each pinned
+version (all platforms).
 A pin may carry extras (``uvicorn[standard]==0.54.0``): hash-checking mode takes nothing unpinned,
 so an extra a dependency asks for must be locked with it.
 
