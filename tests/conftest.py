@@ -172,6 +172,17 @@ def emer_csv(shared_data: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_gguf() -> Path:
+    """The embedded 0.5B GGUF (the smallest real LLM); skips where it is not assembled."""
+    from affectlens.models import model_path
+
+    try:
+        return model_path("qwen2.5-0.5b", Settings().model_dir)
+    except Exception as exc:  # not assembled on this machine
+        pytest.skip(f"embedded 0.5B model not assembled ({exc}); run affectlens models assemble")
+
+
+@pytest.fixture(scope="session")
 def test_data() -> Path:
     return TEST_DATA
 

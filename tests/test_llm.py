@@ -55,14 +55,6 @@ def _settings(**kw) -> Settings:
     return Settings(**{"llm_model": "qwen2.5-0.5b", "threads": 2, "llm_context": 2048, **kw})
 
 
-@pytest.fixture(scope="module")
-def small_gguf() -> Path:
-    try:
-        return model_path("qwen2.5-0.5b", Settings().model_dir)
-    except Exception as exc:  # not assembled on this machine
-        pytest.skip(f"embedded 0.5B model not assembled ({exc}); run affectlens models assemble")
-
-
 # ----------------------------------------------------------------------------- helpers
 
 

@@ -15,7 +15,6 @@ from affectlens.agent import reason  # noqa: E402
 from affectlens.agent.llm.prefix_state import SystemTurns  # noqa: E402
 from affectlens.agent.llm.protocol import Sampling  # noqa: E402
 from affectlens.agent.schemas import Cue  # noqa: E402
-from affectlens.models import model_path  # noqa: E402
 from affectlens.settings import Settings  # noqa: E402
 
 
@@ -71,14 +70,6 @@ CUES = [
 OTHER = [c.model_copy(update={"text": c.text.replace("0.", "0.9")}) for c in CUES]
 HEADER = "Clip: 4.0 s, one person."
 KNOWLEDGE = ["Sadness often shows as AU1+AU4+AU15."]
-
-
-@pytest.fixture(scope="module")
-def small_gguf() -> Path:
-    try:
-        return model_path("qwen2.5-0.5b", Settings().model_dir)
-    except Exception as exc:  # not assembled on this machine
-        pytest.skip(f"embedded 0.5B model not assembled ({exc}); run affectlens models assemble")
 
 
 def _llm(store: Path):
