@@ -15,7 +15,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from openai_stub import Server, completion  # noqa: E402
 from test_llm import _settings as _embedded_settings  # noqa: E402
-from test_llm import small_gguf  # noqa: E402,F401 - the fixture
 
 from affectlens.agent.llm import LLMError, embedded, factory, get_llm  # noqa: E402
 from affectlens.settings import Settings  # noqa: E402
