@@ -45,9 +45,10 @@ def test_a_local_ray_run_with_two_workers_equals_the_sequential_run(tmp_path, te
     folder = clip_folder(test_data, tmp_path / "in", CLIPS[:2])
     shutil.copy(face_clip, folder / "single_face.mp4")
     items = bt.discover(folder)
-    # the 0.5B, and no text-emotion witness (it reads the 1.5B's log-probs): ~2-3 GB an actor
+    # the 0.5B, and no text-emotion witness (it reads the 1.5B's log-probs): ~2-3 GB an actor;
+    # 'prefix': every prompt computed from the same saved system turn, in any process and order
     settings = Settings(
-        data_dir=tmp_path / "d", llm_model="qwen2.5-0.5b", llm_prompt_cache=False,
+        data_dir=tmp_path / "d", llm_model="qwen2.5-0.5b", llm_prompt_cache="prefix",
         text_emotion=False,
     )  # fmt: skip
     without = ("scene",)  # CLIP is the one tool left out: each actor loads every other model
