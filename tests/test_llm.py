@@ -137,11 +137,14 @@ def test_embedded_is_cached_per_settings_and_streams_what_chat_returns(small_ggu
 @pytest.mark.slow
 def test_embedded_prompt_cache_restores_state_without_changing_answers(small_gguf):
     """A, then a different prompt B, then A again: A is restored from the RAM cache and the
-    greedy answer must be identical."""
+    greedy answer must be identical. The saved prompts keep one row of logits, not llama-cpp-
+    python's whole n_batch x vocabulary buffer (hundreds of MB each), and the capacity counts
+    every byte they keep."""
     llm = get_llm(_settings())
     from llama_cpp import LlamaRAMCache
 
-    assert isinstance(llm._llama.cache, LlamaRAMCache)
+    cache = llm._llama.cache
+    assert isinstance(cache, LlamaRAMCache)
     a = [
         {"role": "system", "content": "You are terse. " * 10},
         {"role": "user", "content": "Which emotion is a frown?"},
@@ -151,6 +154,12 @@ def test_embedded_prompt_cache_restores_state_without_changing_answers(small_ggu
     assert llm._llama.cache.cache_size > 0
     llm.chat(b, max_tokens=4)
     assert llm.chat(a, max_tokens=12) == first
+    states = list(cache.cache_state.values())
+    assert len(states) >= 2
+    assert all(s.scores.shape == (1, llm._llama.n_vocab()) for s in states)
+    assert cache.cache_size == sum(
+        s.llama_state_size + s.scores.nbytes + s.input_ids.nbytes for s in states
+    )
 
 
 @pytest.mark.slow

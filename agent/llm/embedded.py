@@ -18,7 +18,7 @@ from affectlens.agent.llm.protocol import LLMError, Sampling, check_messages, va
 from affectlens.settings import Settings
 
 EMBEDDED_NAMES = ("qwen2.5-1.5b", "qwen2.5-0.5b")
-PROMPT_CACHE_BYTES = 256 << 20  # llama.cpp RAM prompt cache: ~8 saved KV states of ~30 MB
+PROMPT_CACHE_BYTES = 256 << 20  # llama.cpp RAM prompt cache: ~8 saved prompts of ~30 MB each
 EMBEDDED_ATTEMPTS = 2  # grammar guarantees the shape; one repair for range/constraint errors
 
 # llama.cpp ``general.file_type`` values (llama_ftype) for the model id.
@@ -62,11 +62,36 @@ def resolve_gguf(settings: Settings) -> tuple[str, Path]:
     return path.stem, path
 
 
+def lean_ram_cache(capacity_bytes: int = PROMPT_CACHE_BYTES) -> Any:
+    """llama-cpp-python's RAM prompt cache, keeping only what a restore needs and counting
+    every byte it keeps.
+
+    Its stock ``LlamaState`` also copies the Python-side logits buffer (n_batch rows of the
+    vocabulary: 311 MB a saved prompt for Qwen's 151,936 words) while its capacity counts only
+    llama.cpp's own bytes, so a 256 MB cache held ~8 such copies and a worker grew ~700 MB a
+    clip up to ~3 GB (docs/bench.md). A restored state is always decoded again from at least its
+    last token before anything is sampled (``load_state`` sets ``_requires_eval``), so those
+    logits are never read: one zero row, which ``load_state`` broadcasts, stands in for them."""
+    from llama_cpp import LlamaRAMCache
+
+    class LeanRAMCache(LlamaRAMCache):
+        @property
+        def cache_size(self) -> int:
+            return sum(
+                s.llama_state_size + s.scores.nbytes + s.input_ids.nbytes
+                for s in self.cache_state.values()
+            )
+
+        def __setitem__(self, key: Any, value: Any) -> None:
+            value.scores = np.zeros((1, value.scores.shape[-1]), dtype=value.scores.dtype)
+            super().__setitem__(key, value)
+
+    return LeanRAMCache(capacity_bytes=capacity_bytes)
+
+
 def _load_llama(path: str, n_ctx: int, n_threads: int, n_gpu_layers: int):
     """A Llama and its generation lock (``get_llm``'s cache keeps one per file and shape)."""
     try:
-        from llama_cpp import LlamaRAMCache
-
         from affectlens.agent.llm.grammar_sampler import CheckFirstLlama
     except ImportError as exc:
         raise LLMError(
@@ -85,7 +110,7 @@ def _load_llama(path: str, n_ctx: int, n_threads: int, n_gpu_layers: int):
         raise LLMError(f"llama.cpp could not load {path}: {exc}") from exc
     # Saved KV states let a prompt that shares a prefix with any recent one (the same system
     # prompt after a different call in between) skip re-evaluating that prefix.
-    llama.set_cache(LlamaRAMCache(capacity_bytes=PROMPT_CACHE_BYTES))
+    llama.set_cache(lean_ram_cache())
     return llama, threading.Lock()
 
 
