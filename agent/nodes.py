@@ -182,12 +182,16 @@ def reason_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
             f"{conflicted.llm_dominant}). Explain the evidence for {dominant}; list the cues that "
             "point elsewhere as conflicts."
         )
+    # A repair round writes again only the claims the verifier found wrong, the conclusion
+    # and the decision; the other claims stand (reason.merged).
+    redo = rs.redo_fields(previous, state.get("redo")) if previous is not None else None
     msgs = rs.messages(
         header,
         cues,
         state.get("knowledge_text") or [],
         previous,
         problems if previous is not None else None,
+        redo,
     )
     if not cues:
         return {
@@ -202,13 +206,16 @@ def reason_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
         "rounds": rounds + 1,
         "models": {"reason": getattr(llm, "model_id", type(llm).__name__), **rs.prompt_versions()},
     }
+    schema = rs.schema_for(cues, dominant)
     try:
         raw = llm.chat(
             msgs,
-            rs.schema_for(cues, dominant),
+            rs.schema_for(cues, dominant, only=redo) if redo is not None else schema,
             max_tokens=settings.llm_max_tokens,
             **_key_frames(settings, state.get("decoded")),
         )
+        if redo is not None:
+            raw = rs.merged(previous, raw, schema)
     except Exception as exc:  # noqa: BLE001 - LLMError, backend down: keep the last reading
         update["error"] = f"reasoning failed: {type(exc).__name__}: {exc}"[:500]
         return update
@@ -287,6 +294,7 @@ def verify_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     return {
         **update,
         "problems": messages,
+        "redo": vf.sentences_to_redo(found),
         "seen_problems": messages,
         "fixed": fixed_now,
         "verification": report,

@@ -8,6 +8,10 @@ per-modality accounts from the sentences citing each modality's cues. A smaller 
 fewer generated tokens on a CPU model (the full schema roughly doubles them) and fewer ways to
 be inconsistent.
 
+A repair round writes again only what the verifier found wrong: the claims it named, the
+conclusion and the decision fields (``schema_for(..., only=...)``); the other claims stand
+(``merged``), so a repair costs a fraction of the first reading's tokens.
+
 Citations are structured, not scraped: each explanation item is ``{"text", "cues"}`` and the
 schema sent with each call (``schema_for``) makes ``cues`` an enum of the ids that exist in this
 analysis with at least one entry, so the grammar-constrained LLM cannot cite a missing cue or
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, create_model, field_validator
@@ -32,6 +37,7 @@ from affectlens.tools.evidence import Status
 Basic = Literal["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]
 PROMPT = "reason"
 SYSTEM = "system"
+REPAIR = "repair"
 # One claim per modality plus the conclusion: with all four modalities cued a cap of 4 cut the
 # conclusion, and verification then found no sentence naming the dominant emotion.
 MAX_SENTENCES = len(MODALITIES) + 1
@@ -126,12 +132,16 @@ class ModalityClaims(BaseModel):
         return self.claims()
 
 
-def schema_for(cues: list[Cue], dominant: str | None = None) -> type[BaseModel]:
+def schema_for(
+    cues: list[Cue], dominant: str | None = None, only: Collection[str] | None = None
+) -> type[BaseModel]:
     """The JSON schema for one analysis: a claim for each modality with cues, citing only that
     modality's ids (at least one), and a conclusion citing any ids; conflicts are ids too. So
     every cited id exists and every available modality is accounted for, by construction.
     ``dominant``: the emotion the fused witnesses decided (agent.fusion.decided); the only
-    value the schema then allows, and the one the conclusion is asked to name."""
+    value the schema then allows, and the one the conclusion is asked to name. ``only``: the
+    modality claims a repair round writes again (``redo_fields``); the conclusion and the
+    decision fields are always in it."""
     if not cues:
         return LLMReading
     ids = tuple(dict.fromkeys(c.id for c in cues))
@@ -150,7 +160,7 @@ def schema_for(cues: list[Cue], dominant: str | None = None) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for m in MODALITIES:
         mine = tuple(c.id for c in cues if c.modality == m)
-        if mine:
+        if mine and (only is None or m in only):
             fields[m] = claim(m, mine, f"one sentence: what the {m} cues show")
     fields.update(
         conclusion=claim(
@@ -166,7 +176,27 @@ def schema_for(cues: list[Cue], dominant: str | None = None) -> type[BaseModel]:
             Field(default_factory=list, max_length=6, description="ids of cues that disagree"),
         ),
     )
+    if only is not None:
+        return create_model("Repair", **fields)
     return create_model("Reading", __base__=ModalityClaims, **fields)
+
+
+def redo_fields(previous: BaseModel, sentences: list[int] | None) -> list[str] | None:
+    """The fields a repair round writes again, given the 1-based sentences the verifier
+    found wrong (``verify.sentences_to_redo``): those sentences' modality claims, then the
+    conclusion and the decision fields. None (write it all again) when ``sentences`` is None
+    or ``previous`` is not a per-analysis reading."""
+    if sentences is None or not isinstance(previous, ModalityClaims):
+        return None
+    names = [m for m in MODALITIES if m in type(previous).model_fields] + ["conclusion"]
+    claims = [names[n - 1] for n in sentences if 0 < n < len(names)]
+    decision = [f for f in type(previous).model_fields if f not in names]
+    return [*claims, "conclusion", *decision]
+
+
+def merged(previous: BaseModel, repair: BaseModel, schema: type[BaseModel]) -> BaseModel:
+    """The full reading: ``previous`` with the fields a repair round wrote again replaced."""
+    return schema.model_validate({**previous.model_dump(), **repair.model_dump()})
 
 
 def messages(
@@ -175,9 +205,11 @@ def messages(
     knowledge: list[str],
     previous: BaseModel | None = None,
     problems: list[str] | None = None,
+    fields: list[str] | None = None,
 ) -> list[dict]:
     """Chat messages for one reasoning round. A repair round repeats the first prompt (so the
-    prompt cache reuses it), the previous JSON as the assistant's turn, then the problems."""
+    prompt cache reuses it), the previous JSON as the assistant's turn, then the problems and
+    the ``fields`` to write again (all of them when None)."""
     msgs = [
         {"role": "system", "content": prompts.render(SYSTEM)},
         {
@@ -189,19 +221,19 @@ def messages(
     ]
     if previous is not None and problems:
         msgs.append({"role": "assistant", "content": previous.model_dump_json()})
+        every = list(type(previous).model_fields)
         msgs.append(
             {
                 "role": "user",
-                "content": "Your answer has these problems:\n"
-                + "\n".join(f"- {p}" for p in problems)
-                + "\nReply again with the corrected JSON object.",
+                "content": prompts.render(REPAIR, problems=problems, fields=fields or every),
             }
         )
     return msgs
 
 
 def prompt_versions() -> dict[str, str]:
-    return {"prompt": f"{prompts.version(SYSTEM)}+{prompts.version(PROMPT)}"}
+    names = (SYSTEM, PROMPT, REPAIR)
+    return {"prompt": "+".join(prompts.version(n) for n in names)}
 
 
 def _basic(word: str | None) -> str | None:

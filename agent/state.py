@@ -55,6 +55,7 @@ class AnalysisState(TypedDict, total=False):
     reading: EmotionReading | None
     rounds: int  # reasoning rounds done
     problems: list[str]  # from the last verification
+    redo: list[int] | None  # the sentences a repair round writes again (None: all of them)
     seen_problems: Annotated[list[str], operator.add]
     fixed: Annotated[list[str], operator.add]
     verification: VerificationReport

@@ -32,6 +32,7 @@ class Problem:
     # unknown-cue | number | uncited | no-citations | content | modality | label | agreement
     kind: str
     message: str
+    sentence: int | None = None  # the 1-based sentence it is about; None: the whole reading
 
     def __str__(self) -> str:
         return self.message
@@ -95,12 +96,13 @@ def check(
                     "unknown-cue",
                     f"Sentence {n} cites {', '.join(unknown)}, which do not exist; "
                     f"cite only: {valid}.",
+                    n,
                 )
             )
         known = [by_id[i] for i in ids if i in by_id]
         if not ids and not (n == len(sentences) and n > 1):
             problems.append(
-                Problem("uncited", f"Sentence {n} cites no cue: list the cue ids it relies on.")
+                Problem("uncited", f"Sentence {n} cites no cue: list the cue ids it relies on.", n)
             )
         if known:
             allowed = [x for c in known for x in numbers(cue_line(c))]
@@ -113,10 +115,11 @@ def check(
                         f"{'is' if len(wrong) == 1 else 'are'} not in "
                         f"{', '.join(c.id for c in known)}; "
                         "quote the cue values exactly.",
+                        n,
                     )
                 )
         problems += [
-            Problem("content", f"Sentence {n} {why}") for _, why in unsupported(s, known, cues)
+            Problem("content", f"Sentence {n} {why}", n) for _, why in unsupported(s, known, cues)
         ]
     if sentences and not all_cited:
         problems.append(
@@ -162,6 +165,16 @@ def check(
                 )
             )
     return problems
+
+
+def sentences_to_redo(problems: list[Problem]) -> list[int] | None:
+    """The sentences a repair round writes again: those a problem is about (the conclusion,
+    the last one, is always rewritten besides); None when a problem concerns the whole reading
+    (nothing cited, a modality left out), so that all of it is written again. A problem with
+    the label or the dominant emotion's name is the conclusion's and the decision's."""
+    if any(p.sentence is None and p.kind not in ("label", "agreement") for p in problems):
+        return None
+    return sorted({p.sentence for p in problems if p.sentence is not None})
 
 
 def grounded(problems: list[Problem]) -> bool:

@@ -129,7 +129,8 @@ class SchemaFiller:
                 first = get_args(get_args(ref)[0])[0]
                 text = self.claim_text.get(m, f"The {m} cue is observed.")
                 claims[m] = {"text": text, "cues": [first]}
-        any_id = next(iter(claims.values()))["cues"]
+        ref = fields["conclusion"].annotation.model_fields["cues"].annotation
+        any_id = [get_args(get_args(ref)[0])[0]]  # a repair round may rewrite no modality claim
         allowed = get_args(fields["dominant"].annotation)  # one value once the fusion decided
         dominant = self.dominant if self.dominant in allowed else allowed[0]
         return schema.model_validate(

@@ -29,7 +29,8 @@ def test_modes_speed_up_and_differing_readings(tmp_path, monkeypatch):
         cpm = {"sequential": 1.0, "pipelined": 1.25, "server": 1.5}[mode]
         return {"mode": mode, "parallel": parallel if mode == "server" else 1, "llm": "m",
                 "clips": len(clips), "failed": [], "seconds": 60.0, "clips_per_min": cpm,
-                "perception_s": 5.0, "reasoning_s": 50.0, "peak_rss_mb": 3000,
+                "perception_s": 5.0, "reasoning_s": 50.0, "llm_calls": 3, "prompt_tokens": 900,
+                "completion_tokens": 210, "peak_rss_mb": 3000,
                 "load_before": 2.0, "load_after": 2.5}  # fmt: skip
 
     monkeypatch.setattr(bb, "run_mode", fake_run_mode)
@@ -48,6 +49,7 @@ def test_modes_speed_up_and_differing_readings(tmp_path, monkeypatch):
     assert runs["server"]["differ_from_sequential"] == ["b.json"]
     table = bb.render(report)
     assert "| server (3 in flight) |" in table and "1 differ" in table and "| yes |" in table
+    assert "| 3 | 900 / 210 |" in table
 
 
 def test_the_command_passes_its_batch_options(tmp_path, monkeypatch):
@@ -68,6 +70,17 @@ def test_the_command_passes_its_batch_options(tmp_path, monkeypatch):
     assert seen["clips"] == [clip] and seen["server"] == "http://h:1/v1" and seen["parallel"] == 4
     assert seen["out"] == tmp_path / "d" / "bench" / "batch"
     assert seen["report_file"] == tmp_path / "r.json"
+    assert seen["modes"] == bb.MODES  # every mode unless --mode picks some
+    res = CliRunner().invoke(app, [*args, "--mode", "sequential"])
+    assert res.exit_code == 0, res.output
+    assert seen["modes"] == ("sequential",)
+
+
+def test_an_unknown_mode_is_refused(tmp_path):
+    import pytest
+
+    with pytest.raises(bb.BenchError, match="unknown mode fast"):
+        bb.main(Settings(data_dir=tmp_path), [], tmp_path, modes=("fast",))
 
 
 def test_default_clips_are_real_test_clips():

@@ -107,3 +107,73 @@ def test_fast_mode_picks_the_small_reasoner_unless_a_model_is_named():
 
     assert Settings(fast=True).llm_model == FAST_LLM_MODEL != Settings().llm_model
     assert Settings(fast=True, llm_model="qwen2.5-1.5b").llm_model == "qwen2.5-1.5b"
+
+
+FIELDS_AFTER_CLAIMS = ["dominant", "secondary", "valence", "arousal", "confidence", "conflicts"]
+
+
+def test_a_repair_round_writes_again_only_the_claims_that_were_wrong():
+    previous = rs.schema_for(CUES).model_validate(GOOD)
+    redo = rs.redo_fields(previous, [2])  # the speech claim was wrong
+    assert redo == ["speech", "conclusion", *FIELDS_AFTER_CLAIMS]
+    assert rs.redo_fields(previous, []) == ["conclusion", *FIELDS_AFTER_CLAIMS]
+    assert rs.redo_fields(previous, None) is None  # the whole reading was wrong
+    assert rs.redo_fields(rs.LLMReading.model_validate(GOOD | {"explanation": ["x"]}), [1]) is None
+    repair = rs.schema_for(CUES, "sadness", only=redo)
+    assert list(repair.model_fields) == redo  # no face or voice claim to generate again
+    with pytest.raises(ValidationError):  # still only this modality's ids, the decided emotion
+        repair.model_validate({**GOOD, "speech": {"text": "x", "cues": ["F1"]}})
+    with pytest.raises(ValidationError):
+        repair.model_validate({**GOOD, "dominant": "anger"})
+    new = repair.model_validate(
+        {**GOOD, "speech": {"text": "The words are about a loss", "cues": ["S1"]}}
+    )
+    full = rs.merged(previous, new, rs.schema_for(CUES, "sadness"))
+    for kept in ("face", "voice"):  # they stand as written
+        assert getattr(full, kept).model_dump() == getattr(previous, kept).model_dump()
+    assert full.speech.text == "The words are about a loss"
+    assert [c.text for c in full.claims()][-1] == GOOD["conclusion"]["text"]
+
+
+def test_the_repair_turn_names_the_fields_to_write_again():
+    previous = rs.schema_for(CUES).model_validate(GOOD)
+    msgs = rs.messages("h", CUES, [], previous, ["Sentence 2 cites nothing."], ["speech"])
+    assert msgs[-2] == {"role": "assistant", "content": previous.model_dump_json()}
+    assert "Sentence 2 cites nothing." in msgs[-1]["content"]
+    assert "only these fields, corrected: speech." in msgs[-1]["content"]
+    every = rs.messages("h", CUES, [], previous, ["x"])[-1]["content"]
+    assert "face, speech, voice, conclusion, dominant" in every
+    assert "+repair.v1" in rs.prompt_versions()["prompt"]  # a batch's fingerprint changes with it
+
+
+def test_the_reason_node_sends_the_narrowed_schema_and_keeps_the_other_claims(tmp_path):
+    """The wiring: the verifier's sentences in the state -> the repair schema the LLM gets ->
+    the merged reading."""
+    from types import SimpleNamespace
+
+    from affectlens.agent import nodes
+    from affectlens.agent.state import RunContext
+    from affectlens.settings import Settings
+    from tests.conftest import SchemaFiller
+
+    previous = rs.schema_for(CUES).model_validate(GOOD)
+    llm = SchemaFiller(claim_text={m: f"Rewritten {m}." for m in ("face", "speech", "voice")})
+    seen = []
+    chat = llm.chat
+    llm.chat = lambda msgs, schema=None, **kw: seen.append(schema) or chat(msgs, schema, **kw)
+    state = {
+        "cues": CUES,
+        "status": {m: ("ok", "") for m in ("face", "speech", "voice")} | {"scene": ("missing", "")},
+        "rounds": 1,
+        "raw": previous,
+        "problems": ["Sentence 3 quotes 9, which is not in V1; quote the cue values exactly."],
+        "redo": [3],
+    }
+    runtime = SimpleNamespace(context=RunContext(settings=Settings(data_dir=tmp_path), llm=llm))
+    update = nodes.reason_node(state, runtime)
+    assert list(seen[0].model_fields)[:2] == ["voice", "conclusion"]
+    assert "face" not in seen[0].model_fields and "speech" not in seen[0].model_fields
+    raw = update["raw"]
+    assert raw.face.text == GOOD["face"]["text"] and raw.speech.text == GOOD["speech"]["text"]
+    assert raw.voice.text == "Rewritten voice."
+    assert update["reading"].explanation[2] == "Rewritten voice [V1]."

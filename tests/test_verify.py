@@ -338,3 +338,15 @@ def test_verify_node_cuts_only_after_the_last_round():
     assert [d.text for d in late["verification"].dropped_claims] == [bad.explanation[-1]]
     assert late["verification"].grounded
     assert not any("raised chin" in a.summary for a in stored.modalities)
+
+
+def test_problems_name_the_sentence_a_repair_round_writes_again():
+    """A sentence's problem names that sentence, so a repair rewrites it (and the conclusion)
+    and leaves the others; a problem of the whole reading rewrites all of it."""
+    bad = [GOOD[0], "The voice is calm, arousal -0.90 [V1].", GOOD[2]]
+    problems = vf.check(reading(bad), CUES, ALL)
+    assert kinds(problems) == {"number"} and vf.sentences_to_redo(problems) == [2]
+    named_late = vf.check(reading(GOOD[:2], label="angry", dominant="anger"), CUES, ALL)
+    assert kinds(named_late) == {"agreement"} and vf.sentences_to_redo(named_late) == []
+    left_out = vf.check(reading(["Sadness is clear [F1]."]), CUES, ALL)
+    assert "modality" in kinds(left_out) and vf.sentences_to_redo(left_out) is None

@@ -202,6 +202,9 @@ def bench(
     parallel: int = typer.Option(
         2, "--parallel", min=1, help="--batch: requests in flight in the server run."
     ),
+    modes: list[str] = typer.Option(
+        [], "--mode", help="--batch: sequential, pipelined or server (repeatable; default: all)."
+    ),
 ) -> None:
     """Time every stage on real clips of several lengths, cold and warm, and the chat's time to
     first token; print the table. With --batch: clips per minute of a batch, sequential,
@@ -216,6 +219,7 @@ def bench(
             bb.main(
                 settings, list(clips), settings.data_dir / "bench" / "batch",
                 server=server, server_model=server_model, parallel=parallel, report_file=out,
+                modes=tuple(modes) or bb.MODES,
             )  # fmt: skip
         except bn.BenchError as exc:
             typer.echo(f"benchmark failed: {exc}", err=True)

@@ -191,12 +191,13 @@ def render(report: dict[str, Any]) -> str:
     """The Markdown table docs/bench.md quotes."""
     lines = [
         "| mode | LLM | clips | wall s | clips/min | perception s (sum) | reasoning s (sum) "
-        "| peak MB | load before/after | readings = sequential |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| LLM calls | tokens prompt / generated | peak MB | load before/after "
+        "| readings = sequential |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["runs"]:
         if "error" in r:
-            lines.append(f"| {r['mode']} | failed: {r['error'][:80]} |||||||||")
+            lines.append(f"| {r['mode']} | failed: {r['error'][:80]} |||||||||||")
             continue
         same = "-" if r["mode"] == "sequential" else (
             "yes" if not r.get("differ_from_sequential") else
@@ -205,6 +206,7 @@ def render(report: dict[str, Any]) -> str:
         lines.append(
             f"| {mode} | {r['llm']} | {r['clips']} | {r['seconds']} | {r['clips_per_min']} "
             f"({r.get('speed_up', 1.0)}x) | {r['perception_s']} | {r['reasoning_s']} "
+            f"| {r['llm_calls']} | {r['prompt_tokens']} / {r['completion_tokens']} "
             f"| {r['peak_rss_mb']} | {r['load_before']} / {r['load_after']} | {same} |"
         )
     return "\n".join(lines)
@@ -219,10 +221,14 @@ def main(
     server_model: str | None = None,
     parallel: int = 2,
     report_file: Path | None = None,
+    modes: tuple[str, ...] = MODES,
 ) -> dict[str, Any]:
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        raise BenchError(f"unknown mode {', '.join(unknown)}; the modes are {', '.join(MODES)}")
     report = run_batch_bench(
         settings, clips or default_clips(), out, server=server, server_model=server_model,
-        parallel=parallel,
+        parallel=parallel, modes=modes,
     )  # fmt: skip
     print(render(report))
     if report_file is not None:
