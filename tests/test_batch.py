@@ -268,18 +268,26 @@ def test_pipelined_equals_sequential_with_the_real_models(tmp_path, test_data, f
 
 
 class InFlight(SchemaFiller):
-    """SchemaFiller that holds each call a moment and counts the calls in flight at once."""
+    """SchemaFiller that counts the calls in flight at once. The first call waits (up to a
+    minute) for a second one to start, so the count does not depend on how fast this host
+    perceives the next clip; a run that never has two in flight fails after that minute."""
 
     def __init__(self):
         super().__init__()
         self.now = self.most = 0
         self.lock = threading.Lock()
+        self.second = threading.Event()
+        self.first = True
 
     def chat(self, messages, schema=None, **kw):
         with self.lock:
             self.now += 1
             self.most = max(self.most, self.now)
-        time.sleep(0.5)
+            first, self.first = self.first, False
+            if self.now >= 2:
+                self.second.set()
+        if first:
+            self.second.wait(timeout=60)
         with self.lock:
             self.now -= 1
         return super().chat(messages, schema, **kw)
@@ -294,7 +302,7 @@ def test_parallel_reasoning_keeps_several_requests_in_flight_and_the_readings(tm
         items, settings, tmp_path / "par", parallel=3, llm=llm, without=VOICE_ONLY,
         on_clip=lambda rec, done, todo: seen.append(done),
     )  # fmt: skip
-    assert llm.most >= 2  # the voice tool perceives faster than a call lasts
+    assert llm.most >= 2  # a second clip's reasoning started while the first's was running
     assert report.done == list(CLIPS) and seen == [1, 2, 3, 4]
     assert readings(tmp_path / "par") == readings(tmp_path / "seq")
     with pytest.raises(ValueError, match="OpenAI-compatible"):
