@@ -141,6 +141,9 @@ def test_results_keep_their_keys_and_two_fresh_runs_read_alike(tmp_path, data, p
     assert all(first[i] and first[i][0] for i in clip_ids())  # every clip has a label
     assert any(first[i][2] and first[i][3] for i in clip_ids())  # cues and fused probs compared
     assert stable(tmp_path / "a") == stable(tmp_path / "b")
+    # the batch's options pass through: two reasoning threads read the clips alike
+    run_eval(data, settings, tmp_path / "c", llm=SchemaFiller(), parallel=2, **QUICK)
+    assert readings(tmp_path / "c") == first and stable(tmp_path / "c") == stable(tmp_path / "a")
 
 
 def test_an_interrupted_eval_resumes_without_redoing_finished_clips(tmp_path, data, perceived):
