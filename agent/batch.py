@@ -26,6 +26,7 @@ import csv
 import glob
 import hashlib
 import io
+import itertools
 import json
 import queue
 import re
@@ -120,7 +121,7 @@ class BatchReport:
     done: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    interrupted: bool = False
+    interrupted: bool = False  # Ctrl-C, or ``should_stop`` said stop before a clip
     worker_peak_mb: list[float] = field(default_factory=list)  # a Ray run's actors
 
     @property
@@ -169,8 +170,14 @@ def _from_manifest(path: Path) -> list[BatchItem]:
         data = load_dataset(path)
     except DatasetError as exc:
         raise BatchInputError(str(exc)) from exc
-    rows = [(Path(s.id), s.clip, tuple(s.labels)) for s in data.samples if s.clip is not None]
-    return _named(rows, path)
+    return from_samples(data.samples, path)
+
+
+def from_samples(samples: Iterable[Any], source: Any = "the samples") -> list[BatchItem]:
+    """Clips of an eval dataset's samples (``evals.datasets.Sample``), their labels kept as
+    gold; text-only samples (no clip) are left out. The evals run their clips through this."""
+    rows = [(Path(s.id), s.clip, tuple(s.labels)) for s in samples if s.clip is not None]
+    return _named(rows, source)
 
 
 def _named(rows: Iterable[tuple[Path, Path, tuple[str, ...]]], source: Any) -> list[BatchItem]:
@@ -392,12 +399,16 @@ def run_batch(
     llm: Any = None,
     on_start: Callable[[int, int], None] | None = None,
     on_clip: OnClip | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> BatchReport:
     """Analyse ``items`` into ``out``; see the module docstring. ``parallel``: reasoning
     requests in flight (an OpenAI-compatible server's slots); ``ray``: run on a Ray cluster
     (``"local"``, ``"auto"`` or an address) with ``ray_workers`` actors. ``on_start(to_do,
     skipped)`` and ``on_clip(record, done, to_do)`` report progress; ``store`` also saves each
-    result in the user's analyses (``settings.data_dir``); ``llm`` replaces the configured LLM."""
+    result in the user's analyses (``settings.data_dir``); ``llm`` replaces the configured LLM.
+    ``should_stop()`` is asked before each clip is started (perceived, and again before a
+    perceived clip is reasoned): once it says True no clip starts, the clips in progress
+    finish and the run returns with ``interrupted`` set (a rerun resumes)."""
     from affectlens.agent.run import _without
     from affectlens.agent.state import RunContext
 
@@ -421,6 +432,15 @@ def run_batch(
         on_start(len(todo), len(skipped))
     ctx = RunContext(settings=settings, llm=llm, save=store)
     written = threading.Lock()  # several reasoning threads finish clips
+    stopped = threading.Event()
+
+    def halted() -> bool:
+        """Whether ``should_stop`` has said stop (asked from several threads; sticky)."""
+        if not stopped.is_set() and should_stop is not None and should_stop():
+            stopped.set()
+        return stopped.is_set()
+
+    starts = itertools.takewhile(lambda _item: not halted(), todo)  # asked before each clip
     t0 = time.perf_counter()
 
     def finish(outcome: Outcome) -> None:
@@ -446,13 +466,14 @@ def run_batch(
             from affectlens.agent.batch_ray import run_on_ray
 
             report.worker_peak_mb = run_on_ray(
-                todo, ctx, skip, finish, address=ray, workers=ray_workers
+                starts, ctx, skip, finish, address=ray, workers=ray_workers
             )
         elif pipelined or parallel > 1:
-            _pipelined(todo, ctx, skip, finish, parallel)
+            _pipelined(starts, ctx, skip, finish, parallel, halted)
         else:
-            for item in todo:
+            for item in starts:
                 finish(analyse(perceive(item, ctx, skip), ctx))
+        report.interrupted = stopped.is_set()
     except KeyboardInterrupt:
         report.interrupted = True
         raise
@@ -469,10 +490,16 @@ _END = object()
 
 
 def _pipelined(
-    todo: list[BatchItem], ctx: Any, skip: list[Modality], finish: Emit, parallel: int = 1
+    todo: Iterable[BatchItem],
+    ctx: Any,
+    skip: list[Modality],
+    finish: Emit,
+    parallel: int = 1,
+    halted: Callable[[], bool] = lambda: False,
 ) -> None:
     """A perception thread feeds a queue of ``parallel`` clips; ``parallel`` reasoners take
-    them (this thread alone when 1, so reasoning runs in the input order)."""
+    them (this thread alone when 1, so reasoning runs in the input order). Once ``halted()``
+    a perceived clip is dropped instead of reasoned."""
     handoff: queue.Queue = queue.Queue(maxsize=parallel)
     stop = threading.Event()
 
@@ -500,7 +527,7 @@ def _pipelined(
                 perceived = handoff.get(timeout=0.2)
             except queue.Empty:
                 continue
-            if perceived is _END:
+            if perceived is _END or halted():
                 return
             finish(analyse(perceived, ctx))
 

@@ -15,6 +15,7 @@ Ray is an optional extra (``pip install affectlens[cluster]``, pinned in
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,7 @@ def start_workers(ctx: Any, skip: list[Modality], workers: int) -> list[Any]:
 
 
 def run_on_ray(
-    todo: list[BatchItem], ctx: Any, skip: list[Modality], finish: Emit, *, address: str,
+    todo: Iterable[BatchItem], ctx: Any, skip: list[Modality], finish: Emit, *, address: str,
     workers: int,
 ) -> list[float]:  # fmt: skip
     """Analyse ``todo`` on ``workers`` actors; ``finish`` gets each clip as it comes back.

@@ -1,7 +1,9 @@
 """Run the analysis over a dataset, score every sample and write ``results.json`` + the report.
 
-One sample = one ``agent.run.analyze`` call (not stored), then per-sample scores (recognition
-inputs, grounding, MME-Emotion steps, judge, embedding similarity). Aggregates come with seeded
+The dataset's clips are analysed by ``agent.batch.run_batch`` into ``out/clips/`` (one record
+a clip, not stored in the user's analyses; resumable, pipelined, optionally parallel or on Ray),
+then each sample is scored (recognition inputs, grounding, MME-Emotion steps, judge, embedding
+similarity). Aggregates come with seeded
 percentile-bootstrap intervals. ``robustness`` re-reasons each analysis with a modality group
 left out (``agent.run.reason_again``: the same perception, the cues of that group removed) and
 reports the change in every headline figure.
@@ -34,8 +36,14 @@ CONDITIONS: dict[str, tuple[str, ...]] = {
     "no_transcript": ("speech",),
 }
 RESULTS_FILE = "results.json"
+CLIPS_DIR = "clips"  # under the eval's out dir: run_batch's per-clip records, reused on a rerun
 
 Progress = Callable[[str], None]
+
+
+class EvalStopped(Exception):
+    """``should_stop`` stopped the run before its next clip or score; the clips finished so far
+    stay in ``out_dir/clips`` and a rerun into the same folder resumes from them."""
 
 
 def score_sample(
@@ -245,9 +253,20 @@ def run_eval(
     seed: int = 0,
     progress: Progress | None = None,
     llm: Any = None,
+    pipelined: bool = True,
+    parallel: int = 1,
+    ray: str | None = None,
+    ray_workers: int = 2,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``dataset`` and write ``results.json`` and the report into ``out_dir``."""
-    from affectlens.agent.run import analyze, reason_again
+    """Evaluate ``dataset`` and write ``results.json`` and the report into ``out_dir``.
+
+    The clips are analysed by ``agent.batch.run_batch`` into ``out_dir/clips/`` (one record a
+    clip), so a rerun into the same folder reuses the clips already done with the same settings
+    and only scores again; ``pipelined``, ``parallel``, ``ray`` and ``ray_workers`` are the
+    batch's. ``should_stop()`` is asked before each clip and each score: True raises
+    ``EvalStopped`` (the finished clips stay for the rerun)."""
+    from affectlens.agent.run import reason_again
     from affectlens.evals.judge import Judge, Similarity
     from affectlens.evals.report import write_report
 
@@ -261,12 +280,26 @@ def run_eval(
     judge = Judge(settings) if use_judge else None
     similarity = Similarity(settings) if use_similarity else None
     started, t_run = datetime.now(UTC), time.perf_counter()
+    clips, batch = _analyse_clips(
+        data,
+        settings,
+        out / CLIPS_DIR,
+        say,
+        llm=llm,
+        pipelined=pipelined,
+        parallel=parallel,
+        ray=ray,
+        ray_workers=ray_workers,
+        should_stop=should_stop,
+    )
 
     records, results = [], []
-    for i, sample in enumerate(data.samples, 1):
-        say(f"[{i}/{len(data.samples)}] {sample.id}")
+    for i, (sample, clip) in enumerate(zip(data.samples, clips), 1):
+        if should_stop is not None and should_stop():
+            raise EvalStopped(f"stopped before scoring sample {i} of {len(data.samples)}")
+        say(f"scoring {i}/{len(data.samples)} {sample.id}")
         t0 = time.perf_counter()
-        result = None
+        result = clip.result if clip is not None else None
         if sample.clip is None:
             rec = {
                 "id": sample.id,
@@ -274,11 +307,19 @@ def run_eval(
                 "ok": False,
                 "error": "no clip (text-only sample)",
             }
+        elif result is None:  # MediaError and anything else: recorded, the run goes on
+            error = clip.error if clip is not None else None
+            rec = {
+                "id": sample.id,
+                "clip": str(sample.clip),
+                "gold": sample.labels,
+                "ok": False,
+                "error": f"{error.type}: {error.message}" if error else "not analysed",
+            }
         else:
             try:
-                result = analyze(sample.clip, settings, save=False, llm=llm)
                 rec = score_sample(sample, result, judge=judge, similarity=similarity)
-            except Exception as exc:  # MediaError and anything else: recorded, the run goes on
+            except Exception as exc:
                 rec = {
                     "id": sample.id,
                     "clip": str(sample.clip),
@@ -286,7 +327,8 @@ def run_eval(
                     "ok": False,
                     "error": f"{type(exc).__name__}: {exc}",
                 }
-        rec["seconds"] = time.perf_counter() - t0
+        # the clip's analysis (perception + reasoning, when it was done) plus its scoring
+        rec["seconds"] = (clip.seconds if clip is not None else 0.0) + time.perf_counter() - t0
         rec["seen_in_fit"] = _seen_in_fit(sample, data.name)
         records.append(rec)
         results.append(result)
@@ -303,6 +345,7 @@ def run_eval(
         "metrics": aggregate(records, resamples=resamples, seed=seed),
         "samples": records,
     }
+    report["run"]["clips"] = batch
     if robustness:
         report["robustness"] = _robustness(
             data,
@@ -321,6 +364,38 @@ def run_eval(
     (out / RESULTS_FILE).write_text(json.dumps(_jsonable(report), indent=2, ensure_ascii=False))
     write_report(out)
     return report
+
+
+def _analyse_clips(
+    data: Dataset, settings: Settings, folder: Path, say: Progress, **batch: Any
+) -> tuple[list[Any], dict[str, Any]]:
+    """Each sample's ``ClipRecord`` (None for a text-only sample) from ``run_batch`` into
+    ``folder``, and what the batch did (clips analysed, reused, failed)."""
+    from affectlens.agent import batch as bt
+
+    n = sum(s.clip is not None for s in data.samples)
+    done: dict[str, Any] = {"folder": folder.name, "analysed": 0, "reused": 0, "failed": 0}
+    if not n:
+        return [None] * len(data.samples), done
+    items = bt.from_samples(data.samples, data.name)  # ids made file-safe and unique
+
+    def on_start(todo: int, skipped: int) -> None:
+        done["reused"] = skipped
+        say(f"{skipped} of {n} clips reused from {folder} (same settings), {todo} to analyse")
+
+    def on_clip(rec: Any, finished: int, todo: int) -> None:
+        how = f"failed: {rec.error.type}: {rec.error.message}" if rec.error else "analysed"
+        say(f"[{done['reused'] + finished}/{n}] {rec.id} {how} ({rec.seconds:.1f} s)")
+
+    report = bt.run_batch(items, settings, folder, on_start=on_start, on_clip=on_clip, **batch)
+    if report.interrupted:
+        raise EvalStopped(
+            f"stopped after {len(report.done) + len(report.failed)} clips; the finished ones "
+            f"are in {folder}, and a rerun into the same folder resumes"
+        )
+    done.update(analysed=len(report.done) + len(report.failed), failed=len(report.failed))
+    records = iter([bt.read_record(bt.record_path(folder, it.id)) for it in items])
+    return [next(records) if s.clip is not None else None for s in data.samples], done
 
 
 def _seen_in_fit(sample: Sample, dataset: str) -> bool:

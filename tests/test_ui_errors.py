@@ -172,9 +172,11 @@ def test_indexing_failure_keeps_the_analysis_saved_with_a_warning(stored):
 
 def test_cancel_stops_an_eval_run_between_samples(tmp_path, monkeypatch):
     """Gradio's cancel leaves the worker thread running; the run checks its session's cancel
-    before each sample and stops there (no more samples analysed)."""
+    before each clip (run_eval's ``should_stop``, which raises ``EvalStopped``; the batch's
+    stop is tests/test_eval_batch.py's) and stops there (no more samples analysed)."""
     from types import SimpleNamespace
 
+    from affectlens.evals import runner
     from affectlens.ui import app as ui_app
 
     settings = Settings(data_dir=tmp_path / "data")
@@ -182,11 +184,15 @@ def test_cancel_stops_an_eval_run_between_samples(tmp_path, monkeypatch):
     seen: list[str] = []
 
     class Runner:
+        EvalStopped = runner.EvalStopped
+
         @staticmethod
-        def run_eval(dataset, settings, out_dir, progress):
+        def run_eval(dataset, settings, out_dir, progress, should_stop):
             for sample in dataset.samples:
-                progress(f"[{len(seen) + 1}/{len(dataset.samples)}] {sample.id}")
+                if should_stop():
+                    raise runner.EvalStopped("stopped")
                 seen.append(sample.id)
+                progress(f"[{len(seen)}/{len(dataset.samples)}] {sample.id}")
                 ui_app.cancel_eval(request)  # the user presses Cancel during the first sample
             return {"metrics": {}}
 

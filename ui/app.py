@@ -623,7 +623,8 @@ def eval_estimate(settings: Settings, choice: str | None, typed: str, limit: flo
 
 
 # Sessions whose eval run was cancelled. Gradio's cancel drops the event, but the worker
-# thread it ran in goes on; the run checks this between samples and stops there.
+# thread it ran in goes on; the run checks this before each clip and each score (run_eval's
+# should_stop, and its progress messages) and stops there.
 _CANCELLED: set[str] = set()
 
 
@@ -924,7 +925,10 @@ def _eval_outputs(
         done[0] += message.startswith("[")
         progress((min(done[0], total) - 1, total), desc=message)
 
-    results = runner.run_eval(dataset, settings, out_dir, progress=say)
+    try:  # a cancel stops the clips' batch before its next clip, and the scoring too
+        results = runner.run_eval(dataset, settings, out_dir, progress=say, should_stop=cancelled)
+    except runner.EvalStopped as exc:
+        raise EvalCancelled from exc
     m = results.get("metrics", {})
     rows = [
         [name, _num(ci.get("value")), _num(ci.get("lo")), _num(ci.get("hi"))]

@@ -25,6 +25,28 @@ Fast = typer.Option(
     help="Fast mode: reason with qwen2.5-0.5b (unless --llm-model); see docs/bench.md.",
 )
 
+# The batch runner's options, shared by `batch` and `eval` (both run agent.batch.run_batch).
+Sequential = typer.Option(
+    False, "--sequential", help="Perceive and reason one clip at a time (no overlap)."
+)
+Parallel = typer.Option(
+    1,
+    "--parallel",
+    min=1,
+    help="Reasoning requests in flight at once (an OpenAI-compatible server's slots: "
+    "llm_backend=openai).",
+)
+RayAddress = typer.Option(
+    None,
+    "--ray",
+    metavar="ADDRESS",
+    help="Run on Ray: 'local' (a new instance here), 'auto' (a running cluster) or an "
+    "address. Needs the cluster extra: pip install 'affectlens[cluster]'.",
+)
+Workers = typer.Option(
+    2, "--workers", min=1, help="Ray worker actors, each holding its own models."
+)
+
 
 def _settings(**flags) -> Settings:
     """Settings from every source; a bad or unknown key is a one-line error, not a traceback."""
@@ -252,7 +274,10 @@ def eval_cmd(
         None, help="Dataset folder with manifest.jsonl/.csv, or a MELD/EMER label CSV."
     ),
     out: Path = typer.Option(
-        Path("eval-results"), "--out", help="Folder for results.json + report."
+        Path("eval-results"),
+        "--out",
+        help="Folder for results.json + report, and clips/ with one record a clip (a rerun "
+        "into the same folder reuses the clips done with the same settings).",
     ),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N samples."),
     robustness: bool = typer.Option(
@@ -278,10 +303,15 @@ def eval_cmd(
         help="Score the witnesses and the fusion on every shared set "
         "(held-out speakers, no LLM; scripts/fit_recognition.py --dry-run).",
     ),
+    sequential: bool = Sequential,
+    parallel: int = Parallel,
+    ray: Optional[str] = RayAddress,
+    workers: int = Workers,
     model_dir: Optional[Path] = ModelDir,
 ) -> None:
     """Evaluate recognition, explanations, grounding, calibration (and robustness) on a dataset;
-    write results.json and report.md with plots."""
+    write results.json and report.md with plots. The clips run as `affectlens batch` runs them,
+    into OUT/clips: resumable (rerun the same command), pipelined, --parallel or --ray."""
     from affectlens.evals.report import write_report
 
     if witnesses:
@@ -308,6 +338,8 @@ def eval_cmd(
         raise typer.BadParameter(
             f"--judge-backend: embedded, openai or transformers, not {judge_backend!r}"
         )
+    from rich.console import Console
+
     from affectlens.evals.datasets import DatasetError, load_dataset
     from affectlens.evals.runner import run_eval
 
@@ -318,23 +350,33 @@ def eval_cmd(
         fast=fast or None,
         model_dir=model_dir,
     )
+    _check_parallel(parallel, settings)
     try:
         data = load_dataset(dataset)
     except DatasetError as exc:
         typer.echo(f"dataset error: {exc}", err=True)
         raise typer.Exit(2)
-    results = run_eval(
-        data,
-        settings,
-        out,
-        limit=limit,
-        robustness=robustness,
-        use_judge=judge,
-        resamples=resamples,
-        seed=seed,
-        progress=typer.echo,
+    with _batch_exits(Console(stderr=True)):
+        results = run_eval(
+            data,
+            settings,
+            out,
+            limit=limit,
+            robustness=robustness,
+            use_judge=judge,
+            resamples=resamples,
+            seed=seed,
+            progress=typer.echo,
+            pipelined=not sequential,
+            parallel=parallel,
+            ray=ray,
+            ray_workers=workers,
+        )
+    m, clips = results["metrics"], results["run"]["clips"]
+    typer.echo(
+        f"clips: {clips['analysed']} analysed, {clips['reused']} reused, {clips['failed']} "
+        f"failed ({Path(out) / clips['folder']})"
     )
-    m = results["metrics"]
     typer.echo(f"scored {m['scored']}/{m['n']}")
     for name, fig in m.get("headline", {}).items():
         typer.echo(
@@ -413,26 +455,10 @@ def batch(
     out: Path = typer.Option(
         ..., "--out", help="Folder for one JSON per clip, results.jsonl, summary.csv (resumes)."
     ),
-    sequential: bool = typer.Option(
-        False, "--sequential", help="Perceive and reason one clip at a time (no overlap)."
-    ),
-    parallel: int = typer.Option(
-        1,
-        "--parallel",
-        min=1,
-        help="Reasoning requests in flight at once (an OpenAI-compatible server's slots: "
-        "llm_backend=openai).",
-    ),
-    ray: Optional[str] = typer.Option(
-        None,
-        "--ray",
-        metavar="ADDRESS",
-        help="Run on Ray: 'local' (a new instance here), 'auto' (a running cluster) or an "
-        "address. Needs the cluster extra: pip install 'affectlens[cluster]'.",
-    ),
-    workers: int = typer.Option(
-        2, "--workers", min=1, help="Ray worker actors, each holding its own models."
-    ),
+    sequential: bool = Sequential,
+    parallel: int = Parallel,
+    ray: Optional[str] = RayAddress,
+    workers: int = Workers,
     retry_failed: bool = typer.Option(
         True, "--retry-failed/--keep-failed", help="Redo the clips that failed before."
     ),
@@ -457,7 +483,6 @@ def batch(
     from rich.console import Console
 
     from affectlens.agent import batch as bt
-    from affectlens.agent.batch_ray import RayMissingError
     from affectlens.agent.schemas import MODALITIES
 
     bad = [m for m in without if m not in MODALITIES]
@@ -470,12 +495,7 @@ def batch(
         data_dir=data_dir,
         model_dir=model_dir,
     )
-    if parallel > 1 and settings.llm_backend != "openai":
-        raise typer.BadParameter(
-            "--parallel needs an OpenAI-compatible server (llm_backend = 'openai' and "
-            "llm_base_url in config.toml, or AFFECTLENS_LLM_BACKEND=openai); an in-process "
-            "model answers one request at a time"
-        )
+    _check_parallel(parallel, settings)
     try:
         items = bt.discover(source)[:limit]
     except bt.BatchInputError as exc:
@@ -483,34 +503,53 @@ def batch(
         raise typer.Exit(2)
     with library_output(settings, verbose) as terminal:
         console = Console(file=terminal)
-        with _batch_progress(console) as (on_start, on_clip):
-            try:
-                report = bt.run_batch(
-                    items,
-                    settings,
-                    out,
-                    pipelined=not sequential,
-                    parallel=parallel,
-                    ray=ray,
-                    ray_workers=workers,
-                    without=without,
-                    retry_failed=retry_failed,
-                    store=store,
-                    on_start=on_start,
-                    on_clip=on_clip,
-                )
-            except KeyboardInterrupt:
-                console.print("[yellow]interrupted[/yellow]; rerun the same command to resume")
-                raise typer.Exit(130)
-            except RayMissingError as exc:
-                console.print(f"[red]{exc}[/red]")
-                raise typer.Exit(2)
+        with _batch_progress(console) as (on_start, on_clip), _batch_exits(console):
+            report = bt.run_batch(
+                items,
+                settings,
+                out,
+                pipelined=not sequential,
+                parallel=parallel,
+                ray=ray,
+                ray_workers=workers,
+                without=without,
+                retry_failed=retry_failed,
+                store=store,
+                on_start=on_start,
+                on_clip=on_clip,
+            )
         console.print(
             f"{len(report.done)} analysed, {len(report.skipped)} already done, "
             f"{len(report.failed)} failed; {report.clips_per_minute:.1f} clips/min; "
             f"{out / bt.SUMMARY_CSV}"
         )
     raise typer.Exit(1 if report.failed else 0)
+
+
+def _check_parallel(parallel: int, settings: Settings) -> None:
+    """--parallel above 1 only with a server that takes several requests at once."""
+    if parallel > 1 and settings.llm_backend != "openai":
+        raise typer.BadParameter(
+            "--parallel needs an OpenAI-compatible server (llm_backend = 'openai' and "
+            "llm_base_url in config.toml, or AFFECTLENS_LLM_BACKEND=openai); an in-process "
+            "model answers one request at a time"
+        )
+
+
+@contextmanager
+def _batch_exits(console) -> Iterator[None]:
+    """Ctrl-C (exit 130: the finished clips are kept, a rerun resumes) and a missing Ray
+    (exit 2) during a batch run, as one line each."""
+    from affectlens.agent.batch_ray import RayMissingError
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/yellow]; rerun the same command to resume")
+        raise typer.Exit(130)
+    except RayMissingError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2)
 
 
 @contextmanager
