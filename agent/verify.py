@@ -114,7 +114,7 @@ def check(
                         f"Sentence {n} quotes {', '.join(f'{w:g}' for w in wrong)}, which "
                         f"{'is' if len(wrong) == 1 else 'are'} not in "
                         f"{', '.join(c.id for c in known)}; "
-                        "quote the cue values exactly, or leave the numbers out.",
+                        "quote the cue values exactly.",
                         n,
                     )
                 )
