@@ -214,7 +214,7 @@ def reason_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
             max_tokens=settings.llm_max_tokens,
             **_key_frames(settings, state.get("decoded")),
         )
-        if redo is not None:
+        if redo is not None and previous is not None:
             raw = rs.merged(previous, raw, schema)
     except Exception as exc:  # noqa: BLE001 - LLMError, backend down: keep the last reading
         update["error"] = f"reasoning failed: {type(exc).__name__}: {exc}"[:500]
