@@ -42,6 +42,7 @@ the slow tier that builds an LLM fails at once and says so (``pytest_runtest_set
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -479,3 +480,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return embedded(settings)
 
     factory._BACKENDS["embedded"] = guarded
+
+
+def stable(out: Path) -> dict:
+    """results.json's metrics and samples without wall-clock fields."""
+
+    def strip(v):
+        if isinstance(v, dict):
+            return {k: strip(x) for k, x in v.items() if k not in ("seconds", "timings")}
+        if isinstance(v, list):
+            return [strip(x) for x in v]
+        return v
+
+    results = json.loads((out / "results.json").read_text())
+    return strip({"metrics": results["metrics"], "samples": results["samples"]})

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import SchemaFiller
+from conftest import SchemaFiller, stable
 
 from affectlens.agent import batch as bt
 from affectlens.evals.datasets import Dataset, Sample
@@ -90,20 +90,6 @@ def readings(out: Path) -> dict[str, tuple]:
         fused = res.fusion.probs if res.fusion is not None else None
         rows[rec.id] = (res.reading.label, res.reading.dominant, [c.text for c in res.cues], fused)
     return rows
-
-
-def stable(out: Path) -> dict:
-    """results.json's metrics and samples without wall-clock fields."""
-
-    def strip(v):
-        if isinstance(v, dict):
-            return {k: strip(x) for k, x in v.items() if k not in ("seconds", "timings")}
-        if isinstance(v, list):
-            return [strip(x) for x in v]
-        return v
-
-    results = json.loads((out / "results.json").read_text())
-    return strip({"metrics": results["metrics"], "samples": results["samples"]})
 
 
 def clip_ids() -> list[str]:

@@ -4,13 +4,13 @@ from the JSON alone; robustness re-reasons without each modality group."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import stable
 
 from affectlens.evals.datasets import load_dataset
 from affectlens.evals.runner import CONDITIONS, run_eval
@@ -36,19 +36,6 @@ def settings(tmp_path_factory):
 @pytest.fixture(scope="module")
 def faces():
     return load_dataset(ROOT / "evals" / "datasets" / "pyfeat-faces")
-
-
-def _stable(results: dict) -> dict:
-    """The metrics and per-sample scores without wall-clock fields."""
-
-    def strip(v):
-        if isinstance(v, dict):
-            return {k: strip(x) for k, x in v.items() if k not in ("seconds", "timings")}
-        if isinstance(v, list):
-            return [strip(x) for x in v]
-        return v
-
-    return strip({"metrics": results["metrics"], "samples": results["samples"]})
 
 
 def test_eval_writes_results_and_report_and_is_deterministic(settings, faces, tmp_path):
@@ -84,9 +71,7 @@ def test_eval_writes_results_and_report_and_is_deterministic(settings, faces, tm
     assert "f1-surprise" in (out / "report.md").read_text()
 
     run_eval(faces, settings, tmp_path / "b", limit=1, resamples=200, seed=1)
-    assert _stable(json.loads((out / "results.json").read_text())) == _stable(
-        json.loads((tmp_path / "b" / "results.json").read_text())
-    )
+    assert stable(out) == stable(tmp_path / "b")
 
     # the report comes back from the JSON alone
     before = (out / "report.md").read_text()
