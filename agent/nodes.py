@@ -175,23 +175,20 @@ def reason_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     fused = state.get("fusion")
     conflicted = fused if previous is not None and fused is not None and fused.conflict else None
     dominant = fusion.decided(conflicted, settings.decision)
-    header = state.get("header", "")
-    if dominant and conflicted is not None:
-        header += (
-            f"\nDecided by the fused witnesses: the dominant emotion is {dominant} (you named "
-            f"{conflicted.llm_dominant}). Explain the evidence for {dominant}; list the cues that "
-            "point elsewhere as conflicts."
-        )
+    # The decision goes in the repair turn, not the header: the first prompt then stays an
+    # exact prefix of the repair's, and the prompt cache does not evaluate it again.
+    decided = (dominant, conflicted.llm_dominant) if dominant and conflicted is not None else None
     # A repair round writes again only the claims the verifier found wrong, the conclusion
     # and the decision; the other claims stand (reason.merged).
     redo = rs.redo_fields(previous, state.get("redo")) if previous is not None else None
     msgs = rs.messages(
-        header,
+        state.get("header", ""),
         cues,
         state.get("knowledge_text") or [],
         previous,
         problems if previous is not None else None,
         redo,
+        decided,
     )
     if not cues:
         return {

@@ -206,10 +206,12 @@ def messages(
     previous: BaseModel | None = None,
     problems: list[str] | None = None,
     fields: list[str] | None = None,
+    decided: tuple[str, str | None] | None = None,
 ) -> list[dict]:
     """Chat messages for one reasoning round. A repair round repeats the first prompt (so the
-    prompt cache reuses it), the previous JSON as the assistant's turn, then the problems and
-    the ``fields`` to write again (all of them when None)."""
+    prompt cache reuses it), the previous JSON as the assistant's turn, then the problems, the
+    ``fields`` to write again (all of them when None) and, when the fused witnesses overruled
+    the LLM, ``decided`` = (their emotion, the one the LLM named)."""
     msgs = [
         {"role": "system", "content": prompts.render(SYSTEM)},
         {
@@ -225,7 +227,13 @@ def messages(
         msgs.append(
             {
                 "role": "user",
-                "content": prompts.render(REPAIR, problems=problems, fields=fields or every),
+                "content": prompts.render(
+                    REPAIR,
+                    problems=problems,
+                    fields=fields or every,
+                    decided=decided[0] if decided else None,
+                    named=decided[1] if decided else None,
+                ),
             }
         )
     return msgs

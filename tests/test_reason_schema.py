@@ -177,3 +177,38 @@ def test_the_reason_node_sends_the_narrowed_schema_and_keeps_the_other_claims(tm
     assert raw.face.text == GOOD["face"]["text"] and raw.speech.text == GOOD["speech"]["text"]
     assert raw.voice.text == "Rewritten voice."
     assert update["reading"].explanation[2] == "Rewritten voice [V1]."
+
+
+def test_an_overruled_reading_is_repaired_after_the_unchanged_first_prompt(tmp_path):
+    """When the fused witnesses overrule the LLM, the decision goes in the repair turn: the
+    first round's messages are an exact prefix of the repair's (the prompt cache reuses them),
+    and the repair schema allows only the decided emotion."""
+    from types import SimpleNamespace
+
+    from affectlens.agent import nodes
+    from affectlens.agent.fusion import FusedReading
+    from affectlens.agent.state import RunContext
+    from affectlens.settings import Settings
+    from tests.conftest import SchemaFiller
+
+    fused = FusedReading(
+        probs={"sadness": 0.6, "happiness": 0.4}, top="sadness", confidence=0.6,
+        llm_dominant="happiness", conflict="The LLM named happiness.",
+    )  # fmt: skip
+    state = {
+        "cues": CUES,
+        "status": {m: ("ok", "") for m in ("face", "speech", "voice")} | {"scene": ("missing", "")},
+        "header": "Clip: 4.0 s, one person.",
+        "knowledge_text": ["Lowered lip corners go with sadness."],
+        "fusion": fused,
+    }
+    llm = SchemaFiller(dominant="happiness")
+    runtime = SimpleNamespace(context=RunContext(settings=Settings(data_dir=tmp_path), llm=llm))
+    first = nodes.reason_node(state, runtime)
+    problem = "The explanation never names the dominant emotion (sadness, 'sad')."
+    state |= {"rounds": 1, "raw": first["raw"], "problems": [problem], "redo": []}
+    second = nodes.reason_node(state, runtime)
+    asked_first, asked_again = llm.calls
+    assert asked_again[: len(asked_first)] == asked_first
+    assert "the dominant emotion is sadness (you named happiness)" in asked_again[-1]["content"]
+    assert second["raw"].dominant == "sadness" and second["reading"].dominant == "sadness"
