@@ -17,9 +17,8 @@ when every witness is held out. Per utterance:
 
 Prints UAR, accuracy and macro-F1 with bootstrap 95 % intervals, per-class recall and the ECE
 of the stored confidence for each of the three; boredom is left out of the 7-class scores.
-A fourth line is a diagnostic, not what ships: the words' reliability times (1 - their
-neutral probability), so that plain words do not outvote an emotional voice (docs/evaluation.md
-says why it is not shipped: no shared set can fit it).
+A fourth line fuses without the words' neutral discount (``agent/fusion.py``), as the pool
+did before fit_recognition v4: there the words' "neutral" outvotes the voice.
 Writes nothing in the repo (the votes go to the gitignored ``eval-results/votes/``).
 """
 
@@ -90,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     params = fusion.load_params()
+    undiscounted = params.model_copy(update={"neutral_discount": []})  # as fused before v4
     items = rec.collect(
         "emodb-audio", limit=args.limit, progress=lambda m: print(m, file=sys.stderr)
     )
@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     voice = loso_voice([float(g) for g in args.grid.split(",")])
 
     gold: list[str] = []
-    preds: dict[str, list[str | None]] = {k: [] for k in ("voice", "words", "fused", "shrunk")}
+    preds: dict[str, list[str | None]] = {
+        k: [] for k in ("voice", "words", "fused", "undiscounted")
+    }
     confs: dict[str, list[float]] = {k: [] for k in preds}
     neutral_words = 0
     for it in items:
@@ -115,18 +117,15 @@ def main(argv: list[str] | None = None) -> int:
             preds[key].append(read.top if read else None)
             confs[key].append(read.confidence if read else 0.0)
         neutral_words += preds["words"][-1] == "neutral"
-        if "speech" in votes:  # diagnostic: the words' say shrunk by how neutral they read
-            shrunk = votes["speech"].reliability * (1 - votes["speech"].probs.get("neutral", 0))
-            votes["speech"] = votes["speech"].model_copy(update={"reliability": shrunk})
-        read = fusion.fuse(votes, params) if votes else None
-        preds["shrunk"].append(read.top if read else None)
-        confs["shrunk"].append(read.confidence if read else 0.0)
+        read = fusion.fuse(votes, undiscounted) if votes else None
+        preds["undiscounted"].append(read.top if read else None)
+        confs["undiscounted"].append(read.confidence if read else 0.0)
     print(f"EmoDB, {len(gold)} utterances (boredom left out), every witness held out:")
     for key, title in (
         ("voice", "voice alone (LOSO refit)"),
         ("words", "words alone (MELD head)"),
         ("fused", "fused = the stored label"),
-        ("shrunk", "diagnostic: words x (1 - p_neutral)"),
+        ("undiscounted", "fused, words not discounted (v3)"),
     ):
         report(title, gold, preds[key], confs[key])
     print(f"the words read 'neutral' on {neutral_words} of {len(gold)}")

@@ -23,7 +23,8 @@ turned the bundled sample's crying face (facex: sadness 0.51, happiness 0.20) in
 5. transcript: the weight of the words (``speech``) in the same pool, fitted on EMER's 98
    in-the-wild TV clips (their subtitles and gold; no shared set has faces and real dialogue
    together, so the words' weight is the one at which their vote alone is calibrated on real
-   clips); figures leave-one-clip-out, and on MELD test when its votes are cached.
+   clips), with the words' reliability scaled by 1 - p(neutral) (``NEUTRAL_DISCOUNT``);
+   figures leave-one-clip-out, and on MELD test when its votes are cached.
 
 All figures come with 95% percentile-bootstrap intervals (1000 resamples, seed 0) and are
 written to ``eval-results/recognition.json``.
@@ -55,6 +56,9 @@ FUSION_SETS = ("london-faces", "pyfeat-faces", "cremad-av", "cremad-audio")
 # The words' weight: EMER (MER2023 TV clips, emotional by selection: no neutral gold) is the only
 # shared gold on real clips; MELD test (never fitted on) is scored when its votes are cached.
 TEXT_FIT_SET, TEXT_SCORE_SETS = "emer-text", ("emer-text", "meld-text")
+# The words read as neutral step aside (agent/fusion.py: plain words are no evidence of a calm
+# speaker); the words' weight is fitted with this discount on (v4).
+NEUTRAL_DISCOUNT = ("speech",)
 REPORT = ROOT / "eval-results" / "recognition.json"
 FIT_VOTES = ROOT / "evals" / "datasets" / "witness-votes" / "face.jsonl"
 
@@ -102,12 +106,15 @@ def fit_text(rows: list[R.Item], say) -> tuple[float, dict[str, dict]]:
 
     def fit(train: list[R.Item]) -> float:
         w, _ = fusion.fit_pool(
-            [({"speech": r.votes["speech"]}, r.label) for r in train], ["speech"], offsets=False
+            [({"speech": r.votes["speech"]}, r.label) for r in train],
+            ["speech"],
+            offsets=False,
+            neutral_discount=NEUTRAL_DISCOUNT,
         )
         return w["speech"]
 
-    def q_of(w: float, r: R.Item) -> dict[str, float]:
-        fused = fusion.pool({"speech": r.votes["speech"]}, {"speech": w}, {})
+    def q_of(w: float, r: R.Item, discount: tuple[str, ...] = NEUTRAL_DISCOUNT) -> dict[str, float]:
+        fused = fusion.pool({"speech": r.votes["speech"]}, {"speech": w}, {}, 1.0, discount)
         if fused is None:  # weight 0: the words say nothing
             return dict.fromkeys(BASIC_EMOTIONS, 1 / len(BASIC_EMOTIONS))
         return dict(zip(BASIC_EMOTIONS, map(float, fused[0])))
@@ -125,7 +132,7 @@ def fit_text(rows: list[R.Item], say) -> tuple[float, dict[str, dict]]:
             else [r for r in R.collect(name, progress=say) if r.label and "speech" in r.votes]
         )
         for tag, qs in (
-            ("w = 1", [q_of(1.0, r) for r in rs]),
+            ("w = 1", [q_of(1.0, r, ()) for r in rs]),  # its own calibration, no discount
             (
                 "fitted",
                 R.held_out(rs, fit, q_of)
@@ -248,12 +255,13 @@ def main(argv: list[str] | None = None) -> int:
     report["speech"] = text_fig
     table("Transcript witness alone: as shipped before (w = 1) and at the fitted weight", text_fig)
     shipped.weights["speech"] = w_text
+    shipped.neutral_discount = list(NEUTRAL_DISCOUNT)
     print(f"\ntranscript weight: {w_text} (fitted on {len(text_rows)} {TEXT_FIT_SET} clips)")
     rows += text_rows
     shipped.fitted_on = fusion.FittedOn(
         ids=sorted(r.id for r in rows), speakers=sorted({r.speaker for r in rows})
     )
-    shipped.version = "fit_recognition v3"  # v3: the words' weight (EMER)
+    shipped.version = "fit_recognition v4"  # v3: the words' weight (EMER); v4: its discount
     print(
         f"\nshipped fusion: weights {shipped.weights}, bias {shipped.bias}, "
         f"Platt (a, b) {shipped.platt}"

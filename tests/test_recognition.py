@@ -278,3 +278,53 @@ def test_words_weight_is_reproducible_from_emer(emer_csv, tmp_path, monkeypatch)
     assert w == pytest.approx(fusion.load_params().weights["speech"], abs=0.05)
     ece = {k: f["ece"]["value"] for k, f in figures.items() if k.startswith("emer-text")}
     assert ece["emer-text, fitted"] < ece["emer-text, w = 1"]
+
+
+def test_words_read_as_neutral_step_aside_a_neutral_face_does_not():
+    """The pool's neutral discount (agent/fusion.py): the words' reliability is scaled by
+    1 - p(neutral), so plain words no longer outvote an emotional voice; a face read as neutral
+    is evidence and keeps its full say."""
+    params = fusion.load_params()
+    assert params.neutral_discount == ["speech"], "fit_recognition v4 ships the discount"
+    voice = EmotionVote(probs={"anger": 0.6, "neutral": 0.2, "sadness": 0.2}, reliability=1.0)
+    plain = EmotionVote(probs={"neutral": 0.9, "anger": 0.05, "sadness": 0.05}, reliability=1.0)
+    weights = {"voice": 0.5, "speech": 1.0, "face": 1.0}
+
+    def top(votes, discount):
+        q, used = fusion.pool(votes, weights, {}, 1.0, discount)
+        return BASIC_EMOTIONS[int(np.argmax(q))], used
+
+    assert top({"voice": voice, "speech": plain}, ())[0] == "neutral"  # the words outvote
+    label, used = top({"voice": voice, "speech": plain}, params.neutral_discount)
+    assert label == "anger" and used["speech"] == pytest.approx(0.1)
+    assert top({"voice": voice, "face": plain}, params.neutral_discount)[0] == "neutral"
+
+
+@pytest.mark.slow
+def test_an_angry_voice_with_plain_words_is_read_as_anger(test_data, settings):
+    """Real EmoDB anger from speaker 03, read as the pipeline reads it: the voice vote of the
+    model that never heard speaker 03, the words from whisper and the text witness (German,
+    lexically neutral by design). The shipped pool names anger; without the neutral discount
+    the plain words' "neutral" outvoted it (fused UAR on EmoDB 0.20 -> 0.45,
+    scripts/emodb_heldout.py)."""
+    from affectlens.agent.text_emotion import text_emotion
+    from affectlens.tools import voice_emotion as ve
+    from affectlens.tools.asr import transcribe
+    from affectlens.tools.media import load
+    from affectlens.tools.tone import analyze_tone, speech_span
+
+    params = fusion.load_params()
+    undiscounted = params.model_copy(update={"neutral_discount": []})
+    check = ve.load_model()["check_without_speaker"]
+    assert check["speaker"] == "03"
+    for name in ("03a02Wb", "03a02Wc", "03a04Wc"):
+        media = load(test_data / "emodb" / "wav" / f"{name}.wav", settings)
+        tone = analyze_tone(media, settings)
+        a, b = speech_span(media.audio)
+        held = ve.score(ve.functionals(media.audio[a:b]), model=check).vote
+        voice = tone.vote.model_copy(update={"probs": held.probs})
+        words = text_emotion(transcribe(media, settings), settings, max_segments=0)
+        assert words is not None and R.top(words.clip.probs) == "neutral", name
+        votes = {"voice": voice, "speech": words.clip}
+        assert fusion.fuse(votes, params).top == "anger", (name, votes)
+        assert fusion.fuse(votes, undiscounted).top == "neutral", name
