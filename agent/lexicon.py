@@ -14,7 +14,9 @@ lid tightening narrows the eyes). A pair or word the table does not know is not 
 Voice qualities are descriptors (loud, high-pitched, trembling, fast, calm ...); a word that can
 describe anything (calm, fast, soft) counts only next to a voice word ("calm voice", "speaks
 quickly"). Each quality says which measurement a cue must report (its words in the cue text).
-Quoted text is spoken content (or a cue's own words) and must appear in a cited cue.
+Quoted text is spoken content (or a cue's own words) and must appear in a cited cue. A claim
+about what was said without quoting it ("the words are neutral", "what she says") needs a cited
+speech cue.
 """
 
 from __future__ import annotations
@@ -215,7 +217,7 @@ def au_code(name: str) -> str | None:
 class Mention(BaseModel):
     """Something a sentence names that a cited cue must show."""
 
-    kind: str  # "face" | "voice" | "quote"
+    kind: str  # "face" | "voice" | "quote" | "words"
     phrase: str  # the words as written
     start: int  # character span in the sentence
     end: int
@@ -536,6 +538,24 @@ def quote_in(quote: str, source: str) -> bool:
     return all(p in src for p in pieces if p)
 
 
+# -- what was said, named without a quote ---------------------------------------------------
+_WORDS = re.compile(
+    r"\b(?:(?:the|his|her|their|these|those|spoken)\s+(?:own\s+)?"
+    r"(?:words|transcript|statements?|utterances?|remarks?)"
+    r"|what\s+(?:is|was)\s+said|spoken\s+content"
+    r"|what\s+(?:he|she|they|the\s+(?:person|speaker))\s+(?:says|said))\b",
+    re.I,
+)
+
+
+def read_words(text: str) -> list[Mention]:
+    """Claims about the spoken content ("the words", "what she says"): a speech cue shows them."""
+    return [
+        Mention(kind="words", phrase=m[0], start=m.start(), end=m.end())
+        for m in _WORDS.finditer(text)
+    ]
+
+
 # -- all together ------------------------------------------------------------------------------
 def mentions(text: str) -> list[Mention]:
     """Everything the text names that a cited cue must show, in order. Quoted passages are
@@ -556,4 +576,5 @@ def mentions(text: str) -> list[Mention]:
         code = cast(str, au_code(m[0]))  # the pattern is an AU code's
         out.append(Mention(kind="face", phrase=m[0], start=m.start(), end=m.end(), aus=(code,)))
     out += read_voice(blank, [(m.start, m.end) for m in out if m.kind == "face"])
+    out += read_words(blank)
     return sorted(out, key=lambda m: m.start)

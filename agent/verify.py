@@ -202,6 +202,8 @@ def _shows(m: lexicon.Mention, cue: Cue) -> bool:
         return True
     if m.kind == "face":
         return cue.modality == "face" and lexicon.au_code(cue.name) in m.aus
+    if m.kind == "words":
+        return cue.modality == "speech"
     if m.kind == "voice":
         if cue.modality != "voice" or not any(k in text for k in m.measures):
             return False
@@ -224,6 +226,8 @@ def _what(m: lexicon.Mention) -> str:
         return f"a facial action ({'/'.join(m.aus)})"
     if m.kind == "voice":
         return "a voice quality (" + ("arousal level" if m.level else "/".join(m.measures)) + ")"
+    if m.kind == "words":
+        return "the spoken content"
     return "a quotation"
 
 
@@ -244,7 +248,7 @@ def unsupported(
                 (m, f"quotes {m.phrase!r}, which is not in the cited cues ({ids}); {where}.")
             )
             continue
-        modality = {"face": "face", "voice": "voice"}.get(m.kind)
+        modality = {"face": "face", "voice": "voice", "words": "speech"}.get(m.kind)
         shown = "; ".join(
             f"{c.id} {_gist(c.text)}" for c in cited if modality is None or c.modality == modality
         )

@@ -276,6 +276,38 @@ def test_a_voice_quality_must_be_measured_and_not_contradicted():
     assert [p.kind for p in excited] == ["content"]  # V1 says low arousal
 
 
+def test_a_claim_about_the_words_must_cite_what_was_said():
+    """ "The words are neutral" citing face cues (the bundled sample's conclusion, 2026-12-04)
+    names the spoken content, which only a speech cue shows."""
+    said = Cue(
+        id="S1",
+        modality="speech",
+        start=0,
+        end=5,
+        name="utterance",
+        value="I am fine, really.",
+        text='said: "I am fine, really."',
+    )
+    cues = [*CUES, said]
+    every = {**ALL, "speech": True}
+    bad = vf.check(
+        reading(
+            [
+                "Sad at 0.62 [F1][F2], and the words are neutral [F1].",
+                "The voice is calm [V1], as is what she says [S1].",
+                "Overall the person is sad.",
+            ]
+        ),
+        cues,
+        every,
+    )
+    assert [(p.kind, p.sentence) for p in bad] == [("content", 1)], bad
+    assert "'the words'" in bad[0].message and "S1 shows it" in bad[0].message
+    fine = ["Sad at 0.62 [F1][F2]; the words are plain [S1].", "The voice is calm [V1]."]
+    assert vf.check(reading([*fine, "Overall the person is sad."]), cues, every) == []
+    assert lexicon.mentions("In other words, the face is sad.") == []
+
+
 def test_prune_cuts_the_offending_clause_and_keeps_the_conclusion():
     r = reading(
         [

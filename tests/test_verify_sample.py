@@ -118,6 +118,17 @@ def test_a_faithful_explanation_of_the_same_cues_passes(cues):
         assert contradictions([f"The voice sounds excited [{calm.id}]."], cues)
 
 
+def test_the_samples_words_claim_citing_face_cues_is_caught(cues):
+    """The sample's stored conclusion on 2026-12-04 said "The words are neutral, with a slight
+    hint of happiness" citing only face cues; the words are in the speech cues."""
+    face = [c.id for c in cues if c.modality == "face"][:3]
+    speech = [c.id for c in cues if c.modality == "speech"]
+    claim = "The words are neutral, with a slight hint of happiness"
+    found = contradictions([claim + "".join(f"[{i}]" for i in face) + "."], cues)
+    assert [phrase for _, phrase in found] == ["The words"]
+    assert contradictions([f"{claim} [{speech[-1]}]."], cues) == []
+
+
 def test_prune_keeps_the_conclusion_and_lists_the_cut(cues):
     reading = the_issue_reading(cues)
     kept, dropped = vf.prune(reading, cues)
