@@ -25,7 +25,6 @@ Writes nothing in the repo (the votes go to the gitignored ``eval-results/votes/
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -47,31 +46,29 @@ from affectlens.tools.evidence import EmotionVote  # noqa: E402
 
 def loso_voice(grid: list[float]) -> dict[str, dict[str, float]]:
     """utterance id -> the voice model's probabilities, from a fit without that speaker."""
-    rows = [r for r in tve.emodb() if r["emotion"] != "boredom"]  # as the shipped fit
-    every = list(csv.DictReader(open(tve.DATA / "emodb" / "labels.csv")))
+    every = tve.emodb()  # boredom too: the pipeline reads those utterances as well
+    rows = [r for r in every if r["emotion"] != "boredom"]  # fitted as the shipped model
     names = sorted(rows[0]["x"])
     tve.NAMES[:] = names
-    X = tve.matrix(rows, names)
-    y = np.array([r["emotion"] for r in rows], dtype=object)
-    spk = np.array([r["speaker"] for r in rows])
-    gender = np.array([r["gender"] for r in rows])
-    norm = ve.load_model()["norm"]
+    models = tve.loso_models(
+        tve.matrix(rows, names),
+        np.array([r["emotion"] for r in rows], dtype=object),
+        np.array([r["speaker"] for r in rows]),
+        np.array([r["gender"] for r in rows]),
+        ve.load_model()["norm"],
+        grid,
+    )
     out: dict[str, dict[str, float]] = {}
-    for s in sorted(set(spk)):
-        tr = spk != s
-        c = tve.choose_c(X[tr], y[tr], spk[tr], gender[tr], norm, grid)
-        model = tve.fit(X[tr], list(y[tr]), gender[tr], c, norm, names)
+    for s, model in models.items():
         model["trained_on"] = f"EmoDB without speaker {s}"
-        for r in every:  # boredom utterances too: the pipeline reads them as well
+        print(f"  voice without speaker {s}: C={model['C']}", file=sys.stderr)
+        for r in every:
             if r["speaker"] == s:
-                feats = tve.features(tve.DATA / "emodb" / r["file"])
-                out[Path(r["file"]).stem] = ve.score(feats, model=model).vote.probs
-        print(f"  voice without speaker {s}: C={c}", file=sys.stderr)
+                out[Path(r["file"]).stem] = ve.score(r["x"], model=model).vote.probs
     return out
 
 
-def report(title: str, gold: list[str], pred: list[str | None], conf: list[float]) -> None:
-    fig = rec.scores(gold, pred, confidence=conf)
+def report(title: str, fig: dict) -> None:
     recall = ", ".join(f"{k} {v:.2f}" for k, v in fig["per_class_recall"].items())
     print(
         f"{title:34s} n={fig['n']}  UAR {rec.fmt(fig['uar'])}  accuracy "
@@ -120,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         read = fusion.fuse(votes, undiscounted) if votes else None
         preds["undiscounted"].append(read.top if read else None)
         confs["undiscounted"].append(read.confidence if read else 0.0)
+    figs = {k: rec.scores(gold, preds[k], confidence=confs[k]) for k in preds}
     print(f"EmoDB, {len(gold)} utterances (boredom left out), every witness held out:")
     for key, title in (
         ("voice", "voice alone (LOSO refit)"),
@@ -127,10 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         ("fused", "fused = the stored label"),
         ("undiscounted", "fused, words not discounted (v3)"),
     ):
-        report(title, gold, preds[key], confs[key])
+        report(title, figs[key])
     print(f"the words read 'neutral' on {neutral_words} of {len(gold)}")
     if args.json:
-        figs = {k: rec.scores(gold, preds[k], confidence=confs[k]) for k in preds}
         args.json.write_text(json.dumps(rec.jsonable(figs), indent=1))
     return 0
 

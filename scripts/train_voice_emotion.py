@@ -165,15 +165,22 @@ def choose_c(X, y, spk, gender, norm, grid) -> float:
     return best_c
 
 
+def loso_models(X, y, spk, gender, norm, grid, nested=True) -> dict[str, dict]:
+    """Speaker -> the model fitted without that speaker (C by an inner LOSO when nested)."""
+    models = {}
+    for s in np.unique(spk):
+        tr = spk != s
+        c = choose_c(X[tr], y[tr], spk[tr], gender[tr], norm, grid) if nested else grid[0]
+        models[s] = fit(X[tr], list(y[tr]), gender[tr], c, norm, NAMES)
+    return models
+
+
 def loso(X, y, spk, gender, norm, grid, nested=True):
     pred = np.empty(len(y), dtype=object)
-    cs = {}
-    for s in np.unique(spk):
-        tr, te = spk != s, spk == s
-        c = choose_c(X[tr], y[tr], spk[tr], gender[tr], norm, grid) if nested else grid[0]
-        cs[s] = c
-        pred[te] = predict(fit(X[tr], list(y[tr]), gender[tr], c, norm, NAMES), X[te])
-    return pred, cs
+    models = loso_models(X, y, spk, gender, norm, grid, nested)
+    for s, model in models.items():
+        pred[spk == s] = predict(model, X[spk == s])
+    return pred, {s: model["C"] for s, model in models.items()}
 
 
 def main() -> None:
