@@ -195,6 +195,10 @@ def _bare(sentence: str) -> str:
     return strip_citations(sentence)
 
 
+# The modality whose cues can show a mention of each kind (a quote may be in any cue's words).
+_MODALITY: dict[str, Modality] = {"face": "face", "voice": "voice", "words": "speech"}
+
+
 def _shows(m: lexicon.Mention, cue: Cue) -> bool:
     """Does this cue show what the mention names? A cue's own words always count."""
     text = cue.text.lower().replace("-", " ")
@@ -203,7 +207,7 @@ def _shows(m: lexicon.Mention, cue: Cue) -> bool:
     if m.kind == "face":
         return cue.modality == "face" and lexicon.au_code(cue.name) in m.aus
     if m.kind == "words":
-        return cue.modality == "speech"
+        return cue.modality == _MODALITY[m.kind]
     if m.kind == "voice":
         if cue.modality != "voice" or not any(k in text for k in m.measures):
             return False
@@ -248,7 +252,7 @@ def unsupported(
                 (m, f"quotes {m.phrase!r}, which is not in the cited cues ({ids}); {where}.")
             )
             continue
-        modality = {"face": "face", "voice": "voice", "words": "speech"}.get(m.kind)
+        modality = _MODALITY.get(m.kind)
         shown = "; ".join(
             f"{c.id} {_gist(c.text)}" for c in cited if modality is None or c.modality == modality
         )
