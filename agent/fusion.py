@@ -213,17 +213,20 @@ def fit_pool(
     l2_bias: float = L2_BIAS,
     offsets: bool = True,
     neutral_discount: Sequence[str] = (),
+    sample_weight: Sequence[float] | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Weights (>= 0) and zero-mean class offsets minimising the mean NLL of the gold class
-    plus ``l2_bias * |b|^2``; deterministic (L-BFGS-B from w = 1, b = 0). ``offsets=False``
-    fits the weights alone (offsets 0): offsets learn the fitting rows' label mix, which a
-    clip in the wild does not share (scripts/fit_recognition.py fits without them)."""
+    """Weights (>= 0) and zero-mean class offsets minimising the (``sample_weight``-weighted)
+    mean NLL of the gold class plus ``l2_bias * |b|^2``; deterministic (L-BFGS-B from w = 1,
+    b = 0). ``offsets=False`` fits the weights alone (offsets 0): offsets learn the fitting
+    rows' label mix, which a clip in the wild does not share (scripts/fit_recognition.py fits
+    without them)."""
     from scipy.optimize import minimize
 
     mods = list(modalities)
     k = len(BASIC_EMOTIONS)
     L = np.zeros((len(rows), len(mods), k))
     y = np.array([BASIC_EMOTIONS.index(g) for _, g in rows])
+    sw = _normalised(sample_weight, len(rows))
     for i, (votes, _) in enumerate(rows):
         for j, m in enumerate(mods):
             if m in votes:
@@ -234,7 +237,7 @@ def fit_pool(
         b = b - b.mean()
         z = np.einsum("imk,m->ik", L, w) + b
         z = z - z.max(axis=1, keepdims=True)
-        nll = -(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(axis=1))).mean()
+        nll = -((z[np.arange(len(y)), y] - np.log(np.exp(z).sum(axis=1))) * sw).sum()
         return nll + l2_bias * float(b @ b) / k
 
     theta0 = np.concatenate([np.ones(len(mods)), np.zeros(k)])
@@ -249,16 +252,26 @@ def fit_pool(
     )
 
 
-def fit_platt(q: Sequence[float], correct: Sequence[bool]) -> tuple[float, float]:
-    """Platt scaling on logit(q): a 1-feature logistic regression (mild ridge), deterministic."""
+def _normalised(sample_weight: Sequence[float] | None, n: int) -> np.ndarray:
+    """Row weights summing to 1 (uniform when None)."""
+    sw = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+    return sw / sw.sum()
+
+
+def fit_platt(
+    q: Sequence[float], correct: Sequence[bool], sample_weight: Sequence[float] | None = None
+) -> tuple[float, float]:
+    """Platt scaling on logit(q): a 1-feature logistic regression (mild ridge), deterministic;
+    ``sample_weight`` weights the rows as in ``fit_pool``."""
     from scipy.optimize import minimize
 
     x = _logit(np.asarray(q, dtype=float))
     t = np.asarray(correct, dtype=float)
+    sw = _normalised(sample_weight, len(x))
 
     def loss(ab):
         s = ab[0] * x + ab[1]
-        return float(np.mean(np.logaddexp(0, s) - t * s) + 1e-3 * ab @ ab)
+        return float(((np.logaddexp(0, s) - t * s) * sw).sum() + 1e-3 * ab @ ab)
 
     res = minimize(loss, np.array([1.0, 0.0]), method="L-BFGS-B")
     return round(float(res.x[0]), 4), round(float(res.x[1]), 4)

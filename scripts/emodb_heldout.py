@@ -1,6 +1,6 @@
-"""The pipeline's label on EmoDB's held-out speakers, audio only, without the LLM.
+"""EmoDB's held-out speakers, audio only: each witness's vote and the pool's fitting votes.
 
-    python scripts/emodb_heldout.py        # ~15-25 min the first time on 2 cores, seconds after
+    python scripts/emodb_heldout.py        # ~60 min the first time on 2 cores, seconds after
 
 With ``decision = "fusion"`` (the default) a clip is stored under the fused witnesses' top
 emotion, so the issue's "EmoDB audio-only UAR on held-out speakers" is the fused label's UAR
@@ -9,17 +9,15 @@ when every witness is held out. Per utterance:
 - **voice**: the shipped scorer's recipe (``scripts/train_voice_emotion.py``: eGeMAPS of the
   speech span, the shipped normalisation, C chosen by an inner leave-one-speaker-out) refitted
   without the utterance's speaker (the shipped model heard all ten); the reliability is the
-  one the voice tool gave the clip;
+  one the voice tool gave the clip (``loso_voice``, also the votes the pool is fitted on);
 - **words**: whisper's transcript read by the text-emotion witness (fitted on MELD, never on
-  EmoDB), collected and cached by ``evals.recognition`` as set ``emodb-audio``;
-- **fused**: the shipped pool (``agent/fusion.json``; ``guard`` checks it saw no EmoDB row)
-  and its calibrated confidence.
+  EmoDB), collected and cached by ``evals.recognition`` as set ``emodb-audio``.
 
 Prints UAR, accuracy and macro-F1 with bootstrap 95 % intervals, per-class recall and the ECE
-of the stored confidence for each of the three; boredom is left out of the 7-class scores.
-A fourth line fuses without the words' neutral discount (``agent/fusion.py``), as the pool
-did before fit_recognition v4: there the words' "neutral" outvotes the voice.
-Writes nothing in the repo (the votes go to the gitignored ``eval-results/votes/``).
+of each witness's own top probability. The fused label's figure is ``scripts/fit_recognition.py``'s
+``emodb-audio`` row: since v5 the pool is fitted on these votes too, so it is scored with the
+pool refitted without each speaker. Writes nothing in the repo (the votes go to the gitignored
+``eval-results/votes/``).
 """
 
 from __future__ import annotations
@@ -38,10 +36,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import train_voice_emotion as tve  # noqa: E402
 
-from affectlens.agent import fusion  # noqa: E402
 from affectlens.evals import recognition as rec  # noqa: E402
 from affectlens.tools import voice_emotion as ve  # noqa: E402
-from affectlens.tools.evidence import EmotionVote  # noqa: E402
 
 
 def loso_voice(grid: list[float]) -> dict[str, dict[str, float]]:
@@ -85,48 +81,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
 
-    params = fusion.load_params()
-    undiscounted = params.model_copy(update={"neutral_discount": []})  # as fused before v4
     items = rec.collect(
         "emodb-audio", limit=args.limit, progress=lambda m: print(m, file=sys.stderr)
     )
-    rec.guard(params.fitted_on, items)  # raises SpeakerLeak if the pool saw an EmoDB row
     voice = loso_voice([float(g) for g in args.grid.split(",")])
 
     gold: list[str] = []
-    preds: dict[str, list[str | None]] = {
-        k: [] for k in ("voice", "words", "fused", "undiscounted")
-    }
+    preds: dict[str, list[str | None]] = {"voice": [], "words": []}
     confs: dict[str, list[float]] = {k: [] for k in preds}
-    neutral_words = 0
     for it in items:
         if it.label is None:  # boredom
             continue
-        votes: dict[str, EmotionVote] = {}
-        if "voice" in it.votes:  # the clip's reliability, the held-out model's probabilities
-            votes["voice"] = it.votes["voice"].model_copy(update={"probs": voice[it.id]})
-        if "speech" in it.votes:
-            votes["speech"] = it.votes["speech"]
         gold.append(it.label)
-        for key, only in (("voice", "voice"), ("words", "speech"), ("fused", None)):
-            use = votes if only is None else {m: v for m, v in votes.items() if m == only}
-            read = fusion.fuse(use, params) if use else None
-            preds[key].append(read.top if read else None)
-            confs[key].append(read.confidence if read else 0.0)
-        neutral_words += preds["words"][-1] == "neutral"
-        read = fusion.fuse(votes, undiscounted) if votes else None
-        preds["undiscounted"].append(read.top if read else None)
-        confs["undiscounted"].append(read.confidence if read else 0.0)
+        for name, probs in (
+            ("voice", voice.get(it.id) if "voice" in it.votes else None),
+            ("words", it.votes["speech"].probs if "speech" in it.votes else None),
+        ):
+            preds[name].append(rec.top(probs) if probs else None)
+            confs[name].append(max(probs.values()) if probs else 0.0)
     figs = {k: rec.scores(gold, preds[k], confidence=confs[k]) for k in preds}
     print(f"EmoDB, {len(gold)} utterances (boredom left out), every witness held out:")
-    for key, title in (
-        ("voice", "voice alone (LOSO refit)"),
-        ("words", "words alone (MELD head)"),
-        ("fused", "fused = the stored label"),
-        ("undiscounted", "fused, words not discounted (v3)"),
-    ):
-        report(title, figs[key])
-    print(f"the words read 'neutral' on {neutral_words} of {len(gold)}")
+    report("voice alone (LOSO refit)", figs["voice"])
+    report("words alone (MELD head)", figs["words"])
+    neutral = sum(p == "neutral" for p in preds["words"])
+    print(f"the words read 'neutral' on {neutral} of {len(gold)}")
+    print(
+        "the fused label: scripts/fit_recognition.py, row emodb-audio (pool refitted per speaker)"
+    )
     if args.json:
         args.json.write_text(json.dumps(rec.jsonable(figs), indent=1))
     return 0

@@ -11,20 +11,26 @@ Steps (docs/models/face-calibration.md, docs/models/fusion.md):
 2. face: a temperature on facex's clip-mean probabilities, pooled over the face sets; figures
    are leave-one-speaker-out (a person / an actor is never scored by a fit that saw them)
    -> ``tools/face_calibration.json``;
-3. fusion: per-modality weights of the log-linear pool on the held-out calibrated votes,
-   figures again leave-one-speaker-out -> ``agent/fusion.json``;
+3. fusion: per-modality weights of the log-linear pool (face, voice, words) in one fit on every
+   shared set with honest votes: the held-out calibrated face votes; the voice on CREMA-D (a
+   corpus it never heard) and on EmoDB from the model refitted without the utterance's speaker
+   (``emodb_heldout.loso_voice``); the words on EmoDB (whisper + the MELD head) and on EMER's
+   in-the-wild TV subtitles. Each corpus weighs the same in the fit (``CORPUS``): EmoDB's 454
+   utterances would otherwise set the voice's weight alone, in-corpus, where it is far more
+   reliable than on a corpus it never heard (CREMA-D). The words' reliability is scaled by
+   1 - p(neutral) (``NEUTRAL_DISCOUNT``). Figures leave-one-speaker-out (EMER: each clip its
+   own group) -> ``agent/fusion.json``;
+4. confidence: Platt scaling of the fused top probability on the held-out fused outputs, the
+   corpora weighted as in 3; ECE reported leave-one-speaker-out.
 
 No class offsets in either (they were fitted until 2026-12-04): offsets learn the label mix of
 the fitting rows (half the London faces smile), which clips in the wild do not share. Held out,
 they bought nothing (face UAR identical on all three face sets with and without them) and they
 turned the bundled sample's crying face (facex: sadness 0.51, happiness 0.20) into happiness.
-4. confidence: Platt scaling of the fused top probability on the held-out fused outputs; ECE
-   reported leave-one-speaker-out.
-5. transcript: the weight of the words (``speech``) in the same pool, fitted on EMER's 98
-   in-the-wild TV clips (their subtitles and gold; no shared set has faces and real dialogue
-   together, so the words' weight is the one at which their vote alone is calibrated on real
-   clips), with the words' reliability scaled by 1 - p(neutral) (``NEUTRAL_DISCOUNT``);
-   figures leave-one-clip-out, and on MELD test when its votes are cached.
+
+v5 (2026-12-05) fits the three weights together; v3/v4 fitted face and voice on the face sets
+and CREMA-D only, and the words' weight on EMER alone, which left the voice at 0.15 and EmoDB's
+held-out fused UAR at 0.454 (docs/evaluation.md).
 
 All figures come with 95% percentile-bootstrap intervals (1000 resamples, seed 0) and are
 written to ``eval-results/recognition.json``.
@@ -42,6 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+sys.path.insert(0, str(ROOT / "scripts"))
+
 from affectlens.agent import fusion  # noqa: E402
 from affectlens.evals import recognition as R  # noqa: E402
 from affectlens.evals.report import plot_calibration, plot_confusion  # noqa: E402
@@ -49,18 +57,31 @@ from affectlens.tools.evidence import BASIC_EMOTIONS, EmotionVote  # noqa: E402
 from affectlens.tools.face import CALIBRATION_FILE, FaceCalibration  # noqa: E402
 
 FACE_SETS = ("london-faces", "pyfeat-faces", "cremad-face")
-# EmoDB is not here: the shipped voice model (tools/voice_emotion.json) was fitted on all of it,
-# so its EmoDB votes are in-sample and would overstate the voice. The voice weight is fitted on
-# CREMA-D, a corpus the voice model never saw: the cross-corpus reliability a new clip meets.
-FUSION_SETS = ("london-faces", "pyfeat-faces", "cremad-av", "cremad-audio")
-# The words' weight: EMER (MER2023 TV clips, emotional by selection: no neutral gold) is the only
-# shared gold on real clips; MELD test (never fitted on) is scored when its votes are cached.
-TEXT_FIT_SET, TEXT_SCORE_SETS = "emer-text", ("emer-text", "meld-text")
+# Every set with honest votes for the pool (docs/models/fusion.md). The voice on EmoDB is the
+# model refitted without each utterance's speaker (the shipped one heard all ten); EMER (MER2023
+# TV clips, the only shared gold on real dialogue) gives the words; MELD test is only scored.
+FUSION_SETS = (
+    "london-faces",
+    "pyfeat-faces",
+    "cremad-av",
+    "cremad-audio",
+    "emodb-audio",
+    "emer-text",
+)
+# The corpus a set comes from: each corpus weighs the same in the fit and the Platt map.
+CORPUS = {"cremad-av": "cremad", "cremad-audio": "cremad"}
+TEXT_SCORE_SET = "meld-text"
 # The words read as neutral step aside (agent/fusion.py: plain words are no evidence of a calm
-# speaker); the words' weight is fitted with this discount on (v4).
+# speaker); the weights are fitted with this discount on (since v4).
 NEUTRAL_DISCOUNT = ("speech",)
+LOSO_VOICE = "voice-emotion LR/eGeMAPS refitted without speaker"
+VERSION = "fit_recognition v5"  # v3: the words' weight; v4: its discount; v5: one joint fit
 REPORT = ROOT / "eval-results" / "recognition.json"
 FIT_VOTES = ROOT / "evals" / "datasets" / "witness-votes" / "face.jsonl"
+# The pool's fitting votes as the fit saw them, less EMER's (academic licence: not copied here;
+# collect them with `python -m affectlens.evals.recognition emer-text`).
+POOL_VOTES = FIT_VOTES.with_name("fusion.jsonl")
+NOT_SHIPPED = ("emer-text",)
 
 
 def fit_face(rows: list[R.Item]) -> FaceCalibration:
@@ -99,53 +120,55 @@ def table(title: str, figures: dict[str, dict]) -> None:
         )
 
 
-def fit_text(rows: list[R.Item], say) -> tuple[float, dict[str, dict]]:
-    """The transcript's pool weight (a temperature on its vote) fitted on ``rows``; its figures
-    at w = 1 and at the weight, leave-one-clip-out on the fitting set (each clip is its own
-    group), with the shipped weight on the other text sets."""
+def corpus_weights(rows: list[R.Item]) -> list[float]:
+    """Row weights giving each corpus (``CORPUS``) the same total in the fit."""
+    count: dict[str, int] = {}
+    for r in rows:
+        c = CORPUS.get(r.dataset, r.dataset)
+        count[c] = count.get(c, 0) + 1
+    return [1.0 / count[CORPUS.get(r.dataset, r.dataset)] for r in rows]
 
-    def fit(train: list[R.Item]) -> float:
-        w, _ = fusion.fit_pool(
-            [({"speech": r.votes["speech"]}, r.label) for r in train],
-            ["speech"],
-            offsets=False,
-            neutral_discount=NEUTRAL_DISCOUNT,
-        )
-        return w["speech"]
 
-    def q_of(w: float, r: R.Item, discount: tuple[str, ...] = NEUTRAL_DISCOUNT) -> dict[str, float]:
-        fused = fusion.pool({"speech": r.votes["speech"]}, {"speech": w}, {}, 1.0, discount)
-        if fused is None:  # weight 0: the words say nothing
-            return dict.fromkeys(BASIC_EMOTIONS, 1 / len(BASIC_EMOTIONS))
-        return dict(zip(BASIC_EMOTIONS, map(float, fused[0])))
+def fit_weights(
+    rows: list[R.Item], votes: dict[str, dict[str, EmotionVote]], mods: list[str]
+) -> fusion.FusionParams:
+    """The pool's weights on ``rows`` (``votes`` keyed by ``key``), corpora weighted equally."""
+    w, b = fusion.fit_pool(
+        [(votes[key(r)], r.label) for r in rows],
+        mods,
+        offsets=False,
+        neutral_discount=NEUTRAL_DISCOUNT,
+        sample_weight=corpus_weights(rows),
+    )
+    return fusion.FusionParams(weights=w, bias=b, neutral_discount=list(NEUTRAL_DISCOUNT))
 
-    shipped = fit(rows)
-    figures: dict[str, dict] = {}
-    for name in TEXT_SCORE_SETS:
-        cached = R.CACHE / f"{name}.jsonl"
-        if name != TEXT_FIT_SET and not cached.is_file():
-            say(f"{name}: no cached votes ({cached}); not scored")
-            continue
-        rs = (
-            rows
-            if name == TEXT_FIT_SET
-            else [r for r in R.collect(name, progress=say) if r.label and "speech" in r.votes]
-        )
-        for tag, qs in (
-            ("w = 1", [q_of(1.0, r, ()) for r in rs]),  # its own calibration, no discount
-            (
-                "fitted",
-                R.held_out(rs, fit, q_of)
-                if name == TEXT_FIT_SET
-                else [q_of(shipped, r) for r in rs],
-            ),
-        ):
-            figures[f"{name}, {tag}"] = R.scores(
-                [r.label for r in rs],
-                [R.top(q) for q in qs],
-                confidence=[max(q.values()) for q in qs],
+
+def key(r: R.Item) -> str:
+    return f"{r.dataset}/{r.id}"
+
+
+def emodb_votes(rows: list[R.Item], say) -> dict[str, dict[str, EmotionVote]]:
+    """EmoDB's votes with the voice of the model refitted without each utterance's speaker (the
+    clip's own reliability kept)."""
+    from emodb_heldout import loso_voice
+
+    say("EmoDB: the voice model refitted without each speaker")
+    held = loso_voice([0.1, 0.3, 1.0])
+    out = {}
+    for r in rows:
+        v = dict(r.votes)
+        if "voice" in v:
+            v["voice"] = v["voice"].model_copy(
+                update={"probs": held[r.id], "model": f"{LOSO_VOICE} {r.speaker}"}
             )
-    return shipped, figures
+        out[key(r)] = v
+    return out
+
+
+def load_pool_votes(path: Path = POOL_VOTES) -> tuple[list[R.Item], dict]:
+    """The shipped fitting rows and their votes (``POOL_VOTES``)."""
+    rows = [R.Item.model_validate_json(line) for line in path.read_text().splitlines()]
+    return rows, {key(r): dict(r.votes) for r in rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,36 +220,35 @@ def main(argv: list[str] | None = None) -> int:
             v["face"] = face_vote(shipped_face, r)
         return v
 
-    rows = [r for n in FUSION_SETS for r in sets[n] if r.label and votes_of(r)]
-    fused_votes = {r.id + r.dataset: votes_of(r) for r in rows}
+    rows = [r for n in FUSION_SETS for r in sets[n] if r.label and r.votes]
+    fused_votes = {key(r): votes_of(r) for r in rows}
+    fused_votes.update(emodb_votes([r for r in rows if r.dataset == "emodb-audio"], say))
     mods = sorted({m for v in fused_votes.values() for m in v})
 
     def fit_f(train: list[R.Item]) -> fusion.FusionParams:
-        w, b = fusion.fit_pool(
-            [(fused_votes[r.id + r.dataset], r.label) for r in train], mods, offsets=False
-        )
-        return fusion.FusionParams(weights=w, bias=b)
+        return fit_weights(train, fused_votes, mods)
 
     def q_of(p: fusion.FusionParams, r: R.Item) -> dict[str, float]:
-        q, _ = fusion.pool(fused_votes[r.id + r.dataset], p.weights, p.bias)
+        q, _ = fusion.pool(fused_votes[key(r)], p.weights, p.bias, 1.0, p.neutral_discount)
         return dict(zip(BASIC_EMOTIONS, map(float, q)))
 
+    say(f"fusion: {len(rows)} rows, one refit per held-out speaker")
     shipped = fit_f(rows)
-    held_q = dict(zip([r.id + r.dataset for r in rows], R.held_out(rows, fit_f, q_of)))
+    held_q = dict(zip(map(key, rows), R.held_out(rows, fit_f, q_of)))
 
     # 4. confidence ------------------------------------------------------------------------------
     tops = {k: max(q.values()) for k, q in held_q.items()}
-    right = {r.id + r.dataset: R.top(held_q[r.id + r.dataset]) == r.label for r in rows}
+    right = {key(r): R.top(held_q[key(r)]) == r.label for r in rows}
 
     def fit_c(train):
         return fusion.fit_platt(
-            [tops[r.id + r.dataset] for r in train], [right[r.id + r.dataset] for r in train]
+            [tops[key(r)] for r in train], [right[key(r)] for r in train], corpus_weights(train)
         )
 
     conf = dict(
         zip(
-            [r.id + r.dataset for r in rows],
-            R.held_out(rows, fit_c, lambda ab, r: fusion.platt(tops[r.id + r.dataset], ab)),
+            map(key, rows),
+            R.held_out(rows, fit_c, lambda ab, r: fusion.platt(tops[key(r)], ab)),
         )
     )
     shipped.platt = fit_c(rows)
@@ -235,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         rs = [r for r in rows if r.dataset == n]
         if not rs:
             continue
-        keys = [r.id + r.dataset for r in rs]
+        keys = [key(r) for r in rs]
         fused_fig[n] = R.scores(
             [r.label for r in rs],
             [R.top(held_q[k]) for k in keys],
@@ -248,20 +270,21 @@ def main(argv: list[str] | None = None) -> int:
         REPORT.parent.mkdir(parents=True, exist_ok=True)  # reliability diagram + confusion
         plot_calibration(fused_fig[n]["calibration"], REPORT.parent / f"reliability-{n}.png")
         plot_confusion(fused_fig[n]["confusion"], REPORT.parent / f"confusion-{n}.png")
+    # MELD test (never fitted on): the words alone at the shipped weight, when its votes are cached
+    meld = R.CACHE / f"{TEXT_SCORE_SET}.jsonl"
+    if meld.is_file():
+        rs = [r for r in R.collect(TEXT_SCORE_SET) if r.label and "speech" in r.votes]
+        qs = [q_of(shipped, r) for r in rs]
+        fused_fig[TEXT_SCORE_SET] = report["fusion"][TEXT_SCORE_SET] = R.scores(
+            [r.label for r in rs],
+            [R.top(q) for q in qs],
+            confidence=[fusion.platt(max(q.values()), shipped.platt) for q in qs],
+        )
     table(f"Fusion of {', '.join(mods)} (leave-one-speaker-out), calibrated confidence", fused_fig)
-    # 5. the words' weight ------------------------------------------------------------------------
-    text_rows = [r for r in R.collect(TEXT_FIT_SET, progress=say) if r.label and r.votes]
-    w_text, text_fig = fit_text(text_rows, say)
-    report["speech"] = text_fig
-    table("Transcript witness alone: as shipped before (w = 1) and at the fitted weight", text_fig)
-    shipped.weights["speech"] = w_text
-    shipped.neutral_discount = list(NEUTRAL_DISCOUNT)
-    print(f"\ntranscript weight: {w_text} (fitted on {len(text_rows)} {TEXT_FIT_SET} clips)")
-    rows += text_rows
     shipped.fitted_on = fusion.FittedOn(
         ids=sorted(r.id for r in rows), speakers=sorted({r.speaker for r in rows})
     )
-    shipped.version = "fit_recognition v4"  # v3: the words' weight (EMER); v4: its discount
+    shipped.version = VERSION
     print(
         f"\nshipped fusion: weights {shipped.weights}, bias {shipped.bias}, "
         f"Platt (a, b) {shipped.platt}"
@@ -281,9 +304,19 @@ def main(argv: list[str] | None = None) -> int:
                 for r in face_rows
             )
         )
+        POOL_VOTES.write_text(
+            "".join(
+                r.model_copy(update={"votes": fused_votes[key(r)], "raw": {}}).model_dump_json(
+                    include={"id", "dataset", "speaker", "gold", "votes"}
+                )
+                + "\n"
+                for r in rows
+                if r.dataset not in NOT_SHIPPED
+            )
+        )
         fusion.save_params(shipped)
         print(
-            f"\nwrote {CALIBRATION_FILE.relative_to(ROOT)}, "
+            f"\nwrote {CALIBRATION_FILE.relative_to(ROOT)}, {POOL_VOTES.relative_to(ROOT)}, "
             f"{fusion.PARAMS_FILE.relative_to(ROOT)}, {REPORT.relative_to(ROOT)}"
         )
     return 0
