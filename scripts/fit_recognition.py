@@ -165,6 +165,26 @@ def emodb_votes(rows: list[R.Item], say) -> dict[str, dict[str, EmotionVote]]:
     return out
 
 
+def leave_corpus_out(rows: list[R.Item], fit_f, q_of) -> None:
+    """Each corpus scored by the pool fitted without all of it: how the weights carry to a
+    corpus they never saw (top-probability ECE; no Platt map)."""
+    figures = {}
+    for corpus in dict.fromkeys(CORPUS.get(r.dataset, r.dataset) for r in rows):
+        params = fit_f([r for r in rows if CORPUS.get(r.dataset, r.dataset) != corpus])
+        for n in dict.fromkeys(
+            r.dataset for r in rows if CORPUS.get(r.dataset, r.dataset) == corpus
+        ):
+            rs = [r for r in rows if r.dataset == n]
+            qs = [q_of(params, r) for r in rs]
+            name = f"{n} (w {', '.join(f'{m} {w:.2f}' for m, w in params.weights.items())})"
+            figures[name] = R.scores(
+                [r.label for r in rs],
+                [R.top(q) for q in qs],
+                confidence=[max(q.values()) for q in qs],
+            )
+    table("Leave-one-corpus-out (the pool fitted without the whole corpus)", figures)
+
+
 def load_pool_votes(path: Path = POOL_VOTES) -> tuple[list[R.Item], dict]:
     """The shipped fitting rows and their votes (``POOL_VOTES``)."""
     rows = [R.Item.model_validate_json(line) for line in path.read_text().splitlines()]
@@ -175,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dry-run", action="store_true", help="print figures, write no model file")
     ap.add_argument("--refresh", action="store_true", help="recompute the cached votes")
+    ap.add_argument(
+        "--leave-corpus-out",
+        action="store_true",
+        help="also print each corpus scored by a pool fitted without that whole corpus",
+    )
     args = ap.parse_args(argv)
     say = lambda m: print(m, file=sys.stderr)  # noqa: E731
     sets = {
@@ -281,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
             confidence=[fusion.platt(max(q.values()), shipped.platt) for q in qs],
         )
     table(f"Fusion of {', '.join(mods)} (leave-one-speaker-out), calibrated confidence", fused_fig)
+    if args.leave_corpus_out:
+        leave_corpus_out(rows, fit_f, q_of)
     shipped.fitted_on = fusion.FittedOn(
         ids=sorted(r.id for r in rows), speakers=sorted({r.speaker for r in rows})
     )
