@@ -17,8 +17,9 @@ emotional voice or face (EmoDB's lexically neutral sentences, held out: fused UA
 docs/evaluation.md). A face or voice read as neutral still counts as evidence of neutral.
 
 The weights and offsets are fitted by minimum negative log-likelihood on the shared sets'
-cached votes, with leave-one-speaker-out checks (``scripts/fit_recognition.py``), and ship in
-``agent/fusion.json`` with the ids and speakers they were fitted on.
+cached votes, each corpus weighing the same (``sample_weight``), with leave-one-speaker-out
+checks (``scripts/fit_recognition.py``), and ship in ``agent/fusion.json`` with the ids and
+speakers they were fitted on.
 
 Confidence: Platt scaling (Platt 1999) of the fused probability of the decided label,
 ``conf = sigmoid(a * logit(q) + b)``, fitted on held-out fused outputs: the stored confidence is
