@@ -279,6 +279,12 @@ def verify_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
         found = vf.check(reading, cues, available)
         messages = [p.message for p in found]
         update["reading"] = reading
+    if last_round and any(p.kind == "agreement" for p in found):
+        reading = reading.model_copy(update={"explanation": vf.concluded(reading)})
+        fixed_now += [p.message for p in found if p.kind == "agreement"]
+        found = vf.check(reading, cues, available)
+        messages = [p.message for p in found]
+        update["reading"] = reading
     # A reading with no cue rests on nothing: it is never "grounded" (the UI badge, the evals'
     # verified count). Reported, not fed back: another round cannot add evidence.
     report = VerificationReport(

@@ -336,3 +336,15 @@ def prune(reading: EmotionReading, cues: list[Cue]) -> tuple[list[str], list[Dro
             adjective = ADJECTIVE[reading.dominant]
             kept.append(f"Overall the person seems {adjective} {cites}".rstrip() + ".")
     return kept, dropped
+
+
+def concluded(reading: EmotionReading) -> list[str]:
+    """The explanation closing on the decided emotion. After the last repair round the LLM may
+    still argue for another one (the fused witnesses decided against it, and the conflict is
+    recorded): a plain closing statement then names the decision, so a stored explanation never
+    leaves its own label unsaid. It cites nothing: it states the decision, not a cue."""
+    sentences = [_bare(s) for s in reading.explanation]
+    if reading.dominant not in BASIC or reading.dominant in labels_in(" ".join(sentences)):
+        return list(reading.explanation)
+    adjective = ADJECTIVE[reading.dominant]
+    return [*reading.explanation, f"Weighing every witness together, the person seems {adjective}."]

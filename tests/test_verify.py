@@ -9,6 +9,7 @@ from affectlens.agent import reason as rs
 from affectlens.agent import verify as vf
 from affectlens.agent.citations import cited_ids
 from affectlens.agent.schemas import Cue, EmotionReading
+from affectlens.taxonomy import labels_in
 
 CUES = [
     Cue(
@@ -370,6 +371,37 @@ def test_verify_node_cuts_only_after_the_last_round():
     assert [d.text for d in late["verification"].dropped_claims] == [bad.explanation[-1]]
     assert late["verification"].grounded
     assert not any("raised chin" in a.summary for a in stored.modalities)
+
+
+def test_a_decision_the_llm_never_explains_is_still_named_after_the_last_round():
+    """The fused witnesses decided disgust; the LLM's repair still argued sadness (the sample,
+    2026-12-05). Rounds left: the agreement problem goes back. None left: the stored explanation
+    closes on the decided emotion, and nothing the LLM wrote is lost."""
+    from types import SimpleNamespace
+
+    from affectlens.agent import nodes
+    from affectlens.settings import Settings
+
+    argued = reading(
+        GOOD[:2] + ["The person looks sad [F1]."], label="disgusted", dominant="disgust"
+    )
+    state = {
+        "reading": argued,
+        "cues": CUES,
+        "rounds": 1,
+        "status": {m: ("ok" if ok else "missing", "") for m, ok in ALL.items()},
+    }
+    runtime = SimpleNamespace(context=SimpleNamespace(settings=Settings(verify_max_rounds=1)))
+    early = nodes.verify_node(state, runtime)
+    assert "reading" not in early and kinds(vf.check(argued, CUES, ALL)) == {"agreement"}
+    assert nodes.after_verify({**state, **early}, runtime) == "reason"
+    late = nodes.verify_node({**state, "rounds": 2}, runtime)
+    stored = late["reading"]
+    assert stored.explanation[:-1] == argued.explanation and late["problems"] == []
+    assert labels_in(stored.explanation[-1]) == ["disgust"]
+    assert late["verification"].grounded and late["verification"].fixed
+    # an explanation that already names the decision is stored as written
+    assert vf.concluded(reading(GOOD)) == GOOD
 
 
 def test_problems_name_the_sentence_a_repair_round_writes_again():
