@@ -339,13 +339,26 @@ def test_prune_states_the_conclusion_when_its_whole_claim_goes():
     assert vf.check(reading(kept), CUES, ALL) == []
 
 
+def after_one_round(r: EmotionReading):
+    """The graph state after one reasoning round, and a runtime allowing one repair."""
+    from types import SimpleNamespace
+
+    from affectlens.settings import Settings
+
+    state = {
+        "reading": r,
+        "cues": CUES,
+        "rounds": 1,
+        "status": {m: ("ok" if ok else "missing", "") for m, ok in ALL.items()},
+    }
+    runtime = SimpleNamespace(context=SimpleNamespace(settings=Settings(verify_max_rounds=1)))
+    return state, runtime
+
+
 def test_verify_node_cuts_only_after_the_last_round():
     """Rounds left: the content problem goes back to reason. None left: the stored reading
     loses the clause, keeps its conclusion, and the report lists the cut."""
-    from types import SimpleNamespace
-
     from affectlens.agent import nodes
-    from affectlens.settings import Settings
 
     bad = reading(
         [
@@ -354,13 +367,7 @@ def test_verify_node_cuts_only_after_the_last_round():
             "The person is sad, with a raised chin [F1][F2].",
         ]
     )
-    state = {
-        "reading": bad,
-        "cues": CUES,
-        "rounds": 1,
-        "status": {m: ("ok" if ok else "missing", "") for m, ok in ALL.items()},
-    }
-    runtime = SimpleNamespace(context=SimpleNamespace(settings=Settings(verify_max_rounds=1)))
+    state, runtime = after_one_round(bad)
     early = nodes.verify_node(state, runtime)
     assert "reading" not in early and early["verification"].dropped_claims == []
     assert any("raised chin" in p for p in early["problems"])
@@ -377,21 +384,12 @@ def test_a_decision_the_llm_never_explains_is_still_named_after_the_last_round()
     """The fused witnesses decided disgust; the LLM's repair still argued sadness (the sample,
     2026-12-05). Rounds left: the agreement problem goes back. None left: the stored explanation
     closes on the decided emotion, and nothing the LLM wrote is lost."""
-    from types import SimpleNamespace
-
     from affectlens.agent import nodes
-    from affectlens.settings import Settings
 
     argued = reading(
         GOOD[:2] + ["The person looks sad [F1]."], label="disgusted", dominant="disgust"
     )
-    state = {
-        "reading": argued,
-        "cues": CUES,
-        "rounds": 1,
-        "status": {m: ("ok" if ok else "missing", "") for m, ok in ALL.items()},
-    }
-    runtime = SimpleNamespace(context=SimpleNamespace(settings=Settings(verify_max_rounds=1)))
+    state, runtime = after_one_round(argued)
     early = nodes.verify_node(state, runtime)
     assert "reading" not in early and kinds(vf.check(argued, CUES, ALL)) == {"agreement"}
     assert nodes.after_verify({**state, **early}, runtime) == "reason"
