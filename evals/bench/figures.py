@@ -8,7 +8,15 @@ from typing import Any
 
 STAGES = ("probe", "face", "speech", "voice", "scene", "textualise", "retrieve", "reason",
           "verify", "store")  # fmt: skip
-TARGETS = {"rtf_15s": 1.0, "peak_rss_mb": 6 * 1024, "cold_s": 45.0, "scaling_exponent": 1.1}
+# Issue 17's targets (a warm 15 s clip at RTF <= 0.7, a warm 5 s clip in <= 8 s, a cold start
+# <= 30 s, peak memory <= 6 GB), and the earlier issue's no-worse-than-linear scaling.
+TARGETS = {
+    "rtf_15s": 0.7,
+    "warm_5s": 8.0,
+    "peak_rss_mb": 6 * 1024,
+    "cold_s": 30.0,
+    "scaling_exponent": 1.1,
+}
 
 
 def median(values: list[float]) -> float | None:
@@ -57,20 +65,33 @@ def check_targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
         out["rtf_15s"] = {
             "value": rtf,
             "target": TARGETS["rtf_15s"],
-            "met": rtf <= 1.0,
+            "met": rtf <= TARGETS["rtf_15s"],
             "clip_s": near15["length_s"],
+        }
+    near5 = min(ok, key=lambda r: abs(r["length_s"] - 5), default=None)
+    if near5 and near5 is not near15 and near5["warm"].get("total_s") is not None:
+        warm = near5["warm"]["total_s"]
+        out["warm_5s"] = {
+            "value": warm,
+            "target": TARGETS["warm_5s"],
+            "met": warm <= TARGETS["warm_5s"],
+            "clip_s": near5["length_s"],
         }
     peaks = [r["peak_rss_mb"] for r in ok if r.get("peak_rss_mb")]
     if peaks:
         out["peak_rss_mb"] = {
             "value": max(peaks),
             "target": TARGETS["peak_rss_mb"],
-            "met": max(peaks) < TARGETS["peak_rss_mb"],
+            "met": max(peaks) <= TARGETS["peak_rss_mb"],
         }
     colds = [r["cold"]["process_s"] for r in ok if r.get("cold")]
     if colds:
         cold = max(colds)
-        out["cold_s"] = {"value": cold, "target": TARGETS["cold_s"], "met": cold < 45.0}
+        out["cold_s"] = {
+            "value": cold,
+            "target": TARGETS["cold_s"],
+            "met": cold <= TARGETS["cold_s"],
+        }
     exp = scaling_exponent(
         [(r["warm"]["duration_s"], r["warm"]["total_s"]) for r in ok if r["warm"].get("total_s")]
     )
