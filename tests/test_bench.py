@@ -133,6 +133,22 @@ def test_table_shows_cpu_build_and_llm_speeds():
     assert "Made-up CPU 9000" in text and build in text and "87.4" in text and "131" in text
 
 
+def test_the_cold_start_is_broken_down_by_stage():
+    report = made_up_report()
+    assert bench.table.cold_lines(report) == []  # a report without the child's start figures
+    report["results"][0]["cold"] = {
+        "process_s": 34.9, "startup_s": 9.0, "import_s": 5.5, "llm_load_s": 2.5,
+        "total_s": 25.9, "stages": {"probe": 0.3, "face": 6.2, "speech": 7.0, "verify": 0.001,
+                                    "reason": 12.1},
+    }  # fmt: skip
+    (line,) = bench.table.cold_lines(report)
+    assert line == (
+        "cold 15 s cpu: 34.9 s; start 9.0 (interpreter 1.0, imports 5.5, LLM load 2.5); "
+        "first analysis 25.9 (probe 0.3, face 6.2, speech 7.0, reason 12.1)"
+    )
+    assert f"- {line}" in bench.render_markdown(report)
+
+
 def test_table_says_when_the_build_is_unknown():
     md = bench.render_markdown(made_up_report())
     assert "llama.cpp build: not recorded" in md and "features on" not in md

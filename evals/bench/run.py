@@ -14,7 +14,7 @@ from affectlens.evals.bench.child import run_child
 from affectlens.evals.bench.clips import BenchError, build_clip
 from affectlens.evals.bench.figures import check_targets, median, summarise
 from affectlens.evals.bench.machine import cuda_available, machine_info
-from affectlens.evals.bench.table import render_table, render_targets, write_markdown
+from affectlens.evals.bench.table import cold_lines, render_table, render_targets, write_markdown
 from affectlens.settings import Settings
 
 DEFAULT_LENGTHS = (5, 15, 30, 60)
@@ -115,8 +115,8 @@ def main(
         progress=say,
     )
     console.print(render_table(report))
-    for line in render_targets(report):
-        console.print(line)
+    for line in render_targets(report) + cold_lines(report):
+        console.print(line, markup=False, highlight=False)
     if chat:
         report["chat"] = chat_latency(settings, progress=say)
         say(render_chat(report["chat"]))

@@ -93,11 +93,37 @@ def render_targets(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def cold_lines(report: dict[str, Any]) -> list[str]:
+    """Where each cold start's seconds go: the process start (imports, the LLM's load), then
+    the first analysis stage by stage (the perception models load inside their stages, which
+    run side by side, so their seconds overlap)."""
+    lines = []
+    for r in report["results"]:
+        cold = r.get("cold") or {}
+        if "startup_s" not in cold:
+            continue
+        imports, llm = cold.get("import_s", 0.0), cold.get("llm_load_s", 0.0)
+        interpreter = cold["startup_s"] - imports - llm
+        stages = ", ".join(
+            f"{k} {v:.1f}" for k, v in cold.get("stages", {}).items() if v is not None and v >= 0.05
+        )
+        lines.append(
+            f"cold {r['length_s']:g} s {r['device']}: {cold['process_s']:.1f} s; start "
+            f"{cold['startup_s']:.1f} (interpreter {interpreter:.1f}, imports {imports:.1f}, "
+            f"LLM load {llm:.1f}); first analysis {cold['total_s']:.1f} ({stages})"
+        )
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     head = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
     body = "".join("| " + " | ".join(r) + " |\n" for r in table_rows(report))
     targets = "".join(f"- {line}\n" for line in render_targets(report))
-    return f"Machine: {_machine_line(report)}\n\n{_build_line(report)}\n\n{head}{body}\n{targets}"
+    cold = "".join(f"- {line}\n" for line in cold_lines(report))
+    return (
+        f"Machine: {_machine_line(report)}\n\n{_build_line(report)}\n\n{head}{body}\n{targets}"
+        + (f"\nCold start, stage by stage:\n\n{cold}" if cold else "")
+    )
 
 
 def write_markdown(report: dict[str, Any], path: Path) -> None:
