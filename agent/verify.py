@@ -154,16 +154,14 @@ def check(
                 f"{reading.dominant} as its dominant emotion.",
             )
         )
-    if sentences and reading.dominant in BASIC:
-        named = labels_in(" ".join(CITATION.sub(" ", s) for s in sentences))
-        if reading.dominant not in named:
-            problems.append(
-                Problem(
-                    "agreement",
-                    f"The explanation never names the dominant emotion ({reading.dominant}, "
-                    f"'{ADJECTIVE[reading.dominant]}'); its last sentence should conclude with it.",
-                )
+    if sentences and reading.dominant in BASIC and not names_dominant(reading):
+        problems.append(
+            Problem(
+                "agreement",
+                f"The conclusion does not name the dominant emotion ({reading.dominant}, "
+                f"'{ADJECTIVE[reading.dominant]}'); the last sentence should conclude with it.",
             )
+        )
     return problems
 
 
@@ -338,13 +336,20 @@ def prune(reading: EmotionReading, cues: list[Cue]) -> tuple[list[str], list[Dro
     return kept, dropped
 
 
+def names_dominant(reading: EmotionReading) -> bool:
+    """Whether the conclusion (the explanation's last claim) names the dominant emotion. The
+    other claims may name any emotion a cue shows (the words "read as neutral, happiness and
+    anger"): an emotion named there is not the explanation's conclusion."""
+    last = reading.explanation[-1] if reading.explanation else ""
+    return reading.dominant in labels_in(CITATION.sub(" ", last))
+
+
 def concluded(reading: EmotionReading) -> list[str]:
     """The explanation closing on the decided emotion. After the last repair round the LLM may
-    still argue for another one (the fused witnesses decided against it, and the conflict is
+    still conclude with another one (the fused witnesses decided against it, and the conflict is
     recorded): a plain closing statement then names the decision, so a stored explanation never
-    leaves its own label unsaid. It cites nothing: it states the decision, not a cue."""
-    sentences = [_bare(s) for s in reading.explanation]
-    if reading.dominant not in BASIC or reading.dominant in labels_in(" ".join(sentences)):
+    ends on an emotion other than its label. It cites nothing: it states the decision, not a cue."""
+    if reading.dominant not in BASIC or names_dominant(reading):
         return list(reading.explanation)
     adjective = ADJECTIVE[reading.dominant]
     return [*reading.explanation, f"Weighing every witness together, the person seems {adjective}."]

@@ -99,6 +99,12 @@ def test_label_and_explanation_must_agree():
     assert "agreement" not in kinds(problems)
     problems = vf.check(reading(GOOD[:2], label="angry", dominant="anger"), CUES, ALL)
     assert "agreement" in kinds(problems)
+    # CREMA-D 1001_DFA_HAP_XX without a repair round (2026-12-05): the words' claim named anger,
+    # the conclusion happiness, and the stored label was "angry"
+    words = "The voice reads as neutral, happiness and anger [V1]."
+    happy_end = reading([GOOD[0], words, "The person is happy [F1]."], "angry", "anger")
+    assert "agreement" in kinds(vf.check(happy_end, CUES, ALL))
+    assert vf.concluded(happy_end)[-1].endswith("seems angry.")
     problems = vf.check(reading(GOOD, label="blorptastic", dominant="sadness"), CUES, ALL)
     assert "label" in kinds(problems)
 
