@@ -107,6 +107,9 @@ def test_fast_mode_picks_the_small_reasoner_unless_a_model_is_named():
 
     assert Settings(fast=True).llm_model == FAST_LLM_MODEL != Settings().llm_model
     assert Settings(fast=True, llm_model="qwen2.5-1.5b").llm_model == "qwen2.5-1.5b"
+    # and no repair round unless one is asked for
+    assert (Settings(fast=True).verify_max_rounds, Settings().verify_max_rounds) == (0, 1)
+    assert Settings(fast=True, verify_max_rounds=2).verify_max_rounds == 2
 
 
 FIELDS_AFTER_CLAIMS = ["dominant", "secondary", "valence", "arousal", "confidence", "conflicts"]

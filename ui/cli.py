@@ -22,7 +22,8 @@ ModelDir = typer.Option(None, "--model-dir", help="Where the embedded models liv
 Fast = typer.Option(
     False,
     "--fast",
-    help="Fast mode: reason with qwen2.5-0.5b (unless --llm-model); see docs/bench.md.",
+    help="Fast mode: reason with qwen2.5-0.5b (unless --llm-model), no repair round (unless "
+    "verify_max_rounds is set); see docs/bench.md.",
 )
 
 # The batch runner's options, shared by `batch` and `eval` (both run agent.batch.run_batch).
