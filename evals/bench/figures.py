@@ -55,50 +55,30 @@ def scaling_exponent(points: list[tuple[float, float]]) -> float | None:
     return round(sum((x - mx) * (y - my) for x, y in pts) / den, 3) if den else None
 
 
+def _judged(name: str, value: float, **extra: Any) -> dict[str, Any]:
+    """A figure beside its target (every target is a ceiling)."""
+    return {"value": value, "target": TARGETS[name], "met": value <= TARGETS[name], **extra}
+
+
 def check_targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The issue's targets for the warm embedded default, with the measured figure beside each."""
     ok = [r for r in rows if "warm" in r]
     out: dict[str, Any] = {}
     near15 = min(ok, key=lambda r: abs(r["length_s"] - 15), default=None)
     if near15 and near15["warm"].get("rtf") is not None:
-        rtf = near15["warm"]["rtf"]
-        out["rtf_15s"] = {
-            "value": rtf,
-            "target": TARGETS["rtf_15s"],
-            "met": rtf <= TARGETS["rtf_15s"],
-            "clip_s": near15["length_s"],
-        }
+        out["rtf_15s"] = _judged("rtf_15s", near15["warm"]["rtf"], clip_s=near15["length_s"])
     near5 = min(ok, key=lambda r: abs(r["length_s"] - 5), default=None)
     if near5 and near5 is not near15 and near5["warm"].get("total_s") is not None:
-        warm = near5["warm"]["total_s"]
-        out["warm_5s"] = {
-            "value": warm,
-            "target": TARGETS["warm_5s"],
-            "met": warm <= TARGETS["warm_5s"],
-            "clip_s": near5["length_s"],
-        }
+        out["warm_5s"] = _judged("warm_5s", near5["warm"]["total_s"], clip_s=near5["length_s"])
     peaks = [r["peak_rss_mb"] for r in ok if r.get("peak_rss_mb")]
     if peaks:
-        out["peak_rss_mb"] = {
-            "value": max(peaks),
-            "target": TARGETS["peak_rss_mb"],
-            "met": max(peaks) <= TARGETS["peak_rss_mb"],
-        }
+        out["peak_rss_mb"] = _judged("peak_rss_mb", max(peaks))
     colds = [r["cold"]["process_s"] for r in ok if r.get("cold")]
     if colds:
-        cold = max(colds)
-        out["cold_s"] = {
-            "value": cold,
-            "target": TARGETS["cold_s"],
-            "met": cold <= TARGETS["cold_s"],
-        }
+        out["cold_s"] = _judged("cold_s", max(colds))
     exp = scaling_exponent(
         [(r["warm"]["duration_s"], r["warm"]["total_s"]) for r in ok if r["warm"].get("total_s")]
     )
     if exp is not None:
-        out["scaling_exponent"] = {
-            "value": exp,
-            "target": TARGETS["scaling_exponent"],
-            "met": exp <= TARGETS["scaling_exponent"],
-        }
+        out["scaling_exponent"] = _judged("scaling_exponent", exp)
     return out
