@@ -193,7 +193,7 @@ class Settings(BaseSettings):
         return data
 
     @model_validator(mode="after")
-    def _fast_model(self) -> Settings:
+    def _fast_mode(self) -> Settings:
         """Fast mode picks the small embedded model and no repair round, each unless chosen
         explicitly: the 0.5B's repair rounds left the same problems standing on 5 of 6 CREMA-D
         clips and cost a quarter of its reasoning time (docs/bench.md, 'Fast mode')."""

@@ -341,7 +341,7 @@ def names_dominant(reading: EmotionReading) -> bool:
     other claims may name any emotion a cue shows (the words "read as neutral, happiness and
     anger"): an emotion named there is not the explanation's conclusion."""
     last = reading.explanation[-1] if reading.explanation else ""
-    return reading.dominant in labels_in(CITATION.sub(" ", last))
+    return reading.dominant in labels_in(_bare(last))
 
 
 def concluded(reading: EmotionReading) -> list[str]:
