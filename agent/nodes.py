@@ -168,18 +168,14 @@ def reason_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     rounds = state.get("rounds", 0)
     problems = state.get("problems") or []
     previous = state.get("raw") if rounds and problems else None
-    # Who decides (settings.decision): the LLM names its own emotion first (kept, and any
-    # disagreement with the fusion reported). When the decision then goes to the fused witnesses,
-    # its explanation concluded with another emotion; the repair round asks it to explain the
-    # decided one, and its schema allows no other.
+    # Who decides (settings.decision): when the fused witnesses do, the LLM is told their
+    # emotion in its first turn and explains it (its schema allows no other); asked to pick its
+    # own first, the 1.5B argued another emotion on 5 of 5 bench cuts and each cost a repair
+    # round. When the LLM decides (decision "llm", or "hybrid" below its threshold) it names
+    # its own emotion and any disagreement with the fusion is reported (agent.fusion.decide).
     fused = state.get("fusion")
-    conflicted = fused if previous is not None and fused is not None and fused.conflict else None
-    dominant = fusion.decided(conflicted, settings.decision)
-    # The decision goes in the repair turn, not the header: the first prompt then stays an
-    # exact prefix of the repair's, and the prompt cache does not evaluate it again.
-    decided = (dominant, conflicted.llm_dominant) if dominant and conflicted is not None else None
-    # A repair round writes again only the claims the verifier found wrong, the conclusion
-    # and the decision; the other claims stand (reason.merged).
+    dominant = fusion.decided(fused, settings.decision)
+    # A repair round writes again only what the verifier found wrong (reason.redo_fields).
     redo = rs.redo_fields(previous, state.get("redo")) if previous is not None else None
     msgs = rs.messages(
         state.get("header", ""),
@@ -188,7 +184,7 @@ def reason_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
         previous,
         problems if previous is not None else None,
         redo,
-        decided,
+        dominant,
     )
     if not cues:
         return {
@@ -227,8 +223,8 @@ def reason_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
 def decide(reading, fused, decision, *, explained: bool = False):
     """Apply ``settings.decision`` (agent.fusion.decide): the dominant emotion, its calibrated
     confidence, and the conflict with the LLM noted on the fused reading. ``explained``: the
-    LLM was asked to explain the decided emotion, so its own pick and the conflict stay those
-    of the round before."""
+    LLM was told the decided emotion and explained it, naming no pick of its own, so the fused
+    reading keeps the LLM pick and conflict it had (none)."""
     if fused is None or reading is None:
         return reading, fused
     before = fused

@@ -6,11 +6,14 @@ labels, then the two basic emotions, valence, arousal, confidence, conflicts). T
 probabilities as a blend of the LLM's choice and the perception models' distribution, and the
 per-modality accounts from the sentences citing each modality's cues. A smaller schema means
 fewer generated tokens on a CPU model (the full schema roughly doubles them) and fewer ways to
-be inconsistent.
+be inconsistent. When the fused witnesses decide (``settings.decision``, the default), the
+first turn states their emotion and the LLM explains it: it writes neither the emotion nor a
+confidence (the fusion's calibrated one is the reading's).
 
-A repair round writes again only what the verifier found wrong: the claims it named, the
-conclusion and the decision fields (``schema_for(..., only=...)``); the other claims stand
-(``merged``), so a repair costs a fraction of the first reading's tokens.
+A repair round writes again only what the verifier found wrong: the claims it named, and the
+conclusion with the decision fields when they are at fault (``redo_fields``,
+``schema_for(..., only=...)``); the rest stands (``merged``), so a repair costs a fraction of
+the first reading's tokens.
 
 Citations are structured, not scraped: each explanation item is ``{"text", "cues"}`` and the
 schema sent with each call (``schema_for``) makes ``cues`` an enum of the ids that exist in this
@@ -26,6 +29,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, create_model, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from affectlens import prompts
 from affectlens.agent.citations import cited_ids, split_sentences, strip_citations
@@ -139,9 +143,9 @@ def schema_for(
     modality's ids (at least one), and a conclusion citing any ids; conflicts are ids too. So
     every cited id exists and every available modality is accounted for, by construction.
     ``dominant``: the emotion the fused witnesses decided (agent.fusion.decided); the only
-    value the schema then allows, and the one the conclusion is asked to name. ``only``: the
-    modality claims a repair round writes again (``redo_fields``); the conclusion and the
-    decision fields are always in it."""
+    value the schema then allows, the one the conclusion is asked to name, and, like the
+    confidence (the fusion's calibrated one replaces it), filled in, not generated. ``only``: the
+    fields a repair round writes again (``redo_fields``)."""
     if not cues:
         return LLMReading
     ids = tuple(dict.fromkeys(c.id for c in cues))
@@ -166,7 +170,7 @@ def schema_for(
         conclusion=claim(
             "conclusion", ids, f"one sentence naming {dominant or 'the emotion'} and its main cues"
         ),
-        dominant=(Literal[dominant] if dominant else Basic, ...),
+        dominant=(Basic, ...),
         secondary=(Basic | Literal["none"], "none"),
         valence=(float, Field(ge=-1, le=1)),
         arousal=(float, Field(ge=-1, le=1)),
@@ -176,22 +180,37 @@ def schema_for(
             Field(default_factory=list, max_length=6, description="ids of cues that disagree"),
         ),
     )
+    if dominant:  # decided: not generated (~12 tokens a call); the fusion gives the confidence
+        fields.update(
+            dominant=(SkipJsonSchema[Literal[dominant]], dominant),  # type: ignore[misc,valid-type]
+            confidence=(SkipJsonSchema[float], 0.0),
+        )
     if only is not None:
-        return create_model("Repair", **fields)
+        return create_model("Repair", **{k: v for k, v in fields.items() if k in only})
     return create_model("Reading", __base__=ModalityClaims, **fields)
 
 
 def redo_fields(previous: BaseModel, sentences: list[int] | None) -> list[str] | None:
     """The fields a repair round writes again, given the 1-based sentences the verifier
-    found wrong (``verify.sentences_to_redo``): those sentences' modality claims, then the
-    conclusion and the decision fields. None (write it all again) when ``sentences`` is None
-    or ``previous`` is not a per-analysis reading."""
+    found wrong (``verify.sentences_to_redo``): those sentences' modality claims; the
+    conclusion and the decision fields too when the conclusion is among them or no sentence
+    is (a problem with the label or the emotion it names). A claim that named what its cues
+    do not show is all a repair writes again (~25 tokens, not ~80). None (write it all again)
+    when ``sentences`` is None or ``previous`` is not a per-analysis reading."""
     if sentences is None or not isinstance(previous, ModalityClaims):
         return None
     names = [m for m in MODALITIES if m in type(previous).model_fields] + ["conclusion"]
     claims = [names[n - 1] for n in sentences if 0 < n < len(names)]
-    decision = [f for f in type(previous).model_fields if f not in names]
+    if claims and len(names) not in sentences:
+        return claims
+    decision = [f for f in written(type(previous)) if f not in names]
     return [*claims, "conclusion", *decision]
+
+
+def written(schema: type[BaseModel]) -> list[str]:
+    """The fields the LLM writes: those in the JSON schema its grammar gets (a decided emotion
+    and its confidence are filled in, not written)."""
+    return list(schema.model_json_schema()["properties"])
 
 
 def merged(previous: BaseModel, repair: BaseModel, schema: type[BaseModel]) -> BaseModel:
@@ -206,34 +225,33 @@ def messages(
     previous: BaseModel | None = None,
     problems: list[str] | None = None,
     fields: list[str] | None = None,
-    decided: tuple[str, str | None] | None = None,
+    decided: str | None = None,
 ) -> list[dict]:
-    """Chat messages for one reasoning round. A repair round repeats the first prompt (so the
-    prompt cache reuses it), the previous JSON as the assistant's turn, then the problems, the
-    ``fields`` to write again (all of them when None) and, when the fused witnesses overruled
-    the LLM, ``decided`` = (their emotion, the one the LLM named)."""
+    """Chat messages for one reasoning round: the constant system turn, then this analysis's
+    header, cues, knowledge and ``decided`` (the emotion the fused witnesses decided, which the
+    LLM explains; None when it is to choose). A repair round repeats that first prompt (so the
+    prompt cache reuses it), the previous JSON as the assistant's turn, then the problems and the
+    ``fields`` to write again (all of them when None)."""
     msgs = [
         {"role": "system", "content": prompts.render(SYSTEM)},
         {
             "role": "user",
             "content": prompts.render(
-                PROMPT, header=header, cues=render_cues(cues), knowledge=knowledge
+                PROMPT,
+                header=header,
+                cues=render_cues(cues),
+                knowledge=knowledge,
+                decided=decided,
             ),
         },
     ]
     if previous is not None and problems:
-        msgs.append({"role": "assistant", "content": previous.model_dump_json()})
-        every = list(type(previous).model_fields)
+        every = written(type(previous))
+        msgs.append({"role": "assistant", "content": previous.model_dump_json(include=set(every))})
         msgs.append(
             {
                 "role": "user",
-                "content": prompts.render(
-                    REPAIR,
-                    problems=problems,
-                    fields=fields or every,
-                    decided=decided[0] if decided else None,
-                    named=decided[1] if decided else None,
-                ),
+                "content": prompts.render(REPAIR, problems=problems, fields=fields or every),
             }
         )
     return msgs

@@ -179,6 +179,12 @@ def render_markdown(results: dict) -> str:
                 f"speaker the shipped fusion was fitted on (not held out): "
                 f"{m.get('seen_in_fit', 0)}\n"
             )
+        elif "seen_in_fit" in m:
+            lines.append(
+                "\nThe LLM explained the fused decision and named no emotion of its own, so the "
+                "decision rules are not compared here (run with decision = llm for that); "
+                f"samples whose speaker the shipped fusion was fitted on: {m['seen_in_fit']}\n"
+            )
         ov = m.get("open_vocab", {})
         lines.append(
             f"- open vocabulary (wheel groups): precision {_fmt(ov.get('precision'))}, "

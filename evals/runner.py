@@ -95,13 +95,17 @@ def score_sample(
     if fused is not None:  # the three decision rules on the same perception and LLM reading
         from affectlens.agent.fusion import decide
 
-        llm = fused.llm_dominant or pred_basic
+        # None when the LLM was told the fused decision (decision "fusion"): it named no
+        # emotion of its own, so the rules can be compared only on runs with decision "llm".
+        llm = fused.llm_dominant
         rec["fusion"] = {
             "probs": fused.probs,
             "top": fused.top,
             "llm": llm,
             "conflict": fused.conflict,
-            "decisions": {d: decide(fused, llm, d)[0] for d in ("fusion", "llm", "hybrid")},
+            "decisions": {d: decide(fused, llm, d)[0] for d in ("fusion", "llm", "hybrid")}
+            if llm
+            else None,
         }
     reference = sample.reference or " ".join(sample.clues)
     if judge is not None and reference:
@@ -137,8 +141,12 @@ def aggregate(records: list[dict], *, resamples: int = 1000, seed: int = 0) -> d
         gb, pred_basic, [c for c in BASIC if c in set(gb)]
     )
     out["recognition"] = rec
-    fused = [(metrics.basic_of(r["gold"][0]), r["fusion"]) for r in ok if r.get("fusion")]
-    if fused:  # fusion | llm | hybrid side by side (settings.decision picks one)
+    fused = [
+        (metrics.basic_of(r["gold"][0]), r["fusion"])
+        for r in ok
+        if r.get("fusion") and r["fusion"].get("decisions")
+    ]
+    if fused:  # fusion | llm | hybrid side by side on the rows where the LLM named its own
         out["decisions"] = {
             d: {
                 "n": len(fused),
@@ -150,6 +158,7 @@ def aggregate(records: list[dict], *, resamples: int = 1000, seed: int = 0) -> d
             for d in ("fusion", "llm", "hybrid")
         }
         out["conflicts"] = sum(bool(f["conflict"]) for _, f in fused)
+    if any(r.get("fusion") for r in ok):
         out["seen_in_fit"] = sum(bool(r.get("seen_in_fit")) for r in ok)
     out["open_vocab"] = metrics.open_vocab(
         [r["gold"] for r in ok],

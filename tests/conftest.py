@@ -123,27 +123,27 @@ class SchemaFiller:
 
         self.calls.append(messages)
         fields = schema.model_fields
+        written = set(schema.model_json_schema()["properties"])  # what a grammar lets it write
         claims = {}
         for m in MODALITIES:
-            if m in fields:
+            if m in written:
                 ref = fields[m].annotation.model_fields["cues"].annotation  # list[Literal[ids]]
                 first = get_args(get_args(ref)[0])[0]
                 text = self.claim_text.get(m, f"The {m} cue is observed.")
                 claims[m] = {"text": text, "cues": [first]}
-        ref = fields["conclusion"].annotation.model_fields["cues"].annotation
-        any_id = [get_args(get_args(ref)[0])[0]]  # a repair round may rewrite no modality claim
-        allowed = get_args(fields["dominant"].annotation)  # one value once the fusion decided
-        dominant = self.dominant if self.dominant in allowed else allowed[0]
-        return schema.model_validate(
-            {
-                **claims,
-                "conclusion": {"text": f"Overall the person shows {dominant}.", "cues": any_id},
-                "dominant": dominant,
-                "valence": 0.4,
-                "arousal": 0.2,
-                "confidence": 0.5,
-            }
-        )
+        if "dominant" in written:
+            allowed = get_args(fields["dominant"].annotation)
+            dominant = self.dominant if self.dominant in allowed else allowed[0]
+            claims["dominant"] = dominant
+        else:  # decided by the fusion: filled in, not written
+            dominant = fields["dominant"].default if "dominant" in fields else self.dominant
+        if "conclusion" in written:
+            ref = fields["conclusion"].annotation.model_fields["cues"].annotation
+            any_id = [get_args(get_args(ref)[0])[0]]  # a repair may rewrite no modality claim
+            text = f"Overall the person shows {dominant}."
+            claims["conclusion"] = {"text": text, "cues": any_id}
+        numbers = {"valence": 0.4, "arousal": 0.2, "confidence": 0.5}
+        return schema.model_validate(claims | {k: v for k, v in numbers.items() if k in written})
 
 
 def espeak(text: str, out: Path, voice: str = "en", speed: int = 160, pitch: int = 50) -> Path:

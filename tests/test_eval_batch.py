@@ -134,8 +134,9 @@ def test_results_keep_their_keys_and_two_fresh_runs_read_alike(tmp_path, data, p
 
 def test_an_interrupted_eval_resumes_without_redoing_finished_clips(tmp_path, data, perceived):
     settings, out = Settings(data_dir=tmp_path / "d"), tmp_path / "out"
-    with pytest.raises(KeyboardInterrupt):  # Ctrl-C during the LLM's third call
-        run_eval(data, settings, out, llm=StopsAt(3), **QUICK)
+    # Ctrl-C during the LLM's second call: the second clip's (the sad one has no voice cue)
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(data, settings, out, llm=StopsAt(2), **QUICK)
     assert not (out / "results.json").exists()
     records = {p.stem: bt.read_record(p) for p in (out / CLIPS_DIR).glob("*.json")}
     finished = {i: (out / CLIPS_DIR / f"{i}.json").stat().st_mtime_ns for i, r in records.items()}

@@ -54,14 +54,18 @@ def test_claims_can_only_cite_their_own_modality_and_must_cite():
 
 
 def test_a_decided_emotion_is_the_only_dominant_the_schema_allows():
-    """On the repair round after the fused witnesses overruled the LLM (affectlens.agent.nodes), the
-    schema admits only the decided emotion, and the conclusion is asked to name it."""
+    """When the fused witnesses decided (affectlens.agent.nodes), the schema admits only their
+    emotion, the conclusion is asked to name it, and the LLM generates neither it nor a
+    confidence (the grammar's JSON schema leaves both out; the reading fills them in)."""
     model = rs.schema_for(CUES, "sadness")
     model.model_validate(GOOD)
     with pytest.raises(ValidationError):
         model.model_validate({**GOOD, "dominant": "happiness"})
     schema = model.model_json_schema()
     assert "sadness" in json.dumps(schema["properties"]["conclusion"])
+    assert "dominant" not in schema["properties"] and "confidence" not in schema["properties"]
+    written = {k: v for k, v in GOOD.items() if k not in ("dominant", "confidence")}
+    assert model.model_validate(written).dominant == "sadness"
     assert rs.schema_for(CUES).model_validate({**GOOD, "dominant": "happiness"})
 
 
@@ -117,25 +121,28 @@ FIELDS_AFTER_CLAIMS = ["dominant", "secondary", "valence", "arousal", "confidenc
 
 def test_a_repair_round_writes_again_only_the_claims_that_were_wrong():
     previous = rs.schema_for(CUES).model_validate(GOOD)
-    redo = rs.redo_fields(previous, [2])  # the speech claim was wrong
-    assert redo == ["speech", "conclusion", *FIELDS_AFTER_CLAIMS]
+    assert rs.redo_fields(previous, [2]) == ["speech"]  # the speech claim was wrong: only it
+    # the conclusion (sentence 4) wrong, or the label or its emotion (no sentence): it and the
+    # decision fields
+    assert rs.redo_fields(previous, [2, 4]) == ["speech", "conclusion", *FIELDS_AFTER_CLAIMS]
     assert rs.redo_fields(previous, []) == ["conclusion", *FIELDS_AFTER_CLAIMS]
     assert rs.redo_fields(previous, None) is None  # the whole reading was wrong
     assert rs.redo_fields(rs.LLMReading.model_validate(GOOD | {"explanation": ["x"]}), [1]) is None
+    decided = rs.schema_for(CUES, "sadness").model_validate(GOOD)
+    written = [f for f in FIELDS_AFTER_CLAIMS if f not in ("dominant", "confidence")]
+    assert rs.redo_fields(decided, []) == ["conclusion", *written]  # only what the LLM writes
+    redo = rs.redo_fields(decided, [2])
     repair = rs.schema_for(CUES, "sadness", only=redo)
-    assert list(repair.model_fields) == redo  # no face or voice claim to generate again
-    with pytest.raises(ValidationError):  # still only this modality's ids, the decided emotion
-        repair.model_validate({**GOOD, "speech": {"text": "x", "cues": ["F1"]}})
-    with pytest.raises(ValidationError):
-        repair.model_validate({**GOOD, "dominant": "anger"})
-    new = repair.model_validate(
-        {**GOOD, "speech": {"text": "The words are about a loss", "cues": ["S1"]}}
-    )
-    full = rs.merged(previous, new, rs.schema_for(CUES, "sadness"))
-    for kept in ("face", "voice"):  # they stand as written
-        assert getattr(full, kept).model_dump() == getattr(previous, kept).model_dump()
-    assert full.speech.text == "The words are about a loss"
-    assert [c.text for c in full.claims()][-1] == GOOD["conclusion"]["text"]
+    assert list(repair.model_fields) == ["speech"]  # nothing else to generate again
+    with pytest.raises(ValidationError):  # still only this modality's ids
+        repair.model_validate({"speech": {"text": "x", "cues": ["F1"]}})
+    new = repair.model_validate({"speech": {"text": "The words are about a loss", "cues": ["S1"]}})
+    full = rs.merged(decided, new, rs.schema_for(CUES, "sadness"))
+    for kept in ("face", "voice", "conclusion"):  # they stand as written
+        assert getattr(full, kept).model_dump() == getattr(decided, kept).model_dump()
+    assert full.speech.text == "The words are about a loss" and full.dominant == "sadness"
+    again = rs.schema_for(CUES, "sadness", only=rs.redo_fields(decided, []))
+    assert "dominant" not in again.model_json_schema()["properties"]
 
 
 def test_the_repair_turn_names_the_fields_to_write_again():
@@ -146,7 +153,7 @@ def test_the_repair_turn_names_the_fields_to_write_again():
     assert "only these fields, corrected: speech." in msgs[-1]["content"]
     every = rs.messages("h", CUES, [], previous, ["x"])[-1]["content"]
     assert "face, speech, voice, conclusion, dominant" in every
-    assert "+repair.v1" in rs.prompt_versions()["prompt"]  # a batch's fingerprint changes with it
+    assert "+repair.v2" in rs.prompt_versions()["prompt"]  # a batch's fingerprint changes with it
 
 
 def test_the_reason_node_sends_the_narrowed_schema_and_keeps_the_other_claims(tmp_path):
@@ -174,18 +181,20 @@ def test_the_reason_node_sends_the_narrowed_schema_and_keeps_the_other_claims(tm
     }
     runtime = SimpleNamespace(context=RunContext(settings=Settings(data_dir=tmp_path), llm=llm))
     update = nodes.reason_node(state, runtime)
-    assert list(seen[0].model_fields)[:2] == ["voice", "conclusion"]
-    assert "face" not in seen[0].model_fields and "speech" not in seen[0].model_fields
+    assert list(seen[0].model_fields) == ["voice"]  # only the claim found wrong
     raw = update["raw"]
     assert raw.face.text == GOOD["face"]["text"] and raw.speech.text == GOOD["speech"]["text"]
     assert raw.voice.text == "Rewritten voice."
     assert update["reading"].explanation[2] == "Rewritten voice [V1]."
 
 
-def test_an_overruled_reading_is_repaired_after_the_unchanged_first_prompt(tmp_path):
-    """When the fused witnesses overrule the LLM, the decision goes in the repair turn: the
-    first round's messages are an exact prefix of the repair's (the prompt cache reuses them),
-    and the repair schema allows only the decided emotion."""
+@pytest.mark.parametrize("decision", ["fusion", "llm"])
+def test_who_decides_is_settled_in_the_first_prompt(tmp_path, decision):
+    """When the fused witnesses decide, the first turn states their emotion and the schema
+    allows only it: the LLM explains it at once (no repair round for a disagreement) and names
+    no pick of its own, so no conflict is recorded. When the LLM decides, its turn carries no
+    decision and its own pick stands, the disagreement reported. A repair round repeats the
+    first prompt unchanged (the prompt cache reuses it)."""
     from types import SimpleNamespace
 
     from affectlens.agent import nodes
@@ -194,10 +203,7 @@ def test_an_overruled_reading_is_repaired_after_the_unchanged_first_prompt(tmp_p
     from affectlens.settings import Settings
     from tests.conftest import SchemaFiller
 
-    fused = FusedReading(
-        probs={"sadness": 0.6, "happiness": 0.4}, top="sadness", confidence=0.6,
-        llm_dominant="happiness", conflict="The LLM named happiness.",
-    )  # fmt: skip
+    fused = FusedReading(probs={"sadness": 0.6, "happiness": 0.4}, top="sadness", confidence=0.6)
     state = {
         "cues": CUES,
         "status": {m: ("ok", "") for m in ("face", "speech", "voice")} | {"scene": ("missing", "")},
@@ -206,12 +212,21 @@ def test_an_overruled_reading_is_repaired_after_the_unchanged_first_prompt(tmp_p
         "fusion": fused,
     }
     llm = SchemaFiller(dominant="happiness")
-    runtime = SimpleNamespace(context=RunContext(settings=Settings(data_dir=tmp_path), llm=llm))
+    settings = Settings(data_dir=tmp_path, decision=decision)
+    runtime = SimpleNamespace(context=RunContext(settings=settings, llm=llm))
     first = nodes.reason_node(state, runtime)
-    problem = "The explanation never names the dominant emotion (sadness, 'sad')."
-    state |= {"rounds": 1, "raw": first["raw"], "problems": [problem], "redo": []}
+    told = "the dominant emotion is sadness" in llm.calls[0][-1]["content"]
+    if decision == "fusion":
+        assert told and first["raw"].dominant == "sadness"
+        assert first["fusion"].llm_dominant is None and first["fusion"].conflict is None
+    else:
+        assert not told and first["raw"].dominant == "happiness"
+        assert first["fusion"].llm_dominant == "happiness"
+        assert "happiness" in first["fusion"].conflict and "sadness" in first["fusion"].conflict
+    problem = "Sentence 1 names 'frowning', a facial action its cited cues do not show."
+    state |= {"rounds": 1, "raw": first["raw"], "problems": [problem], "redo": [1]}
     second = nodes.reason_node(state, runtime)
     asked_first, asked_again = llm.calls
     assert asked_again[: len(asked_first)] == asked_first
-    assert "the dominant emotion is sadness (you named happiness)" in asked_again[-1]["content"]
-    assert second["raw"].dominant == "sadness" and second["reading"].dominant == "sadness"
+    assert problem in asked_again[-1]["content"]
+    assert second["reading"].dominant == first["reading"].dominant

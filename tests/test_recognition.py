@@ -144,9 +144,10 @@ def test_face_calibration_fit_is_reproducible_from_its_shipped_votes():
 @pytest.mark.slow
 @pytest.mark.parametrize("decision", ["fusion", "llm"])
 def test_pipeline_stores_the_fusion_and_shows_a_disagreeing_llm(test_data, settings, decision):
-    """A smiling London face; a stand-in LLM that always says neutral: the fused face vote says
-    happiness, the result carries the fusion, the decision rule applies, the conflict is kept,
-    and the fused ranking was in the prompt."""
+    """A smiling London face; a stand-in LLM that says neutral whenever it may: the fused face
+    vote says happiness and the result carries the fusion. Under ``fusion`` the LLM is told the
+    decision and explains it (no pick of its own, no conflict); under ``llm`` its pick stands
+    and the disagreement is kept. The fused ranking is in the prompt either way."""
     from affectlens.agent.run import analyze
     from tests.conftest import SchemaFiller
 
@@ -161,8 +162,14 @@ def test_pipeline_stores_the_fusion_and_shows_a_disagreeing_llm(test_data, setti
     )
     f = result.fusion
     assert f is not None and f.top == "happiness" and "face" in f.votes
-    assert f.decision == decision and f.llm_dominant == "neutral"
-    assert f.conflict and "neutral" in f.conflict and "happiness" in f.conflict
+    assert f.decision == decision
+    prompt = llm.calls[0][1]["content"]
+    if decision == "fusion":
+        assert "the dominant emotion is happiness" in prompt
+        assert f.llm_dominant is None and f.conflict is None
+    else:
+        assert "Decided by the fused witnesses" not in prompt and f.llm_dominant == "neutral"
+        assert f.conflict and "neutral" in f.conflict and "happiness" in f.conflict
     assert result.reading.dominant == ("happiness" if decision == "fusion" else "neutral")
     chosen = result.reading.dominant
     assert result.reading.confidence == pytest.approx(
@@ -172,14 +179,15 @@ def test_pipeline_stores_the_fusion_and_shows_a_disagreeing_llm(test_data, setti
 
 
 def test_runner_reports_the_three_decisions_side_by_side(tmp_path):
-    """Two records from the shipped fusion: fused votes for happiness, an LLM saying neutral
-    on one of them; the aggregate scores fusion, llm and hybrid on the same records."""
+    """Three records from the shipped fusion: fused votes for happiness, an LLM saying neutral
+    on one, happiness on another, and one it was told the decision on (no pick of its own):
+    the aggregate scores fusion, llm and hybrid on the two where the LLM named its own."""
     from affectlens.evals.report import render_markdown
     from affectlens.evals.runner import aggregate
 
     fused = fusion.fuse({"face": EmotionVote(probs={"happiness": 0.95, "neutral": 0.05})})
     records = []
-    for i, llm in enumerate(("neutral", "happiness")):
+    for i, llm in enumerate(("neutral", "happiness", None)):
         f = fusion.decide(fused, llm, "fusion")[2]
         records.append(
             {
@@ -203,12 +211,14 @@ def test_runner_reports_the_three_decisions_side_by_side(tmp_path):
                     "conflict": f.conflict,
                     "decisions": {
                         d: fusion.decide(fused, llm, d)[0] for d in ("fusion", "llm", "hybrid")
-                    },
+                    }
+                    if llm
+                    else None,
                 },
             }
         )
     out = aggregate(records, resamples=10)
-    assert out["decisions"]["fusion"]["accuracy"] == 1.0
+    assert out["decisions"]["fusion"]["n"] == 2 and out["decisions"]["fusion"]["accuracy"] == 1.0
     assert out["decisions"]["llm"]["accuracy"] == 0.5
     assert out["conflicts"] == 1
     assert out["recognition"]["basic_uar"] == 1.0
