@@ -23,7 +23,6 @@ leave a claim uncited. The stored sentence is the text followed by its ids in br
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -377,7 +376,3 @@ def accounts(
             ModalityAccount(modality=m, status=st if st != "ok" or first else "ok", summary=summary)
         )
     return out
-
-
-def reading_json(raw: LLMReading) -> str:
-    return json.dumps(raw.model_dump(), ensure_ascii=False)

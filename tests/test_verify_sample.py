@@ -139,7 +139,8 @@ def test_prune_keeps_the_conclusion_and_lists_the_cut(cues):
 
 class Stubborn:
     """An LLM that repeats the issue's reading whatever the repair request says: the graph must
-    send it back, then store only what the cues show."""
+    send it back, then store only what the cues show. Like a grammar-bound model it writes only
+    the fields in the JSON schema it is given."""
 
     model_id = "stubborn"
 
@@ -165,11 +166,14 @@ class Stubborn:
             "confidence": 0.6,
             "conflicts": [],
         }
-        return (schema or rs.LLMReading).model_validate(fields)
+        schema = schema or rs.LLMReading
+        return schema.model_validate({k: fields[k] for k in rs.written(schema)})
 
 
 def test_the_graph_repairs_then_drops_what_still_contradicts_the_cues(sample, cues, tmp_path):
-    settings = Settings(data_dir=tmp_path, verify_max_rounds=1)
+    """Issue 14's reading was the LLM's own pick (decision = "llm"); under the default decision
+    the fused emotion is filled in and the conclusion must name it instead."""
+    settings = Settings(data_dir=tmp_path, verify_max_rounds=1, decision="llm")
     llm = Stubborn(cues)
     result = reason_again(sample, settings, llm=llm)
     assert len(llm.calls) == 2  # the first answer and one repair round
@@ -179,6 +183,22 @@ def test_the_graph_repairs_then_drops_what_still_contradicts_the_cues(sample, cu
     assert "surprise" in labels_in(" ".join(r.explanation))
     assert any("raised chin" in d.text for d in report.dropped_claims)
     assert not any("raised chin" in a.summary for a in r.modalities)
+
+
+def test_under_the_fused_decision_the_stored_conclusion_names_the_decided_emotion(
+    sample, cues, tmp_path
+):
+    """The default decision: the stubborn LLM still concludes "surprised" and names a frown no
+    cue shows; what is stored is the fused emotion, concluded as such, and no such claim."""
+    settings = Settings(data_dir=tmp_path, verify_max_rounds=1)
+    llm = Stubborn(cues)
+    result = reason_again(sample, settings, llm=llm)
+    decided = result.fusion.top
+    assert result.reading.dominant == decided and decided in llm.calls[0][-1]["content"]
+    assert len(llm.calls) == 2
+    assert contradictions(result.reading.explanation, result.cues) == []
+    assert decided in labels_in(result.reading.explanation[-1]), result.reading.explanation
+    assert result.fusion.llm_dominant is None  # the LLM named no pick of its own
 
 
 def test_the_sample_end_to_end_never_stores_a_claim_its_cues_do_not_show(tmp_path):
