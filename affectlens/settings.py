@@ -149,6 +149,13 @@ class Settings(BaseSettings):
         le=5,
         description="Repair rounds after the first reading (each is an LLM call).",
     )
+    verify_prune_first: bool = Field(
+        default=True,
+        description="Cut a claim's words that its cited cues do not show (a frown no AU cue "
+        "shows) at once, with no repair round, when the cut leaves every sentence standing and "
+        "the reading passing every check; other problems still go back to the LLM. The bench's "
+        "repairs of such claims fixed 2 of 9 and cost 5-8 s each (docs/bench.md).",
+    )
     # recognition (agent/fusion.py, docs/models/fusion.md)
     decision: Literal["fusion", "llm", "hybrid"] = Field(
         default="fusion",

@@ -59,7 +59,8 @@ READING_SETTINGS = (
     "asr_model", "asr_compute_type", "asr_languages", "asr_language_min_prob",
     "face_backend", "pyfeat_weights_dir", "clip_model", "clip_pretrained", "ser_model",
     "text_emotion", "llm_backend", "llm_model", "llm_multimodal", "llm_context",
-    "llm_max_tokens", "llm_temperature", "llm_seed", "verify_max_rounds", "decision",
+    "llm_max_tokens", "llm_temperature", "llm_seed", "verify_max_rounds", "verify_prune_first",
+    "decision",
 )  # fmt: skip
 # Fitted files a reading depends on: refitting them changes readings like a setting does.
 SHARED = 0o644  # a batch's output folder is the user's to share (the store's records stay 0600)

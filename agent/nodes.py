@@ -263,18 +263,24 @@ def verify_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     fixed_now = [p for p in (state.get("problems") or []) if p not in messages]
     update: dict = {}
     dropped: list[DroppedClaim] = []
-    last_round = state.get("rounds", 0) > runtime.context.settings.verify_max_rounds
-    if last_round and any(p.kind == "content" for p in found):
-        explanation, dropped = vf.prune(reading, cues)
-        reading = reading.model_copy(
+    settings = runtime.context.settings
+    last_round = state.get("rounds", 0) > settings.verify_max_rounds
+    if any(p.kind == "content" for p in found):
+        # Cut now rather than ask again when the cut is clean (settings.verify_prune_first):
+        # every cut sentence keeps its opening clause and nothing else is wrong.
+        explanation, cut = vf.prune(reading, cues)
+        pruned = reading.model_copy(
             update={
                 "explanation": explanation,
                 "modalities": rs.accounts(explanation, cues, state["status"]),
             }
         )
-        found = vf.check(reading, cues, available)
-        messages = [p.message for p in found]
-        update["reading"] = reading
+        after = vf.check(pruned, cues, available)
+        clean = settings.verify_prune_first and not after and all(map(vf.reads_whole, cut))
+        if last_round or clean:
+            reading, dropped, found = pruned, cut, after
+            messages = [p.message for p in found]
+            update["reading"] = reading
     if last_round and any(p.kind == "agreement" for p in found):
         reading = reading.model_copy(update={"explanation": vf.concluded(reading)})
         fixed_now += [p.message for p in found if p.kind == "agreement"]
@@ -341,6 +347,7 @@ def _settings_record(settings, without) -> dict:
         "face_backend",
         "device",
         "verify_max_rounds",
+        "verify_prune_first",
         "llm_max_tokens",
         "llm_temperature",
         "llm_seed",

@@ -69,8 +69,9 @@ class EmotionReading(BaseModel):
 
 
 class DroppedClaim(BaseModel):
-    """Explanation text cut after the last repair round: it named what its cited cues do not
-    show (affectlens.agent.verify.prune)."""
+    """Explanation text cut, after the last repair round or at once when the cut reads whole
+    (settings.verify_prune_first): it named what its cited cues do not show
+    (affectlens.agent.verify.prune)."""
 
     text: str = Field(description="The sentence as the model wrote it.")
     kept: str | None = Field(default=None, description="What was kept of it, if anything.")

@@ -336,6 +336,15 @@ def prune(reading: EmotionReading, cues: list[Cue]) -> tuple[list[str], list[Dro
     return kept, dropped
 
 
+def reads_whole(claim: DroppedClaim) -> bool:
+    """Whether a cut kept its sentence's opening clause, so what is left still reads as the
+    claim it was ("The person is looking at the camera, indicating disgust"). A cut that took
+    the opening leaves a fragment ("Indicating disgust."): a repair round rewrites that instead
+    (the node's ``verify_prune_first``)."""
+    first = _CLAUSE.split(_bare(claim.text).rstrip(".!?"))[0].strip()
+    return bool(claim.kept and first and claim.kept.startswith(first))
+
+
 def names_dominant(reading: EmotionReading) -> bool:
     """Whether the conclusion (the explanation's last claim) names the dominant emotion. The
     other claims may name any emotion a cue shows (the words "read as neutral, happiness and

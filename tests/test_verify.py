@@ -345,7 +345,19 @@ def test_prune_states_the_conclusion_when_its_whole_claim_goes():
     assert vf.check(reading(kept), CUES, ALL) == []
 
 
-def after_one_round(r: EmotionReading):
+def test_a_cut_reads_whole_only_when_it_kept_the_sentences_opening():
+    """What decides a cut with no repair round (settings.verify_prune_first); the sentences are
+    shaped like the 1.5B's on the bench cuts (2026-12-05: "Indicating disgust [F1].")."""
+    whole = reading(["The face is sad at 0.62 [F1].", "The person looks sad, with a frown [F1]."])
+    fragment = reading(["The person is frowning and looking sad [F1].", "The voice is calm [V1]."])
+    (cut,) = vf.prune(whole, CUES)[1]
+    assert cut.kept == "The person looks sad [F1]." and vf.reads_whole(cut)
+    (cut,) = vf.prune(fragment, CUES)[1]
+    assert cut.kept == "Looking sad [F1]." and not vf.reads_whole(cut)
+    assert not vf.reads_whole(cut.model_copy(update={"kept": None}))
+
+
+def after_one_round(r: EmotionReading, **settings):
     """The graph state after one reasoning round, and a runtime allowing one repair."""
     from types import SimpleNamespace
 
@@ -357,23 +369,43 @@ def after_one_round(r: EmotionReading):
         "rounds": 1,
         "status": {m: ("ok" if ok else "missing", "") for m, ok in ALL.items()},
     }
-    runtime = SimpleNamespace(context=SimpleNamespace(settings=Settings(verify_max_rounds=1)))
+    runtime = SimpleNamespace(
+        context=SimpleNamespace(settings=Settings(verify_max_rounds=1, **settings))
+    )
     return state, runtime
 
 
-def test_verify_node_cuts_only_after_the_last_round():
-    """Rounds left: the content problem goes back to reason. None left: the stored reading
-    loses the clause, keeps its conclusion, and the report lists the cut."""
+RAISED_CHIN = [
+    "The face is sad at 0.62 [F1].",
+    "The voice is calm [V1].",
+    "The person is sad, with a raised chin [F1][F2].",
+]
+
+
+def test_verify_node_cuts_a_clean_cut_at_once():
+    """verify_prune_first (the default): a cut that leaves every sentence reading whole and the
+    reading passing is made at once, no repair round; one that leaves a fragment goes back."""
     from affectlens.agent import nodes
 
-    bad = reading(
-        [
-            "The face is sad at 0.62 [F1].",
-            "The voice is calm [V1].",
-            "The person is sad, with a raised chin [F1][F2].",
-        ]
-    )
-    state, runtime = after_one_round(bad)
+    state, runtime = after_one_round(reading(RAISED_CHIN))
+    now = nodes.verify_node(state, runtime)
+    assert now["reading"].explanation[-1] == "The person is sad [F1][F2]." and not now["problems"]
+    assert [d.text for d in now["verification"].dropped_claims] == [RAISED_CHIN[-1]]
+    assert now["verification"].grounded and nodes.after_verify({**state, **now}, runtime) == "store"
+    fragment = reading([*RAISED_CHIN[:2], "The person is frowning and looking sad [F1]."])
+    state, runtime = after_one_round(fragment)
+    early = nodes.verify_node(state, runtime)
+    assert "reading" not in early and early["verification"].dropped_claims == []
+    assert nodes.after_verify({**state, **early}, runtime) == "reason"
+
+
+def test_verify_node_cuts_only_after_the_last_round():
+    """verify_prune_first off: rounds left, the content problem goes back to reason. None left:
+    the stored reading loses the clause, keeps its conclusion, and the report lists the cut."""
+    from affectlens.agent import nodes
+
+    bad = reading(RAISED_CHIN)
+    state, runtime = after_one_round(bad, verify_prune_first=False)
     early = nodes.verify_node(state, runtime)
     assert "reading" not in early and early["verification"].dropped_claims == []
     assert any("raised chin" in p for p in early["problems"])

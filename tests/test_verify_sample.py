@@ -201,6 +201,60 @@ def test_under_the_fused_decision_the_stored_conclusion_names_the_decided_emotio
     assert result.fusion.llm_dominant is None  # the LLM named no pick of its own
 
 
+class Frowner:
+    """An LLM whose reading is faithful but for a frown in its face claim (the 1.5B's commonest
+    slip on the bench): written from the sample's real cues, like the faithful test above."""
+
+    model_id = "frowner"
+
+    def __init__(self, cues):
+        self.cues, self.calls = cues, []
+
+    def chat(self, messages, schema=None, **kw):
+        from affectlens.agent import reason as rs
+
+        self.calls.append(messages)
+        wide, closed = au_cue(self.cues, "AU05"), au_cue(self.cues, "AU43")
+        said = next(c for c in self.cues if c.modality == "speech")
+        level = next(c for c in self.cues if c.modality == "voice" and "high arousal" in c.text)
+        gloss = AU_GLOSS[f"AU{int(wide.name[2:])}"]
+        fields = {
+            "face": {"text": f"The face shows {gloss}, then a frown", "cues": [wide.id, closed.id]},
+            "speech": {"text": f'The speaker says "{said.value}"', "cues": [said.id]},
+            "voice": {"text": "The voice sounds excited at one point", "cues": [level.id]},
+            "conclusion": {"text": "Overall the person looks surprised", "cues": [wide.id]},
+            "dominant": "surprise",
+            "secondary": "none",
+            "valence": 0.2,
+            "arousal": 0.6,
+            "confidence": 0.6,
+            "conflicts": [],
+        }
+        schema = schema or rs.LLMReading
+        return schema.model_validate({k: fields[k] for k in rs.written(schema)})
+
+
+@pytest.mark.parametrize("prune_first", [True, False])
+def test_a_frown_no_cue_shows_is_cut_at_once_when_the_cut_is_clean(
+    sample, cues, tmp_path, prune_first
+):
+    """settings.verify_prune_first: the frown is cut with no repair round (the face claim keeps
+    the widened eyes); without it the graph asks the LLM again, and cuts it after that round."""
+    settings = Settings(
+        data_dir=tmp_path, verify_max_rounds=1, decision="llm", verify_prune_first=prune_first
+    )
+    llm = Frowner(cues)
+    result = reason_again(sample, settings, llm=llm)
+    report = result.verification
+    assert len(llm.calls) == (1 if prune_first else 2)
+    assert report.grounded and not report.problems, report
+    [dropped] = report.dropped_claims
+    assert "frown" in dropped.text and dropped.kept and "frown" not in dropped.kept
+    assert dropped.kept in result.reading.explanation
+    assert contradictions(result.reading.explanation, result.cues) == []
+    assert "frown" not in " ".join(a.summary for a in result.reading.modalities)
+
+
 def test_the_sample_end_to_end_never_stores_a_claim_its_cues_do_not_show(tmp_path):
     """The default model on the sample: whatever it writes, the stored explanation names only
     what its cited cues show, and still concludes with the dominant emotion."""

@@ -51,7 +51,7 @@ def run_bench(
         "settings": {k: str(getattr(settings, k)) for k in (
             "llm_backend", "llm_model", "llm_max_tokens", "llm_context", "asr_model",
             "asr_compute_type", "face_backend", "frame_rate", "max_frames", "verify_max_rounds",
-            "cpu_threads")},
+            "verify_prune_first", "cpu_threads")},
         "runs": runs, "results": [],
     }  # fmt: skip
     progress(f"preparing clips in {cache} ...")
