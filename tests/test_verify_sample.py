@@ -137,28 +137,25 @@ def test_prune_keeps_the_conclusion_and_lists_the_cut(cues):
     assert [d.text for d in dropped] == reading.explanation and len(dropped[0].reasons) == 2
 
 
-class Stubborn:
-    """An LLM that repeats the issue's reading whatever the repair request says: the graph must
-    send it back, then store only what the cues show. Like a grammar-bound model it writes only
-    the fields in the JSON schema it is given."""
+class ScriptedLLM:
+    """An LLM that writes the same claims whatever it is asked (``claims``, from the sample's
+    real cues), concluding surprise. Like a grammar-bound model it writes only the fields in
+    the JSON schema it is given."""
 
-    model_id = "stubborn"
+    model_id = "scripted"
 
     def __init__(self, cues):
         self.cues, self.calls = cues, []
+
+    def claims(self) -> dict:
+        raise NotImplementedError
 
     def chat(self, messages, schema=None, **kw):
         from affectlens.agent import reason as rs
 
         self.calls.append(messages)
-        ids = {m: [c.id for c in self.cues if c.modality == m] for m in ("speech", "voice")}
-        bad = the_issue_reading(self.cues).explanation[0]
-        face_ids = cited_ids(bad)
         fields = {
-            "face": {"text": "Narrowed eyes and a raised chin.", "cues": face_ids},
-            "speech": {"text": "The speaker talks about the country.", "cues": ids["speech"][:1]},
-            "voice": {"text": "The voice varies in arousal.", "cues": ids["voice"][:1]},
-            "conclusion": {"text": bad.split(" [")[0], "cues": face_ids},
+            **self.claims(),
             "dominant": "surprise",
             "secondary": "none",
             "valence": 0.1,
@@ -168,6 +165,22 @@ class Stubborn:
         }
         schema = schema or rs.LLMReading
         return schema.model_validate({k: fields[k] for k in rs.written(schema)})
+
+
+class Stubborn(ScriptedLLM):
+    """Repeats the issue's reading whatever the repair request says: the graph must send it
+    back, then store only what the cues show."""
+
+    def claims(self) -> dict:
+        ids = {m: [c.id for c in self.cues if c.modality == m] for m in ("speech", "voice")}
+        bad = the_issue_reading(self.cues).explanation[0]
+        face_ids = cited_ids(bad)
+        return {
+            "face": {"text": "Narrowed eyes and a raised chin.", "cues": face_ids},
+            "speech": {"text": "The speaker talks about the country.", "cues": ids["speech"][:1]},
+            "voice": {"text": "The voice varies in arousal.", "cues": ids["voice"][:1]},
+            "conclusion": {"text": bad.split(" [")[0], "cues": face_ids},
+        }
 
 
 def test_the_graph_repairs_then_drops_what_still_contradicts_the_cues(sample, cues, tmp_path):
@@ -201,37 +214,21 @@ def test_under_the_fused_decision_the_stored_conclusion_names_the_decided_emotio
     assert result.fusion.llm_dominant is None  # the LLM named no pick of its own
 
 
-class Frowner:
-    """An LLM whose reading is faithful but for a frown in its face claim (the 1.5B's commonest
-    slip on the bench): written from the sample's real cues, like the faithful test above."""
+class Frowner(ScriptedLLM):
+    """Faithful but for a frown in its face claim (the 1.5B's commonest slip on the bench):
+    written from the sample's real cues, like the faithful test above."""
 
-    model_id = "frowner"
-
-    def __init__(self, cues):
-        self.cues, self.calls = cues, []
-
-    def chat(self, messages, schema=None, **kw):
-        from affectlens.agent import reason as rs
-
-        self.calls.append(messages)
+    def claims(self) -> dict:
         wide, closed = au_cue(self.cues, "AU05"), au_cue(self.cues, "AU43")
         said = next(c for c in self.cues if c.modality == "speech")
         level = next(c for c in self.cues if c.modality == "voice" and "high arousal" in c.text)
         gloss = AU_GLOSS[f"AU{int(wide.name[2:])}"]
-        fields = {
+        return {
             "face": {"text": f"The face shows {gloss}, then a frown", "cues": [wide.id, closed.id]},
             "speech": {"text": f'The speaker says "{said.value}"', "cues": [said.id]},
             "voice": {"text": "The voice sounds excited at one point", "cues": [level.id]},
             "conclusion": {"text": "Overall the person looks surprised", "cues": [wide.id]},
-            "dominant": "surprise",
-            "secondary": "none",
-            "valence": 0.2,
-            "arousal": 0.6,
-            "confidence": 0.6,
-            "conflicts": [],
         }
-        schema = schema or rs.LLMReading
-        return schema.model_validate({k: fields[k] for k in rs.written(schema)})
 
 
 @pytest.mark.parametrize("prune_first", [True, False])
