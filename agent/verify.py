@@ -277,17 +277,29 @@ _CLAUSE = re.compile(
     re.I,
 )
 _LEAD = re.compile(r"^(?:and|but|while|with|whereas|although|though|as)\s+", re.I)
+# "The person is frowning and widening their eyes": the subject and its verb "is" belong to
+# the second action too, so cutting the frown keeps them ("The person is widening their eyes").
+_SUBJECT = re.compile(r"^([A-Z][\w' ]*?\b(?:is|are|was|were)\s+)$")
+_AND_ING = re.compile(r"^and\s+(?=\w+ing\b)", re.I)
 
 
 def _cut(text: str, spans: list[tuple[int, int]]) -> str:
     """The text without the clauses that hold any of ``spans`` (a clause: split at commas,
-    semicolons, dashes and conjunctions); '' when fewer than two words are left."""
+    semicolons, dashes and conjunctions); '' when fewer than two words are left. When the
+    opening clause goes and the next one is "and <verb>-ing", that one keeps the opening's
+    subject and "is"."""
     pieces = _CLAUSE.split(text)
-    out, pos = "", 0
+    out, pos, subject = "", 0, ""
     for k, piece in enumerate(pieces):
         start, pos = pos, pos + len(piece)
-        if k % 2 or any(a < pos and b > start for a, b in spans):
+        hits = [a for a, b in spans if a < pos and b > start]
+        if k == 0 and hits:
+            found = _SUBJECT.match(piece[: max(min(hits) - start, 0)])
+            subject = found.group(1) if found else ""
+        if k % 2 or hits:
             continue
+        if k == 2 and subject and not out and _AND_ING.match(piece):
+            piece = subject + _AND_ING.sub("", piece)
         out += (pieces[k - 1] if out and k else "") + piece
     out = _LEAD.sub("", out.strip(" ,;:")).strip(" ,;:")
     return out[:1].upper() + out[1:] if len(re.findall(r"\w+", out)) >= 2 else ""
@@ -337,12 +349,15 @@ def prune(reading: EmotionReading, cues: list[Cue]) -> tuple[list[str], list[Dro
 
 
 def reads_whole(claim: DroppedClaim) -> bool:
-    """Whether a cut kept its sentence's opening clause, so what is left still reads as the
-    claim it was ("The person is looking at the camera, indicating disgust"). A cut that took
-    the opening leaves a fragment ("Indicating disgust."): a repair round rewrites that instead
-    (the node's ``verify_prune_first``)."""
+    """Whether a cut kept its sentence's opening clause, or at least its subject and verb, so
+    what is left still reads as the claim it was ("The person is looking at the camera,
+    indicating disgust"; "The person is widening their eyes"). A cut that took the opening
+    leaves a fragment ("Indicating disgust."): a repair round rewrites that instead (the node's
+    ``verify_prune_first``)."""
     first = _CLAUSE.split(_bare(claim.text).rstrip(".!?"))[0].strip()
-    return bool(claim.kept and first and claim.kept.startswith(first))
+    subject = _SUBJECT.match(first[: first.rfind(" ") + 1]) if " " in first else None
+    opening = subject.group(1) if subject else first
+    return bool(claim.kept and opening and claim.kept.startswith(opening))
 
 
 def names_dominant(reading: EmotionReading) -> bool:

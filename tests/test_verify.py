@@ -349,11 +349,19 @@ def test_a_cut_reads_whole_only_when_it_kept_the_sentences_opening():
     """What decides a cut with no repair round (settings.verify_prune_first); the sentences are
     shaped like the 1.5B's on the bench cuts (2026-12-05: "Indicating disgust [F1].")."""
     whole = reading(["The face is sad at 0.62 [F1].", "The person looks sad, with a frown [F1]."])
-    fragment = reading(["The person is frowning and looking sad [F1].", "The voice is calm [V1]."])
     (cut,) = vf.prune(whole, CUES)[1]
     assert cut.kept == "The person looks sad [F1]." and vf.reads_whole(cut)
+    # the opening clause goes, its subject and verb stay with the action that follows it
+    both = reading(["The person is frowning and looking down, indicating sadness [F1].", "x."])
+    (cut,) = vf.prune(both, CUES)[1]
+    assert cut.kept == "The person is looking down, indicating sadness [F1]." and vf.reads_whole(
+        cut
+    )
+    fragment = reading(
+        ["The person is frowning, indicating sadness [F1].", "The voice is calm [V1]."]
+    )
     (cut,) = vf.prune(fragment, CUES)[1]
-    assert cut.kept == "Looking sad [F1]." and not vf.reads_whole(cut)
+    assert cut.kept == "Indicating sadness [F1]." and not vf.reads_whole(cut)
     assert not vf.reads_whole(cut.model_copy(update={"kept": None}))
 
 
@@ -392,7 +400,7 @@ def test_verify_node_cuts_a_clean_cut_at_once():
     assert now["reading"].explanation[-1] == "The person is sad [F1][F2]." and not now["problems"]
     assert [d.text for d in now["verification"].dropped_claims] == [RAISED_CHIN[-1]]
     assert now["verification"].grounded and nodes.after_verify({**state, **now}, runtime) == "store"
-    fragment = reading([*RAISED_CHIN[:2], "The person is frowning and looking sad [F1]."])
+    fragment = reading([*RAISED_CHIN[:2], "The person is frowning, indicating sadness [F1]."])
     state, runtime = after_one_round(fragment)
     early = nodes.verify_node(state, runtime)
     assert "reading" not in early and early["verification"].dropped_claims == []
