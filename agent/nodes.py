@@ -246,8 +246,9 @@ def decide(reading, fused, decision, *, explained: bool = False):
 
 
 def verify_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
-    """Check the reading; after the last repair round, cut the claims that still name what
-    their cited cues do not show (verify.prune) and list them in the report."""
+    """Check the reading; cut the claims that name what their cited cues do not show
+    (verify.prune) at once when the cut is clean (settings.verify_prune_first), else after the
+    last repair round, and list them in the report."""
     reading = state.get("reading")
     if reading is None:
         return {

@@ -4,8 +4,9 @@ Every problem is phrased as an instruction the LLM can act on when the graph loo
 reason. ``grounded`` means: there are citations, every cited id exists, every number quoted next
 to a citation appears in the cited cues, every non-concluding sentence cites a cue, and every
 facial action, voice quality or quote a sentence names is shown by a cue it cites (``content``,
-read through agent/lexicon). Claims that still fail after the last repair round are cut from the
-stored explanation by ``prune`` (the offending clause, else the claim) and listed.
+read through agent/lexicon). Such claims are cut from the stored explanation by ``prune`` (the
+offending clause, else the claim) and listed: at once when what is left reads whole
+(``reads_whole``), else after the last repair round.
 """
 
 from __future__ import annotations
