@@ -152,9 +152,10 @@ class Settings(BaseSettings):
     verify_prune_first: bool = Field(
         default=True,
         description="Cut a claim's words that its cited cues do not show (a frown no AU cue "
-        "shows) at once, with no repair round, when the cut leaves every sentence standing and "
-        "the reading passing every check; other problems still go back to the LLM. The bench's "
-        "repairs of such claims fixed 2 of 9 and cost 5-8 s each (docs/bench.md).",
+        "shows) at once, with no repair round, when what is left of each cut sentence still "
+        "reads whole (agent/verify.reads_whole) and the reading passes every check; other "
+        "problems still go back to the LLM. The bench's repairs of such claims fixed 2 of 9 and "
+        "cost 5-8 s each (docs/bench.md).",
     )
     # recognition (agent/fusion.py, docs/models/fusion.md)
     decision: Literal["fusion", "llm", "hybrid"] = Field(

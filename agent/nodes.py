@@ -266,9 +266,9 @@ def verify_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     dropped: list[DroppedClaim] = []
     settings = runtime.context.settings
     last_round = state.get("rounds", 0) > settings.verify_max_rounds
-    if any(p.kind == "content" for p in found):
+    if any(p.kind == "content" for p in found) and (last_round or settings.verify_prune_first):
         # Cut now rather than ask again when the cut is clean (settings.verify_prune_first):
-        # every cut sentence keeps its opening clause and nothing else is wrong.
+        # every cut sentence reads whole (verify.reads_whole) and nothing else is wrong.
         explanation, cut = vf.prune(reading, cues)
         pruned = reading.model_copy(
             update={
