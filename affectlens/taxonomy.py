@@ -49,6 +49,15 @@ CIRCUMPLEX: dict[str, tuple[float, float]] = {
 }
 
 
+def circumplex_point(probs: dict[str, float]) -> tuple[float, float]:
+    """(valence, arousal) of a distribution over the basic emotions: each emotion's circumplex
+    position weighted by its probability (an emotion outside ``CIRCUMPLEX`` counts as neutral)."""
+    total = sum(probs.values()) or 1.0
+    valence = sum(p * CIRCUMPLEX.get(k, (0.0, 0.0))[0] for k, p in probs.items()) / total
+    arousal = sum(p * CIRCUMPLEX.get(k, (0.0, 0.0))[1] for k, p in probs.items()) / total
+    return round(valence, 3), round(arousal, 3)
+
+
 class Compound(NamedTuple):
     """A compound emotion: ``secondary`` qualifies ``dominant`` ("happily surprised")."""
 

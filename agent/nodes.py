@@ -28,7 +28,7 @@ from affectlens.agent.textualise import (
     modality_status,
     textualise,
 )
-from affectlens.taxonomy import compound_label
+from affectlens.taxonomy import circumplex_point, compound_label
 from affectlens.tools.evidence import (
     EmotionVote,
     FaceEvidence,
@@ -224,7 +224,8 @@ def decide(reading, fused, decision, *, explained: bool = False):
     """Apply ``settings.decision`` (agent.fusion.decide): the dominant emotion, its calibrated
     confidence, and the conflict with the LLM noted on the fused reading. ``explained``: the
     LLM was told the decided emotion and explained it, naming no pick of its own, so the fused
-    reading keeps the LLM pick and conflict it had (none)."""
+    reading keeps the LLM pick and conflict it had (none), and valence and arousal are the
+    fused distribution's circumplex point, not numbers the LLM was never asked for."""
     if fused is None or reading is None:
         return reading, fused
     before = fused
@@ -242,7 +243,10 @@ def decide(reading, fused, decision, *, explained: bool = False):
                 "label": compound_label(dominant, secondary),
             }
         )
-    return reading.model_copy(update={"confidence": conf}), fused
+    update: dict = {"confidence": conf}
+    if explained:
+        update["valence"], update["arousal"] = circumplex_point(before.probs)
+    return reading.model_copy(update=update), fused
 
 
 def verify_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:

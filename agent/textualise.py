@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from affectlens.agent.citations import PLAIN_SENTENCE, split_sentences
 from affectlens.agent.schemas import MODALITIES, Cue, Modality
-from affectlens.taxonomy import to_basic
+from affectlens.taxonomy import circumplex_point, to_basic
 from affectlens.tools.evidence import (
     Evidence,
     FaceEvidence,
@@ -23,7 +23,6 @@ from affectlens.tools.evidence import (
     ToneEvidence,
     ToneFeatures,
 )
-from affectlens.tools.voice_emotion import affect
 
 PREFIX: dict[Modality, str] = {"face": "F", "speech": "S", "voice": "V", "scene": "C"}
 MODALITY_OF_PREFIX = {v: k for k, v in PREFIX.items()}
@@ -340,7 +339,7 @@ def voice_cues(ev: ToneEvidence, duration: float) -> list[Cue]:
             )
     if ev.vote is not None:
         ranked = sorted(ev.vote.probs.items(), key=lambda kv: -kv[1])
-        arousal, valence = affect(ev.vote.probs)
+        valence, arousal = circumplex_point(ev.vote.probs)
         listed = ", ".join(f"{k} {_f(p)}" for k, p in ranked[:3])
         cues.append(
             Cue(

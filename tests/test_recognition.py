@@ -13,6 +13,7 @@ import pytest
 from affectlens.agent import fusion
 from affectlens.evals import metrics as M
 from affectlens.evals import recognition as R
+from affectlens.taxonomy import circumplex_point
 from affectlens.tools.evidence import BASIC_EMOTIONS, EmotionVote
 from affectlens.tools.face import CALIBRATION_FILE, FaceCalibration
 
@@ -127,6 +128,20 @@ def test_who_decides_before_the_llm_explains():
     assert fusion.decided(sure, "llm") is None and fusion.decided(None, "fusion") is None
 
 
+def test_the_circumplex_point_of_a_distribution_is_its_weighted_mean():
+    """One owner (affectlens.taxonomy) for the voice model's implied valence/arousal and a
+    fused reading's: each basic emotion's circumplex position weighted by its probability."""
+    from affectlens.taxonomy import CIRCUMPLEX
+
+    assert circumplex_point({"sadness": 1.0}) == CIRCUMPLEX["sadness"]
+    v, a = circumplex_point({"happiness": 0.5, "sadness": 0.25, "neutral": 0.25})
+    assert (v, a) == pytest.approx((0.5 * 0.8 - 0.25 * 0.7, 0.5 * 0.5 - 0.25 * 0.4))
+    assert circumplex_point({"anger": 2.0, "fear": 2.0}) == circumplex_point(
+        {"anger": 0.5, "fear": 0.5}
+    )  # counts are normalised
+    assert circumplex_point({}) == (0.0, 0.0)
+
+
 def test_face_calibration_fit_is_reproducible_from_its_shipped_votes():
     """Refit from the shipped votes (facex + AUs on the face sets) gives the shipped file."""
     fit = _fit_script()
@@ -176,6 +191,11 @@ def test_pipeline_stores_the_fusion_and_shows_a_disagreeing_llm(test_data, setti
         fusion.platt(f.probs[chosen], fusion.load_params().platt), abs=1e-3
     )
     assert "Fused emotion witnesses" in llm.calls[0][1]["content"] + llm.calls[0][0]["content"]
+    # valence and arousal: the fused distribution's circumplex point when the fusion decided
+    # (a smile: pleasant), the LLM's own numbers (SchemaFiller's 0.4, 0.2) when it picked
+    point = circumplex_point(f.probs) if decision == "fusion" else (0.4, 0.2)
+    assert (result.reading.valence, result.reading.arousal) == pytest.approx(point)
+    assert decision == "llm" or result.reading.valence > 0
 
 
 def test_runner_reports_the_three_decisions_side_by_side(tmp_path):

@@ -5,8 +5,9 @@ A multinomial logistic regression fitted by ``scripts/train_voice_emotion.py`` o
 (feature names, normalisation, coefficients): no pickle, nothing to download.
 
 EmoDB has no surprise: the model never votes for it (probability 0), and says so in its card.
-Arousal and valence are the expectation of each class's circumplex position (``CIRCUMPLEX``)
-under the class probabilities, so they follow the same fitted model.
+Arousal and valence are the expectation of each class's circumplex position
+(``affectlens.taxonomy.circumplex_point``) under the class probabilities, so they follow the same
+fitted model.
 """
 
 from __future__ import annotations
@@ -19,17 +20,11 @@ import numpy as np
 from pydantic import BaseModel
 
 from affectlens.cache import model_cache
+from affectlens.taxonomy import circumplex_point
 from affectlens.tools.evidence import BASIC_EMOTIONS, EmotionVote
 
 SR = 16000
 MODEL_PATH = Path(__file__).with_name("voice_emotion.json")
-
-# Russell (1980) / Scherer-style positions of the basic emotions on (arousal, valence), -1..1.
-CIRCUMPLEX: dict[str, tuple[float, float]] = {
-    "anger": (0.8, -0.6), "disgust": (0.3, -0.7), "fear": (0.7, -0.7),
-    "happiness": (0.6, 0.8), "sadness": (-0.6, -0.6), "surprise": (0.8, 0.2),
-    "neutral": (0.0, 0.0),
-}  # fmt: skip
 
 
 @model_cache(maxsize=1)
@@ -103,13 +98,6 @@ def save(model: dict, path: Path) -> None:
     path.write_text(json.dumps(rounded(model), indent=1) + "\n")
 
 
-def affect(probs: dict[str, float]) -> tuple[float, float]:
-    """Arousal and valence (-1..1): each class's circumplex position weighted by its probability."""
-    arousal = sum(p * CIRCUMPLEX[k][0] for k, p in probs.items())
-    valence = sum(p * CIRCUMPLEX[k][1] for k, p in probs.items())
-    return round(arousal, 3), round(valence, 3)
-
-
 class VoiceEmotion(BaseModel):
     """What the scorer says about one clip."""
 
@@ -151,7 +139,7 @@ def score(
     probs = {k: 0.0 for k in BASIC_EMOTIONS} | {
         k: round(float(v), 4) for k, v in zip(model["classes"], p)
     }
-    arousal, valence = affect(probs)
+    valence, arousal = circumplex_point(probs)
     name = f"voice-emotion LR/eGeMAPS ({model['norm']} norm, {model['trained_on']})"
     vote = EmotionVote(probs=probs, reliability=reliability(voiced_share, voiced_s), model=name)
     return VoiceEmotion(vote=vote, arousal=arousal, valence=valence)
