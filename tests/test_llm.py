@@ -415,3 +415,54 @@ def test_check_first_grammar_sampling_picks_the_same_tokens_as_llama_cpp():
     assert replies[0] == replies[1]
     assert json.loads(replies[1])["animal"] in {"okapi", "axolotl"}
     assert samplers[1].rejected > 0  # the model wanted another animal (or layout) first
+
+
+@pytest.mark.slow
+def test_jump_forward_evaluates_forced_json_in_batches_and_keeps_the_model_s_choices():
+    """Jump-forward (grammar_sampler): the text the grammar forces (keys, colons, a closing
+    quote before a key) is appended without a decode step of its own, so the model is asked
+    for fewer tokens than the reply has; the reply is still valid JSON of the schema, and a
+    cue-id list keeps every id (the forced quote is left to the model before "," and "]")."""
+    from affectlens.agent.llm.grammar_sampler import CheckFirstLlama
+
+    path = str(model_path("qwen2.5-0.5b", Settings().model_dir))
+    schema = {
+        "type": "object",
+        "required": ["animal", "legs", "cues"],
+        "properties": {
+            "animal": {"enum": ["okapi", "axolotl"]},
+            "legs": {"type": "integer"},
+            "cues": {"type": "array", "items": {"enum": ["F1", "F2", "V1"]}, "minItems": 1},
+        },
+    }
+    ask = [
+        {
+            "role": "user",
+            "content": "Name the most common pet, its number of legs, and which of the cues "
+            "F1 (four legs seen) and F2 (a tail seen) and V1 (a bark heard) show it, in JSON.",
+        }
+    ]
+    got = {}
+    for jump in (False, True):
+        llama = CheckFirstLlama(model_path=path, n_ctx=512, n_threads=2, seed=0, verbose=False)
+        llama.jump_forward = jump
+        evals: list[int] = []
+        step = llama.eval
+        llama.eval = lambda t, step=step, evals=evals: evals.append(len(t)) or step(t)
+        out = llama.create_chat_completion(
+            messages=ask,
+            temperature=0.0,
+            max_tokens=60,
+            response_format={"type": "json_object", "schema": schema},
+        )
+        reply = out["choices"][0]["message"]["content"]
+        got[jump] = (json.loads(reply), out["usage"]["completion_tokens"], evals, llama._sampler)
+    (_, n_plain, evals_plain, s_plain) = got[False]
+    (fast, n_fast, evals_fast, s_fast) = got[True]
+    assert list(fast) == ["animal", "legs", "cues"] and fast["animal"] in {"okapi", "axolotl"}
+    assert isinstance(fast["legs"], int) and set(fast["cues"]) <= {"F1", "F2", "V1"}
+    assert s_plain.forced == 0 and s_fast.forced > 0
+    # after the prompt, without the jump each generated token is a decode step of its own;
+    # with it, forced tokens go in with the sampled one before them: fewer steps than tokens
+    assert set(evals_plain[1:]) == {1} and len(evals_plain) - 1 in (n_plain - 1, n_plain)
+    assert len(evals_fast) - 1 < sum(evals_fast[1:]) <= n_fast
