@@ -1,5 +1,5 @@
-"""The benchmark's own plumbing, without running an analysis: the child's entry point and its
-settings protocol, the figures and the Markdown block (docs/bench.md)."""
+"""The benchmark's own plumbing: the child's entry point and its settings protocol, the figures
+and the Markdown block (docs/bench.md); one slow test runs a real measured analysis."""
 
 from __future__ import annotations
 
@@ -44,6 +44,21 @@ def test_child_reads_settings_on_stdin_and_writes_its_figures(tmp_path, monkeypa
     assert seen["clips"] == [Path("a.mp4"), Path("b.mp4")] and seen["started"] == 12.5
     assert seen["settings"].data_dir == settings.data_dir
     assert seen["settings"].llm_api_key.get_secret_value() == "sk-secret"
+
+
+@pytest.mark.slow
+def test_a_measured_analysis_runs_the_pipeline_users_run(small_gguf, settings):
+    """The bench times what ``affectlens analyze`` runs: the transcript's text-emotion witness
+    votes on a clip with speech (it is off only when a test injects an LLM, which the bench
+    did until 2026-12-05), and the meter still counts the graph's LLM calls."""
+    from affectlens.agent.llm import get_llm
+    from affectlens.evals.bench.meter import TokenMeter
+
+    s = settings.model_copy(update={"llm_model": "qwen2.5-0.5b"})
+    record = child.measure_once(ROOT / "samples" / "sample.mp4", s, TokenMeter(get_llm(s)))
+    assert record["error"] is None and record["statuses"]["speech"] == "ok"
+    assert "speech" in record["witnesses"] and "face" in record["witnesses"]
+    assert record["llm"]["calls"] >= 1 and record["llm"]["completion_tokens"] > 0
 
 
 def test_warm_medians_and_scaling():

@@ -78,7 +78,11 @@ def measure_once(path: Path, settings: Settings, meter: TokenMeter | None) -> di
         meter.reset()
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
-    result = analyze(path, settings, on_stage=on_stage, llm=meter.llm if meter else None)
+    # Not injected: the graph takes the same cached instance from get_llm (the meter wraps it
+    # in place), and an injected LLM would switch off what only runs without one (the
+    # transcript's text-emotion witness: agent.nodes.textualise_node), so the bench would time
+    # a lighter pipeline than users run (it did until 2026-12-05).
+    result = analyze(path, settings, on_stage=on_stage)
     total = time.perf_counter() - t0
     probe_done = next((t for s, st, t in events if s == "probe" and st != "start"), t0)
     text_start = next((t for s, st, t in events if s == "textualise" and st == "start"), probe_done)
@@ -89,6 +93,7 @@ def measure_once(path: Path, settings: Settings, meter: TokenMeter | None) -> di
         "stages": {k: v for k, v in result.timings.items()},
         "perceive_s": round(text_start - probe_done, 3),  # the parallel tools, wall clock
         "llm": meter.snapshot() if meter else {},
+        "witnesses": sorted(result.fusion.votes) if result.fusion else [],  # who voted
         "statuses": {
             m: getattr(result, m).status
             for m in ("face", "speech", "voice", "scene")
