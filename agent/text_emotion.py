@@ -30,6 +30,8 @@ from affectlens.tools.evidence import BASIC_EMOTIONS, EmotionVote, SpeechEvidenc
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
+    from affectlens.agent.llm.prefix_state import SystemTurns
+
 log = logging.getLogger(__name__)
 HEAD_FILE = Path(__file__).with_name("text_emotion_head.json")
 PROMPT_VERSION = "te-v2"  # the version the shipped head was fitted with
@@ -139,6 +141,7 @@ class LabelScorer:
 
     llama: Llama
     lock: threading.Lock
+    saved: SystemTurns | None = None  # the model's saved states on disk (a fresh process)
 
     def __post_init__(self) -> None:
         tok = lambda s: self.llama.tokenize(s.encode(), add_bos=False, special=False)  # noqa: E731
@@ -174,6 +177,12 @@ class LabelScorer:
             if tokens[: len(pref)] != pref:
                 pref = []  # not a shared prefix after all: evaluate the whole prompt
             if pref and n < len(pref):
+                if state is None and self.saved is not None:
+                    # a fresh process: the instruction's state from disk (~3.5 s cold on 2
+                    # cores for te-v2's few-shot instruction, docs/bench.md)
+                    state = self.saved.saved(pref)
+                    if state is not None:
+                        self._prefix[version] = (pref, state)
                 if state is not None:
                     set_state(llama, state)
                     llama.input_ids[: len(pref)] = pref
@@ -181,6 +190,8 @@ class LabelScorer:
                     llama.n_tokens = n
                     llama.eval(pref[n:])
                     self._prefix[version] = (pref, get_state(llama))
+                    if self.saved is not None:
+                        self.saved.save(pref, self._prefix[version][1])
                 n = len(pref)
             llama.n_tokens = n
             llama.eval(tokens[n:])
@@ -239,7 +250,7 @@ def get_scorer(settings, model: str) -> LabelScorer:
         key = id(llm._llama)
         if key not in _SCORERS or _SCORERS[key].llama is not llm._llama:
             _SCORERS.clear()  # the instance cache evicted the model: drop its stale state
-            _SCORERS[key] = LabelScorer(llm._llama, llm._lock)
+            _SCORERS[key] = LabelScorer(llm._llama, llm._lock, llm.system_turns())
         return _SCORERS[key]
 
 

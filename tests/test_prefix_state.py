@@ -32,19 +32,19 @@ def _turns(tmp_path: Path, identity: str = "model-a") -> SystemTurns:
 
 def test_a_saved_state_is_read_back_only_for_its_own_model_and_turn(tmp_path):
     turns = _turns(tmp_path)
-    turns._write([1, 2, 3], b"kv bytes")
-    assert turns._read([1, 2, 3]) == b"kv bytes"
-    assert turns._read([1, 2, 4]) is None  # another system turn (another prompt version)
-    assert _turns(tmp_path, "model-b")._read([1, 2, 3]) is None  # another model or build
+    turns.save([1, 2, 3], b"kv bytes")
+    assert turns.saved([1, 2, 3]) == b"kv bytes"
+    assert turns.saved([1, 2, 4]) is None  # another system turn (another prompt version)
+    assert _turns(tmp_path, "model-b").saved([1, 2, 3]) is None  # another model or build
     assert [p.suffix for p in tmp_path.iterdir()] == [".state"]  # no temporary file left
 
 
 def test_a_damaged_state_file_is_ignored(tmp_path):
     turns = _turns(tmp_path)
-    turns._write([7], b"0123456789")
+    turns.save([7], b"0123456789")
     path = next(tmp_path.iterdir())
     path.write_bytes(path.read_bytes()[:-3])  # cut short, as by a full disk
-    assert turns._read([7]) is None
+    assert turns.saved([7]) is None
 
 
 def test_without_a_chat_template_there_is_no_system_turn_to_save(tmp_path):

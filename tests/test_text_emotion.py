@@ -136,3 +136,34 @@ def test_segments_and_cue(te_settings):
     (cue,), vote = text_witness(speech, te_settings, [])
     assert vote == te.clip
     assert cue.id == "S1" and cue.name == "text_emotion" and cue.modality == "speech"
+
+
+@pytest.mark.slow
+def test_a_fresh_scorer_loads_the_instruction_state_instead_of_evaluating_it(
+    te_settings, tmp_path, monkeypatch
+):
+    """The few-shot instruction (~330 tokens, ~3.5 s cold on 2 cores) is evaluated once and
+    saved with the model's other states; a new process's scorer loads it and evaluates only
+    the line, with the same log-probs."""
+    import numpy as np
+
+    from affectlens.agent.llm import get_llm
+    from affectlens.agent.llm.prefix_state import SystemTurns
+    from affectlens.agent.text_emotion import LabelScorer, shipped_head
+
+    head = shipped_head()
+    llm = get_llm(
+        te_settings.model_copy(update={"llm_backend": "embedded", "llm_model": head.model})
+    )
+    store = SystemTurns(llm._llama, llm.system_turns().identity, tmp_path)
+    line = "Well, that makes me feel so good."
+    llm._llama.reset()  # the instruction is not in the context (an earlier test's scorer)
+    before = LabelScorer(llm._llama, llm._lock, store).logprobs(line, head.prompt_version)
+    assert len(list(tmp_path.glob("*.state"))) == 1
+    llm._llama.reset()  # an empty context, as in a new process
+    evaluated: list[int] = []
+    step = llm._llama.eval
+    monkeypatch.setattr(llm._llama, "eval", lambda t: evaluated.append(len(t)) or step(t))
+    after = LabelScorer(llm._llama, llm._lock, store).logprobs(line, head.prompt_version)
+    assert evaluated and max(evaluated) < 40  # the line's tokens only, not the instruction
+    assert np.allclose(before, after, atol=1e-5)

@@ -112,13 +112,13 @@ class SystemTurns:
         with self._lock:
             state = self._states.get(key)
             if state is None:
-                state = self._read(turn)
+                state = self.saved(turn)
                 if state is None:
                     llama.reset()
                     llama.eval(turn)  # from an empty context: positions 0.. in n_batch batches
                     state = get_state(llama)
                     self.evaluated += 1
-                    self._write(turn, state)
+                    self.save(turn, state)
                 else:
                     self.loaded += 1
                 self._states[key] = state
@@ -138,7 +138,9 @@ class SystemTurns:
         digest = hashlib.sha256(f"{self.identity}\n{json.dumps(turn)}".encode()).hexdigest()
         return self.store / f"{digest[:32]}.state"
 
-    def _read(self, turn: list[int]) -> bytes | None:
+    def saved(self, turn: list[int]) -> bytes | None:
+        """The state saved on disk after ``turn`` (any prefix evaluated from an empty context
+        of this model: a system turn, the text-emotion scorer's instruction), or None."""
         path = self._file(turn)
         if path is None or not path.is_file():
             return None
@@ -153,7 +155,8 @@ class SystemTurns:
             return None
         return data[len(header) :]
 
-    def _write(self, turn: list[int], state: bytes) -> None:
+    def save(self, turn: list[int], state: bytes) -> None:
+        """Write the state after ``turn`` for the next process (no-op without a store)."""
         path = self._file(turn)
         if path is None:
             return
