@@ -38,12 +38,15 @@ import math
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from affectlens.tools.evidence import BASIC_EMOTIONS, EmotionVote
+
+if TYPE_CHECKING:  # agent.schemas stores a FusedReading
+    from affectlens.agent.schemas import Cue
 
 Decision = Literal["fusion", "llm", "hybrid"]
 EPS = 1e-4  # probability floor before the log (votes are stored rounded to 4 places)
@@ -88,6 +91,23 @@ class FusedReading(BaseModel):
         default=None, description="Set when the LLM's dominant emotion differs from the fusion's."
     )
     model: str = ""
+
+
+# The cue that carries each witness's vote (agent.textualise, agent.text_emotion).
+WITNESS_CUES = {"face": "expression", "voice": "voice_emotion", "speech": "text_emotion"}
+
+
+def dissenting_cues(fused: FusedReading, emotion: str, cues: Sequence[Cue]) -> list[str]:
+    """Ids of the cues whose witness's vote names another emotion than ``emotion`` first: the
+    reading's conflicts when the fused witnesses decided (measured, not the LLM's guess)."""
+    dissent = {
+        WITNESS_CUES[m]
+        for m, vote in fused.votes.items()
+        if m in WITNESS_CUES
+        and vote.probs
+        and max(vote.probs, key=vote.probs.__getitem__) != emotion
+    }
+    return [c.id for c in cues if c.name in dissent]
 
 
 @lru_cache(maxsize=4)

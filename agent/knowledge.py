@@ -181,11 +181,19 @@ def retrieve(queries: list[str], settings: Settings, k: int = 5, per_query: int 
     res = col.query(
         query_texts=queries,
         n_results=min(per_query, col.count()),
-        include=["documents", "distances"],
+        include=["documents", "distances", "metadatas"],
     )
+    # A hit's text is the entry's own (indexed as "title: text" for retrieval): the titles
+    # repeat what every text says first ("AU12 lip corner puller: AU12 (lip corner puller)
+    # pulls..."), ~7 prompt tokens an entry.
     ranked = [
-        [Hit(i, doc, float(d)) for i, doc, d in zip(ids, docs, dists)]
-        for ids, docs, dists in zip(res["ids"], res["documents"], res["distances"])
+        [
+            Hit(i, doc.removeprefix(f"{(meta or {}).get('title', '')}: "), float(d))
+            for i, doc, meta, d in zip(ids, docs, metas, dists)
+        ]
+        for ids, docs, metas, dists in zip(
+            res["ids"], res["documents"], res["metadatas"], res["distances"]
+        )
     ]
     out: dict[str, Hit] = {}
     for rank in range(per_query):

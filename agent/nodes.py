@@ -4,6 +4,7 @@ LangGraph's ``Runtime``) and returns a partial update; none of them holds model 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import cast
 
 from langgraph.runtime import Runtime
@@ -16,6 +17,7 @@ from affectlens.agent.registry import TOOLS
 from affectlens.agent.schemas import (
     MODALITIES,
     AnalysisResult,
+    Cue,
     DroppedClaim,
     Modality,
     VerificationReport,
@@ -214,18 +216,19 @@ def reason_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
         return update
     reading, fixes = rs.normalise(raw, cues, state["status"], state.get("evidence_dist") or {})
     reading, update["fusion"] = decide(
-        reading, fused, settings.decision, explained=dominant is not None
+        reading, fused, settings.decision, explained=dominant is not None, cues=cues
     )
     update.update(raw=raw, reading=reading, fixed=fixes, error=None)
     return update
 
 
-def decide(reading, fused, decision, *, explained: bool = False):
+def decide(reading, fused, decision, *, explained: bool = False, cues: Sequence[Cue] = ()):
     """Apply ``settings.decision`` (agent.fusion.decide): the dominant emotion, its calibrated
     confidence, and the conflict with the LLM noted on the fused reading. ``explained``: the
     LLM was told the decided emotion and explained it, naming no pick of its own, so the fused
-    reading keeps the LLM pick and conflict it had (none), and valence and arousal are the
-    fused distribution's circumplex point, not numbers the LLM was never asked for."""
+    reading keeps the LLM pick and conflict it had (none), valence and arousal are the fused
+    distribution's circumplex point and the conflicts the cues of the witnesses that voted
+    for another emotion (among ``cues``): evidence, not numbers the LLM was never asked for."""
     if fused is None or reading is None:
         return reading, fused
     before = fused
@@ -246,6 +249,7 @@ def decide(reading, fused, decision, *, explained: bool = False):
     update: dict = {"confidence": conf}
     if explained:
         update["valence"], update["arousal"] = circumplex_point(before.probs)
+        update["conflicts"] = fusion.dissenting_cues(before, reading.dominant, cues)
     return reading.model_copy(update=update), fused
 
 

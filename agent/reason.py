@@ -143,8 +143,8 @@ def schema_for(
     every cited id exists and every available modality is accounted for, by construction.
     ``dominant``: the emotion the fused witnesses decided (agent.fusion.decided); the only
     value the schema then allows, the one the conclusion is asked to name, and, like the
-    confidence, valence and arousal (the fused witnesses' replace them), filled in, not
-    generated. ``only``: the
+    confidence, valence, arousal and conflicts (the fused witnesses' replace them), filled in,
+    not generated. ``only``: the
     fields a repair round writes again (``redo_fields``)."""
     if not cues:
         return LLMReading
@@ -180,13 +180,15 @@ def schema_for(
             Field(default_factory=list, max_length=6, description="ids of cues that disagree"),
         ),
     )
-    if dominant:  # decided: not generated (~30 tokens a call); the fused witnesses give the
-        # confidence and, through the circumplex, valence and arousal (agent.nodes.decide)
+    if dominant:  # decided: not generated (~40 tokens a call); the fused witnesses give the
+        # confidence, the conflicts and, through the circumplex, valence and arousal
+        # (agent.nodes.decide)
         fields.update(
             dominant=(SkipJsonSchema[Literal[dominant]], dominant),  # type: ignore[misc,valid-type]
             confidence=(SkipJsonSchema[float], 0.0),
             valence=(SkipJsonSchema[float], 0.0),
             arousal=(SkipJsonSchema[float], 0.0),
+            conflicts=(SkipJsonSchema[list[str]], Field(default_factory=list)),
         )
     if only is not None:
         return create_model("Repair", **{k: v for k, v in fields.items() if k in only})

@@ -95,7 +95,7 @@ def test_tools_run_in_parallel_and_a_failing_tool_is_caught(face_clip, settings,
     assert set(result.timings) >= {"probe", "face", "textualise", "retrieve", "reason", "verify"}
     acc = {a.modality: a for a in result.reading.modalities}
     assert acc["scene"].status == "failed" and "exploded" in acc["scene"].summary
-    assert "No scene analysed" in llm.calls[0][1]["content"]
+    assert "Scene failed (" in llm.calls[0][1]["content"]
     stored = AnalysisStore(settings).get(result.id)
     assert stored.scene.status == "failed"
     # built once, in the graph: what was stored is what analyze() returned

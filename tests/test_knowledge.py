@@ -85,8 +85,11 @@ def test_retrieval_finds_the_relevant_theory(kb_settings):
             text="AU6 cheek raiser, peak intensity 0.60 (0-1): raised cheeks",
         ),
     ]
-    ids = [h.id for h in kb.retrieve(kb.cue_queries(smile), kb_settings, k=5)]
+    hits = kb.retrieve(kb.cue_queries(smile), kb_settings, k=5)
+    ids = [h.id for h in hits]
     assert "proto-happiness" in ids and "au-au12" in ids
+    entries = {e.id: e for e in kb.load_entries()}  # the prompt gets each entry's own text
+    assert [h.text for h in hits] == [entries[i].text for i in ids]
     calm = [
         Cue(
             id="V1",

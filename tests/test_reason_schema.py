@@ -56,15 +56,15 @@ def test_claims_can_only_cite_their_own_modality_and_must_cite():
 def test_a_decided_emotion_is_the_only_dominant_the_schema_allows():
     """When the fused witnesses decided (affectlens.agent.nodes), the schema admits only their
     emotion, the conclusion is asked to name it, and the LLM generates neither it nor a
-    confidence, valence or arousal (the grammar's JSON schema leaves them out; the reading
-    fills them in from the fused witnesses)."""
+    confidence, valence, arousal or conflicts (the grammar's JSON schema leaves them out; the
+    reading fills them in from the fused witnesses)."""
     model = rs.schema_for(CUES, "sadness")
     model.model_validate(GOOD)
     with pytest.raises(ValidationError):
         model.model_validate({**GOOD, "dominant": "happiness"})
     schema = model.model_json_schema()
     assert "sadness" in json.dumps(schema["properties"]["conclusion"])
-    filled = ("dominant", "confidence", "valence", "arousal")
+    filled = ("dominant", "confidence", "valence", "arousal", "conflicts")
     assert not set(filled) & set(schema["properties"])
     assert set(filled) <= set(rs.schema_for(CUES).model_json_schema()["properties"])
     written = {k: v for k, v in GOOD.items() if k not in filled}
@@ -132,7 +132,7 @@ def test_a_repair_round_writes_again_only_the_claims_that_were_wrong():
     assert rs.redo_fields(previous, None) is None  # the whole reading was wrong
     assert rs.redo_fields(rs.LLMReading.model_validate(GOOD | {"explanation": ["x"]}), [1]) is None
     decided = rs.schema_for(CUES, "sadness").model_validate(GOOD)
-    written = ["secondary", "conflicts"]  # dominant, confidence, valence, arousal: filled in
+    written = ["secondary"]  # dominant, confidence, valence, arousal, conflicts: filled in
     assert rs.redo_fields(decided, []) == ["conclusion", *written]  # only what the LLM writes
     redo = rs.redo_fields(decided, [2])
     repair = rs.schema_for(CUES, "sadness", only=redo)

@@ -113,6 +113,34 @@ def test_decision_rules_and_the_visible_conflict():
     assert fusion.decide(fused, "happiness", "fusion", params)[2].conflict is None
 
 
+def test_under_a_decided_emotion_the_conflicts_are_the_dissenting_witnesses_cues():
+    """A smiling face, an angry voice and plain words: with happiness decided, the cues that
+    carry the voice's and the words' votes conflict; the face's and the AU cues do not (a cue
+    without a vote has no emotion of its own to disagree with)."""
+    from affectlens.agent.nodes import decide
+    from affectlens.agent.schemas import Cue, EmotionReading
+
+    votes = {
+        "face": EmotionVote(probs={"happiness": 0.7, "sadness": 0.3}),
+        "voice": EmotionVote(probs={"anger": 0.6, "happiness": 0.4}),
+        "speech": EmotionVote(probs={"neutral": 0.8, "happiness": 0.2}),
+    }
+    fused = fusion.fuse(votes)
+    names = [("F1", "face", "expression"), ("F2", "face", "AU12"), ("V1", "voice", "prosody"),
+             ("V2", "voice", "voice_emotion"), ("S1", "speech", "transcript"),
+             ("S2", "speech", "text_emotion")]  # fmt: skip
+    cues = [
+        Cue(id=i, modality=m, start=0.0, end=1.0, name=n, value=0.5, text=n) for i, m, n in names
+    ]
+    assert fusion.dissenting_cues(fused, "happiness", cues) == ["V2", "S2"]
+    assert fusion.dissenting_cues(fused, "anger", cues) == ["F1", "S2"]
+    reading = EmotionReading(dominant=fused.top, label="happy", conflicts=["F2"])
+    decided, _ = decide(reading, fused, "fusion", explained=True, cues=cues)
+    assert decided.conflicts == fusion.dissenting_cues(fused, fused.top, cues)
+    kept, _ = decide(reading, fused, "llm", cues=cues)  # the LLM's pick: its own conflicts
+    assert kept.conflicts == ["F2"]
+
+
 def test_who_decides_before_the_llm_explains():
     """fusion: always the fused top; hybrid: only from HYBRID_MIN calibrated confidence; llm:
     never (affectlens.agent.nodes then asks the LLM to explain the decided emotion)."""
