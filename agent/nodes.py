@@ -254,9 +254,10 @@ def decide(reading, fused, decision, *, explained: bool = False, cues: Sequence[
 
 
 def verify_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
-    """Check the reading; cut the claims that name what their cited cues do not show
-    (verify.prune) at once when the cut is clean (settings.verify_prune_first), else after the
-    last repair round, and list them in the report."""
+    """Check the reading; cite a verbatim quote to the cue that holds it (verify.recite); cut
+    the claims that name what their cited cues do not show (verify.prune) at once when the cut
+    is clean (settings.verify_prune_first), else after the last repair round, and list them in
+    the report."""
     reading = state.get("reading")
     if reading is None:
         return {
@@ -274,6 +275,20 @@ def verify_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     dropped: list[DroppedClaim] = []
     settings = runtime.context.settings
     last_round = state.get("rounds", 0) > settings.verify_max_rounds
+    if any(p.kind == "content" for p in found):
+        # a verbatim quote cited to the wrong cue: cite the cue that holds it (verify.recite)
+        explanation, notes = vf.recite(reading.explanation, cues)
+        if notes:
+            reading = reading.model_copy(
+                update={
+                    "explanation": explanation,
+                    "modalities": rs.accounts(explanation, cues, state["status"]),
+                }
+            )
+            found = vf.check(reading, cues, available)
+            messages = [p.message for p in found]
+            fixed_now += notes
+            update["reading"] = reading
     if any(p.kind == "content" for p in found) and (last_round or settings.verify_prune_first):
         # Cut now rather than ask again when the cut is clean (settings.verify_prune_first):
         # every cut sentence reads whole (verify.reads_whole) and nothing else is wrong.

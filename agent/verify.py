@@ -349,6 +349,41 @@ def prune(reading: EmotionReading, cues: list[Cue]) -> tuple[list[str], list[Dro
     return kept, dropped
 
 
+def recite(explanation: list[str], cues: list[Cue]) -> tuple[list[str], list[str]]:
+    """The explanation with each word-for-word quote also cited to the cue that holds it, and a
+    note per mended claim. The 1.5B's most common slip on clips with speech is to quote the
+    transcript (S1) while citing the words' emotion scores (S2): the quote is right, only its
+    citation is not, and a repair round (~10 s on 2 cores) to say "cite S1" was the rest of the
+    bench's repair rounds. A claim whose sentences cite different ids is left to the repair."""
+    by_id = {c.id: c for c in cues}
+    out, notes = [], []
+    for n, item in enumerate(explanation, start=1):
+        groups = _cited_sentences([item])
+        ids = groups[0][1] if groups else []
+        if not ids or any(g[1] != ids for g in groups):
+            out.append(item)
+            continue
+        cited = [by_id[i] for i in ids if i in by_id]
+        extra = [
+            c.id
+            for s, _ in groups
+            for m, _ in unsupported(s, cited, cues)
+            if m.kind == "quote"
+            for c in cues
+            if c not in cited and _shows(m, c)
+        ]
+        extra = list(dict.fromkeys(extra))
+        if not extra:
+            out.append(item)
+            continue
+        bare = _bare(item).strip()
+        stop = bare[-1] if bare[-1:] in (".", "!", "?") else "."
+        cites = "".join(f"[{i}]" for i in [*ids, *extra])
+        out.append(f"{bare.rstrip('.!?').rstrip()} {cites}{stop}")
+        notes.append(f"Sentence {n}'s quote is now cited to {', '.join(extra)}, which holds it.")
+    return out, notes
+
+
 def reads_whole(claim: DroppedClaim) -> bool:
     """Whether a cut kept its sentence's opening clause, or at least its subject and verb, so
     what is left still reads as the claim it was ("The person is looking at the camera,

@@ -458,3 +458,49 @@ def test_problems_name_the_sentence_a_repair_round_writes_again():
     assert kinds(named_late) == {"agreement"} and vf.sentences_to_redo(named_late) == []
     left_out = vf.check(reading(["Sadness is clear [F1]."]), CUES, ALL)
     assert "modality" in kinds(left_out) and vf.sentences_to_redo(left_out) is None
+
+
+SPOKEN = [
+    *CUES,
+    Cue(id="S1", modality="speech", start=0.0, end=3.4, name="transcript",
+        value="for you, ask what you can do for your country.",
+        text='said: "for you, ask what you can do for your country."'),
+    Cue(id="S2", modality="speech", start=0.0, end=3.4, name="text_emotion", value=0.61,
+        text="the words alone read as neutral 0.61, happiness 0.21, anger 0.05 "
+        "(text-emotion scorer, 0-1; reliability 0.95)"),
+]  # fmt: skip
+QUOTED = [
+    "The face is sad at 0.62 [F1].",
+    "The words 'for you, ask what you can do for your country' are neutral [S2].",
+    "The voice is calm [V1].",
+    "Overall the person is sad [F1].",
+]
+
+
+def test_a_right_quote_cited_to_the_wrong_cue_is_cited_to_the_cue_that_holds_it():
+    """The bench's last repair rounds: the transcript quoted word for word, the words' emotion
+    scores (S2) cited instead of the transcript (S1). The verifier adds S1 itself, with no
+    repair round; a quote that no cue holds is still sent back."""
+    from affectlens.agent import nodes
+
+    spoken = {**ALL, "speech": True}
+    r = reading(QUOTED)
+    assert any("cite S1" in p.message for p in vf.check(r, SPOKEN, spoken))
+    mended, notes = vf.recite(r.explanation, SPOKEN)
+    assert mended[1] == (
+        "The words 'for you, ask what you can do for your country' are neutral [S2][S1]."
+    )
+    assert mended[:1] + mended[2:] == QUOTED[:1] + QUOTED[2:] and len(notes) == 1
+    assert not vf.check(reading(mended), SPOKEN, spoken)
+
+    state, runtime = after_one_round(r)
+    state = {**state, "cues": SPOKEN, "status": {m: ("ok", "") for m in spoken}}
+    now = nodes.verify_node(state, runtime)
+    assert now["reading"].explanation == mended and not now["problems"]
+    assert notes[0] in now["verification"].fixed
+    assert nodes.after_verify({**state, **now}, runtime) == "store"
+
+    misquoted = reading([*QUOTED[:1], "The words 'ask not' are neutral [S2].", *QUOTED[2:]])
+    assert vf.recite(misquoted.explanation, SPOKEN) == (misquoted.explanation, [])
+    later = nodes.verify_node({**state, "reading": misquoted}, runtime)
+    assert nodes.after_verify({**state, **later}, runtime) == "reason"
