@@ -300,7 +300,7 @@ def verify_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
             }
         )
         after = vf.check(pruned, cues, available)
-        clean = settings.verify_prune_first and not after and all(map(vf.reads_whole, cut))
+        clean = settings.verify_prune_first and not after and vf.clean_cut(reading.explanation, cut)
         if last_round or clean:
             reading, dropped, found = pruned, cut, after
             messages = [p.message for p in found]

@@ -318,6 +318,7 @@ def prune(reading: EmotionReading, cues: list[Cue]) -> tuple[list[str], list[Dro
     last_ids: list[str] = []
     for item in reading.explanation:
         parts: list[str] = []
+        ids: list[str] = []
         for s, ids in _cited_sentences([item]):
             cited = [by_id[i] for i in ids if i in by_id]
             bad = unsupported(s, cited, cues)
@@ -337,6 +338,10 @@ def prune(reading: EmotionReading, cues: list[Cue]) -> tuple[list[str], list[Dro
                     text=s, kept=parts[-1] if rest else None, reasons=[why for _, why in bad]
                 )
             )
+        if parts and ids and not cited_ids(parts[-1]):
+            # the claim cited once, at its end, and that sentence went: the ids move to the
+            # new end ("The voice is calm. <dropped> [V1]." -> "The voice is calm [V1].")
+            parts[-1] = _with_cites(parts[-1], ids)
         if parts:
             kept.append(" ".join(parts))
     if reading.dominant in BASIC:
@@ -347,6 +352,13 @@ def prune(reading: EmotionReading, cues: list[Cue]) -> tuple[list[str], list[Dro
             adjective = ADJECTIVE[reading.dominant]
             kept.append(f"Overall the person seems {adjective} {cites}".rstrip() + ".")
     return kept, dropped
+
+
+def _with_cites(sentence: str, ids: list[str]) -> str:
+    """``sentence`` citing ``ids`` at its end, as ``reason.Claim.sentence`` writes it."""
+    bare = _bare(sentence).strip()
+    stop = bare[-1] if bare[-1:] in (".", "!", "?") else "."
+    return f"{bare.rstrip('.!?').rstrip()} {''.join(f'[{i}]' for i in ids)}{stop}"
 
 
 def recite(explanation: list[str], cues: list[Cue]) -> tuple[list[str], list[str]]:
@@ -376,10 +388,7 @@ def recite(explanation: list[str], cues: list[Cue]) -> tuple[list[str], list[str
         if not extra:
             out.append(item)
             continue
-        bare = _bare(item).strip()
-        stop = bare[-1] if bare[-1:] in (".", "!", "?") else "."
-        cites = "".join(f"[{i}]" for i in [*ids, *extra])
-        out.append(f"{bare.rstrip('.!?').rstrip()} {cites}{stop}")
+        out.append(_with_cites(item, [*ids, *extra]))
         notes.append(f"Sentence {n}'s quote is now cited to {', '.join(extra)}, which holds it.")
     return out, notes
 
@@ -394,6 +403,28 @@ def reads_whole(claim: DroppedClaim) -> bool:
     subject = _SUBJECT.match(first[: first.rfind(" ") + 1]) if " " in first else None
     opening = subject.group(1) if subject else first
     return bool(claim.kept and opening and claim.kept.startswith(opening))
+
+
+def clean_cut(explanation: list[str], cut: list[DroppedClaim]) -> bool:
+    """Whether a cut leaves every claim reading as it was meant: each cut sentence keeps its
+    opening (``reads_whole``), or goes whole from a claim that keeps another sentence and is
+    not the conclusion (a rambling second sentence: "The AU cue for lip corner depressor
+    (AU15) is present and has [S2]."). A claim cut to nothing, or a fragment, goes back to
+    the LLM instead."""
+
+    def claim_of(d: DroppedClaim) -> int | None:
+        return next((i for i, item in enumerate(explanation) if d.text in item), None)
+
+    for d in cut:
+        if reads_whole(d):
+            continue
+        i = claim_of(d)
+        if d.kept is not None or i is None or i == len(explanation) - 1:
+            return False
+        gone = [x.text for x in cut if x.kept is None and claim_of(x) == i]
+        if len(split_sentences([explanation[i]])) <= len(gone):
+            return False
+    return True
 
 
 def names_dominant(reading: EmotionReading) -> bool:

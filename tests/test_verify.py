@@ -504,3 +504,27 @@ def test_a_right_quote_cited_to_the_wrong_cue_is_cited_to_the_cue_that_holds_it(
     assert vf.recite(misquoted.explanation, SPOKEN) == (misquoted.explanation, [])
     later = nodes.verify_node({**state, "reading": misquoted}, runtime)
     assert nodes.after_verify({**state, **later}, runtime) == "reason"
+
+
+def test_a_rambling_second_sentence_goes_at_once_a_whole_claim_does_not():
+    """A claim's second sentence naming what no cue shows is dropped whole without a repair
+    round when the claim keeps its first; a claim or a conclusion cut to nothing is not."""
+    from affectlens.agent import nodes
+
+    ramble = [
+        "The face is sad at 0.62 [F1].",
+        "The voice is calm. The AU cue for brow lowerer (AU4) is present [V1].",
+        "Overall the person is sad [F1].",
+    ]
+    explanation, cut = vf.prune(reading(ramble), CUES)
+    assert [d.kept for d in cut] == [None] and explanation[1] == "The voice is calm [V1]."
+    assert vf.clean_cut(ramble, cut)
+    state, runtime = after_one_round(reading(ramble))
+    now = nodes.verify_node(state, runtime)
+    assert now["reading"].explanation == explanation and not now["problems"]
+    assert nodes.after_verify({**state, **now}, runtime) == "store"
+
+    alone = [*ramble[:1], "The AU cue for brow lowerer (AU4) is present [V1].", ramble[2]]
+    assert not vf.clean_cut(alone, vf.prune(reading(alone), CUES)[1])
+    ending = [*ramble[:1], "The voice is calm [V1].", "The brows are lowered (AU4) [F1]."]
+    assert not vf.clean_cut(ending, vf.prune(reading(ending), CUES)[1])
