@@ -51,7 +51,16 @@ LLM_PICK_WEIGHT = 0.6  # share of the probabilities that follows the LLM's choic
 
 # Bounded strings: the grammar then caps every field, so a small model cannot ramble past
 # llm_max_tokens (an unbounded 0.5B reply was cut at 384 tokens in testing).
-Sentence = Annotated[str, Field(max_length=SENTENCE_CHARS)]
+# A claim is one sentence: its JSON schema's pattern allows a stop (. ! ?) only before a
+# non-space (0.62, 'gone.') or at its end, so the grammar closes the string where the sentence
+# ends. The 1.5B wrote a second sentence into ~half its claims and was cut at SENTENCE_CHARS
+# mid-word ("... indicating a m"): ~30 generated tokens a reading that were thrown away
+# (docs/bench.md). Schema only (json_schema_extra): a stored or hand-written claim of several
+# sentences still validates. Each repeated unit is one or two characters, hence max_length.
+ONE_SENTENCE = rf'^([^"\\.!?]|[.!?][^ "\\]){{0,{SENTENCE_CHARS - 1}}}[.!?]?$'
+Sentence = Annotated[
+    str, Field(max_length=2 * SENTENCE_CHARS, json_schema_extra={"pattern": ONE_SENTENCE})
+]
 CueId = Annotated[str, Field(max_length=4)]
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from affectlens.agent.citations import split_sentences
 from affectlens.agent.run import analyze
 from affectlens.agent.schemas import MODALITIES, AnalysisResult
 from affectlens.agent.store import AnalysisStore
@@ -68,6 +69,8 @@ def test_sample_clip_with_the_default_model(tmp_path):
     assert any(c.modality == "speech" for c in result.cues)
     assert AnalysisStore(settings).get(result.id).reading.label == result.reading.label
     assert "qwen2.5-1.5b" in result.models["reason"]
+    # one sentence a claim: the grammar closes a claim where its sentence ends
+    assert all(len(split_sentences([s])) == 1 for s in result.reading.explanation)
     print("\nstage timings (s):", result.timings)
 
 

@@ -72,6 +72,22 @@ def test_a_decided_emotion_is_the_only_dominant_the_schema_allows():
     assert rs.schema_for(CUES).model_validate({**GOOD, "dominant": "happiness"})
 
 
+def test_a_claim_is_one_sentence_in_the_grammar_but_any_stored_text_validates():
+    """The claim text's JSON-schema pattern (the grammar closes the string where the sentence
+    ends); pydantic does not enforce it, so a stored claim of two sentences still loads."""
+    import re
+
+    text = rs.schema_for(CUES).model_json_schema()["$defs"]["FaceClaim"]["properties"]["text"]
+    one = re.compile(text["pattern"])
+    assert one.match("The face is sad at 0.62, lips 'gone.' and down.")
+    assert not one.match("The face is sad. The voice is low.")
+    assert not one.match('He said "no".')  # quotes inside are single quotes
+    assert not one.match("x" * 161)
+    assert rs.Claim(text="Sad face. Low voice.", cues=["F1"]).sentence == (
+        "Sad face. Low voice [F1]."
+    )
+
+
 def test_structured_reading_normalises_to_cited_sentences():
     raw = rs.schema_for(CUES).model_validate(GOOD)
     status = {
