@@ -284,12 +284,28 @@ _SUBJECT = re.compile(r"^([A-Z][\w' ]*?\b(?:is|are|was|were)\s+)$")
 _AND_ING = re.compile(r"^and\s+(?=\w+ing\b)", re.I)
 
 
+def _clauses(text: str) -> list[str]:
+    """``_CLAUSE.split(text)`` (clauses at even indices, separators between), never splitting
+    inside brackets: "expression (widened eyes, lips down)" stays one clause, so a cut cannot
+    leave "lips down)" behind."""
+    pieces = _clauses(text)
+    out = [pieces[0]]
+    depth = pieces[0].count("(") - pieces[0].count(")")
+    for sep, piece in zip(pieces[1::2], pieces[2::2]):
+        if depth > 0:
+            out[-1] += sep + piece
+        else:
+            out += [sep, piece]
+        depth += piece.count("(") - piece.count(")")
+    return out
+
+
 def _cut(text: str, spans: list[tuple[int, int]]) -> str:
     """The text without the clauses that hold any of ``spans`` (a clause: split at commas,
     semicolons, dashes and conjunctions); '' when fewer than two words are left. When the
     opening clause goes and the next one is "and <verb>-ing", that one keeps the opening's
     subject and "is"."""
-    pieces = _CLAUSE.split(text)
+    pieces = _clauses(text)
     out, pos, subject = "", 0, ""
     for k, piece in enumerate(pieces):
         start, pos = pos, pos + len(piece)

@@ -329,6 +329,22 @@ def test_prune_cuts_the_offending_clause_and_keeps_the_conclusion():
     assert not any(p.kind == "content" for p in vf.check(reading(kept), CUES, ALL))
 
 
+def test_a_cut_never_splits_a_bracket():
+    """The 1.5B's "(widened eyes, lips pulled down)": the bracket is one clause, so cutting the
+    chin in it takes the bracket whole instead of leaving "lips down)" behind."""
+    r = reading(
+        [
+            "The face is sad at 0.62 [F1].",
+            "The voice is calm [V1].",
+            "The person is sad, as the face shows (a raised chin, lips down), and the voice (calm) "
+            "[F1][F2][V1].",
+        ]
+    )
+    kept, dropped = vf.prune(r, CUES)
+    assert kept[2] == "The person is sad, and the voice (calm) [F1][F2][V1]."
+    assert kept[2].count("(") == kept[2].count(")") and len(dropped) == 1
+
+
 def test_prune_states_the_conclusion_when_its_whole_claim_goes():
     r = reading(
         [
