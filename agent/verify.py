@@ -288,7 +288,7 @@ def _clauses(text: str) -> list[str]:
     """``_CLAUSE.split(text)`` (clauses at even indices, separators between), never splitting
     inside brackets: "expression (widened eyes, lips down)" stays one clause, so a cut cannot
     leave "lips down)" behind."""
-    pieces = _clauses(text)
+    pieces = _CLAUSE.split(text)
     out = [pieces[0]]
     depth = pieces[0].count("(") - pieces[0].count(")")
     for sep, piece in zip(pieces[1::2], pieces[2::2]):
