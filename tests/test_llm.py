@@ -466,3 +466,34 @@ def test_jump_forward_evaluates_forced_json_in_batches_and_keeps_the_model_s_cho
     # with it, forced tokens go in with the sampled one before them: fewer steps than tokens
     assert set(evals_plain[1:]) == {1} and len(evals_plain) - 1 in (n_plain - 1, n_plain)
     assert len(evals_fast) - 1 < sum(evals_fast[1:]) <= n_fast
+
+
+@pytest.mark.slow
+def test_jump_forward_never_evaluates_past_the_context():
+    """A call whose prompt and max_tokens fill the context exactly, cut at several points: the
+    forced text evaluated ahead of the tokens handed out must stop at the context's end (it
+    crashed llama_decode at 11 of 26 cut points before the cap)."""
+    from affectlens.agent.llm.grammar_sampler import CheckFirstLlama
+
+    n_ctx = 256
+    path = str(model_path("qwen2.5-0.5b", Settings().model_dir))
+    llama = CheckFirstLlama(model_path=path, n_ctx=n_ctx, n_threads=2, seed=0, verbose=False)
+    schema = {
+        "type": "object",
+        "required": ["animal", "legs"],
+        "properties": {"animal": {"enum": ["okapi", "axolotl"]}, "legs": {"type": "integer"}},
+    }
+
+    def ask(pad: int, max_tokens: int) -> dict:
+        text = "Name the most common pet and its number of legs, in JSON. Notes: " + "word " * pad
+        return llama.create_chat_completion(
+            messages=[{"role": "user", "content": text}],
+            temperature=0.0,
+            max_tokens=max_tokens,
+            response_format={"type": "json_object", "schema": schema},
+        )
+
+    base = ask(150, 1)["usage"]["prompt_tokens"]
+    for max_tokens in (6, 8, 10, 12):  # without the cap llama_decode raised here
+        out = ask(150 + n_ctx - max_tokens - base, max_tokens)
+        assert out["usage"]["prompt_tokens"] + max_tokens == n_ctx  # the context is full

@@ -183,6 +183,10 @@ class CheckFirstLlama(Llama):
                 return
             sampler = self._sampler
             send = sampler.take_forced() if isinstance(sampler, CheckFirstGrammarSampler) else None
+            if send:
+                # never past the context; a forced token left out is handed out by the sampler
+                # at the next step and evaluated then (it is already in the grammar)
+                send = send[: max(0, self._n_ctx - self.n_tokens - 1)]
             extra = yield token
             if extra:
                 send = [*(send or []), *extra]
