@@ -42,6 +42,16 @@ def strip_citations(text: str) -> str:
     return " ".join(CITATION.sub(" ", text).split())
 
 
+def cite(text: str, ids: Iterable[str]) -> str:
+    """``text`` without its bracket citations, citing ``ids`` (once each) before its final
+    stop: "Sad face [F1]." (a claim as a reading stores it)."""
+    body = re.sub(r"\s+([.,;:!?])", r"\1", strip_citations(text))
+    stop = body[-1] if body and body[-1] in ".!?" else "."
+    body = body.rstrip(".!?").rstrip()
+    cites = "".join(f"[{i}]" for i in dict.fromkeys(ids))
+    return f"{body} {cites}{stop}" if cites else f"{body}{stop}"
+
+
 def replace_citations(text: str, by: Callable[[list[str]], str]) -> str:
     """Each bracket citation replaced by ``by(ids)`` (card chips, pruning unknown ids)."""
     return CITATION.sub(lambda m: by(CUE_ID.findall(m.group(1))), text)

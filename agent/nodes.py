@@ -275,30 +275,30 @@ def verify_node(state: AnalysisState, runtime: Runtime[RunContext]) -> dict:
     dropped: list[DroppedClaim] = []
     settings = runtime.context.settings
     last_round = state.get("rounds", 0) > settings.verify_max_rounds
+
+    def explaining(reading, explanation: list[str]):
+        """``reading`` with this explanation and the modality accounts it gives."""
+        return reading.model_copy(
+            update={
+                "explanation": explanation,
+                "modalities": rs.accounts(explanation, cues, state["status"]),
+            }
+        )
+
     if any(p.kind == "content" for p in found):
         # a verbatim quote cited to the wrong cue: cite the cue that holds it (verify.recite)
         explanation, notes = vf.recite(reading.explanation, cues)
         if notes:
-            reading = reading.model_copy(
-                update={
-                    "explanation": explanation,
-                    "modalities": rs.accounts(explanation, cues, state["status"]),
-                }
-            )
+            reading = explaining(reading, explanation)
             found = vf.check(reading, cues, available)
             messages = [p.message for p in found]
             fixed_now += notes
             update["reading"] = reading
     if any(p.kind == "content" for p in found) and (last_round or settings.verify_prune_first):
         # Cut now rather than ask again when the cut is clean (settings.verify_prune_first):
-        # every cut sentence reads whole (verify.reads_whole) and nothing else is wrong.
+        # every claim still reads as meant (verify.clean_cut) and nothing else is wrong.
         explanation, cut = vf.prune(reading, cues)
-        pruned = reading.model_copy(
-            update={
-                "explanation": explanation,
-                "modalities": rs.accounts(explanation, cues, state["status"]),
-            }
-        )
+        pruned = explaining(reading, explanation)
         after = vf.check(pruned, cues, available)
         clean = settings.verify_prune_first and not after and vf.clean_cut(reading.explanation, cut)
         if last_round or clean:

@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field, create_model, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from affectlens import prompts
-from affectlens.agent.citations import cited_ids, split_sentences, strip_citations
+from affectlens.agent.citations import cite, cited_ids, split_sentences
 from affectlens.agent.schemas import MODALITIES, Cue, EmotionReading, Modality, ModalityAccount
 from affectlens.agent.textualise import render_cues
 from affectlens.taxonomy import BASIC, compound_label, parse_label, to_basic
@@ -85,11 +85,7 @@ class Claim(BaseModel):
     @property
     def sentence(self) -> str:
         """The text with its citations in brackets before the final stop: "Sad face [F1]."."""
-        text = re.sub(r"\s+([.,;:!?])", r"\1", strip_citations(finished(self.text)))
-        stop = text[-1] if text and text[-1] in ".!?" else "."
-        body = text.rstrip(".!?").rstrip()
-        cites = "".join(f"[{c}]" for c in dict.fromkeys(self.cues))
-        return f"{body} {cites}{stop}" if cites else f"{body}{stop}"
+        return cite(finished(self.text), self.cues)
 
 
 class LLMReading(BaseModel):

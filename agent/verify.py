@@ -15,7 +15,13 @@ import re
 from dataclasses import dataclass
 
 from affectlens.agent import lexicon
-from affectlens.agent.citations import CITATION, cited_ids, split_sentences, strip_citations
+from affectlens.agent.citations import (
+    CITATION,
+    cite,
+    cited_ids,
+    split_sentences,
+    strip_citations,
+)
 from affectlens.agent.schemas import Cue, DroppedClaim, EmotionReading, Modality
 from affectlens.agent.textualise import PREFIX, cue_line
 from affectlens.taxonomy import ADJECTIVE, BASIC, labels_in, parse_label
@@ -345,9 +351,8 @@ def prune(reading: EmotionReading, cues: list[Cue]) -> tuple[list[str], list[Dro
             rest = _cut(bare.rstrip(".!?"), [(m.start, m.end) for m, _ in bad])
             if rest and unsupported(rest, cited, cues):
                 rest = ""
-            cites = "".join(f"[{i}]" for i in ids)
             if rest:
-                parts.append(f"{rest} {cites}." if cites else f"{rest}.")
+                parts.append(cite(rest, ids))
             last_ids = ids or last_ids
             dropped.append(
                 DroppedClaim(
@@ -357,24 +362,15 @@ def prune(reading: EmotionReading, cues: list[Cue]) -> tuple[list[str], list[Dro
         if parts and ids and not cited_ids(parts[-1]):
             # the claim cited once, at its end, and that sentence went: the ids move to the
             # new end ("The voice is calm. <dropped> [V1]." -> "The voice is calm [V1].")
-            parts[-1] = _with_cites(parts[-1], ids)
+            parts[-1] = cite(parts[-1], ids)
         if parts:
             kept.append(" ".join(parts))
     if reading.dominant in BASIC:
         before = labels_in(" ".join(_bare(s) for s in reading.explanation))
         after = labels_in(" ".join(_bare(s) for s in kept))
         if reading.dominant in before and reading.dominant not in after:
-            cites = "".join(f"[{i}]" for i in last_ids)
-            adjective = ADJECTIVE[reading.dominant]
-            kept.append(f"Overall the person seems {adjective} {cites}".rstrip() + ".")
+            kept.append(cite(f"Overall the person seems {ADJECTIVE[reading.dominant]}", last_ids))
     return kept, dropped
-
-
-def _with_cites(sentence: str, ids: list[str]) -> str:
-    """``sentence`` citing ``ids`` at its end, as ``reason.Claim.sentence`` writes it."""
-    bare = _bare(sentence).strip()
-    stop = bare[-1] if bare[-1:] in (".", "!", "?") else "."
-    return f"{bare.rstrip('.!?').rstrip()} {''.join(f'[{i}]' for i in ids)}{stop}"
 
 
 def recite(explanation: list[str], cues: list[Cue]) -> tuple[list[str], list[str]]:
@@ -404,7 +400,7 @@ def recite(explanation: list[str], cues: list[Cue]) -> tuple[list[str], list[str
         if not extra:
             out.append(item)
             continue
-        out.append(_with_cites(item, [*ids, *extra]))
+        out.append(cite(item, [*ids, *extra]))
         notes.append(f"Sentence {n}'s quote is now cited to {', '.join(extra)}, which holds it.")
     return out, notes
 

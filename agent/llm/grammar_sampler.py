@@ -59,14 +59,16 @@ class CheckFirstGrammarSampler:
         self._pending: list[int] | None = None  # forced tokens to evaluate next
         self.forced = 0  # tokens appended without a decode step of their own
 
-    def _apply(self, data: ctypes.Array, size: int) -> None:
+    def _apply(self, data: ctypes.Array, size: int, grammar=None) -> None:
+        """Mask ``data`` (its first ``size`` entries) with ``grammar`` (the live one unless a
+        copy is given): a refused token's logit becomes -inf."""
         arr = llama_cpp.llama_token_data_array(
             data=ctypes.cast(data, llama_cpp.llama_token_data_p),
             size=size,
             selected=-1,
             sorted=False,
         )
-        llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(arr))
+        llama_cpp.llama_sampler_apply(grammar or self._grammar, ctypes.byref(arr))
 
     def take_forced(self) -> list[int] | None:
         """The forced tokens after the last sampled one, once: the caller evaluates them with
@@ -78,13 +80,7 @@ class CheckFirstGrammarSampler:
         for i, (_, tok) in enumerate(self._chars):
             d = self._probe[i]
             d.id, d.logit, d.p = tok, 0.0, 0.0  # type: ignore[assignment]
-        arr = llama_cpp.llama_token_data_array(
-            data=ctypes.cast(self._probe, llama_cpp.llama_token_data_p),
-            size=len(self._chars),
-            selected=-1,
-            sorted=False,
-        )
-        llama_cpp.llama_sampler_apply(grammar, ctypes.byref(arr))
+        self._apply(self._probe, len(self._chars), grammar)
         return [c for i, (c, _) in enumerate(self._chars) if not math.isinf(self._probe[i].logit)]
 
     def _jump_forward(self, token: int) -> None:
